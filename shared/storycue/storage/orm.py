@@ -1,0 +1,187 @@
+"""SQLAlchemy 2 ORM models of the metadata database.
+
+These classes are internal to :mod:`storycue.storage`: public methods of
+:class:`~storycue.storage.metadata.MetadataStore` return frozen dataclasses instead.
+Every schema change needs a new Alembic revision under ``storage/migrations/versions``
+(the test-suite checks that the migrated schema equals this metadata).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    CheckConstraint,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+    func,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+#: Deterministic constraint names, so migrations can refer to them on every backend.
+NAMING_CONVENTION: dict[str, str] = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+#: Integer primary keys: BIGINT on PostgreSQL, INTEGER (rowid alias) on SQLite.
+IdType = BigInteger().with_variant(Integer(), "sqlite")
+#: JSON documents: JSONB on PostgreSQL, JSON text elsewhere.
+JsonType = JSON().with_variant(JSONB(), "postgresql")
+
+SHA256_HEX_LEN = 64
+
+
+def utcnow() -> datetime:
+    """Timezone-aware current UTC time."""
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    """Declarative base of every storycue table."""
+
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+def _created() -> Mapped[datetime]:
+    return mapped_column(
+        DateTime(timezone=True), nullable=False, default=utcnow, server_default=func.now()
+    )
+
+
+def _updated() -> Mapped[datetime]:
+    return mapped_column(
+        DateTime(timezone=True),
+        nullable=False,
+        default=utcnow,
+        onupdate=utcnow,
+        server_default=func.now(),
+    )
+
+
+class CatalogueRow(Base):
+    __tablename__ = "catalogues"
+    __table_args__ = (
+        UniqueConstraint("tenant", "name"),
+        CheckConstraint("length(name) > 0", name="name_not_empty"),
+        CheckConstraint("length(tenant) > 0", name="tenant_not_empty"),
+    )
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True, autoincrement=True)
+    tenant: Mapped[str] = mapped_column(String(100), nullable=False, server_default="default")
+    name: Mapped[str] = mapped_column(String(200), nullable=False)
+    created_at: Mapped[datetime] = _created()
+
+    tracks: Mapped[list[TrackRow]] = relationship(
+        back_populates="catalogue", cascade="all, delete-orphan", passive_deletes=True
+    )
+
+
+class TrackRow(Base):
+    __tablename__ = "tracks"
+    __table_args__ = (
+        UniqueConstraint("catalogue_id", "content_hash"),
+        CheckConstraint(f"length(content_hash) = {SHA256_HEX_LEN}", name="content_hash_sha256"),
+        CheckConstraint("duration_s >= 0", name="duration_non_negative"),
+        CheckConstraint("sample_rate > 0", name="sample_rate_positive"),
+        CheckConstraint("channels > 0", name="channels_positive"),
+        Index(None, "catalogue_id", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True, autoincrement=True)
+    catalogue_id: Mapped[int] = mapped_column(
+        IdType, ForeignKey("catalogues.id", ondelete="CASCADE"), nullable=False
+    )
+    uri: Mapped[str] = mapped_column(Text, nullable=False)
+    title: Mapped[str | None] = mapped_column(Text)
+    artist: Mapped[str | None] = mapped_column(Text)
+    duration_s: Mapped[float] = mapped_column(Float, nullable=False)
+    sample_rate: Mapped[int] = mapped_column(Integer, nullable=False)
+    channels: Mapped[int] = mapped_column(Integer, nullable=False)
+    content_hash: Mapped[str] = mapped_column(String(SHA256_HEX_LEN), nullable=False)
+    tags: Mapped[list[str]] = mapped_column(JsonType, nullable=False, default=list)
+    created_at: Mapped[datetime] = _created()
+    updated_at: Mapped[datetime] = _updated()
+
+    catalogue: Mapped[CatalogueRow] = relationship(back_populates="tracks")
+
+
+class ModelRow(Base):
+    __tablename__ = "models"
+    __table_args__ = (
+        UniqueConstraint("name", "version"),
+        CheckConstraint("dim > 0", name="dim_positive"),
+        CheckConstraint("distance IN ('cosine', 'euclid', 'dot')", name="distance_known"),
+    )
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(100), nullable=False)
+    version: Mapped[str] = mapped_column(String(40), nullable=False)
+    dim: Mapped[int] = mapped_column(Integer, nullable=False)
+    family: Mapped[str] = mapped_column(String(100), nullable=False)
+    distance: Mapped[str] = mapped_column(String(10), nullable=False)
+    checkpoint_sha256: Mapped[str | None] = mapped_column(String(SHA256_HEX_LEN))
+    extra: Mapped[dict[str, Any]] = mapped_column(
+        "metadata", JsonType, nullable=False, default=dict
+    )
+    created_at: Mapped[datetime] = _created()
+
+
+class EmbeddingRow(Base):
+    """Provenance of one vector: which track, which model, where it is stored."""
+
+    __tablename__ = "embeddings"
+    __table_args__ = (
+        UniqueConstraint("track_id", "model_id"),
+        UniqueConstraint("collection", "point_id"),
+        Index(None, "model_id"),
+    )
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True, autoincrement=True)
+    track_id: Mapped[int] = mapped_column(
+        IdType, ForeignKey("tracks.id", ondelete="CASCADE"), nullable=False
+    )
+    model_id: Mapped[int] = mapped_column(
+        IdType, ForeignKey("models.id", ondelete="CASCADE"), nullable=False
+    )
+    collection: Mapped[str] = mapped_column(String(255), nullable=False)
+    point_id: Mapped[str] = mapped_column(String(36), nullable=False)
+    backbone_name: Mapped[str | None] = mapped_column(String(100))
+    backbone_version: Mapped[str | None] = mapped_column(String(40))
+    text_encoder: Mapped[str | None] = mapped_column(String(200))
+    audio_encoder: Mapped[str | None] = mapped_column(String(200))
+    valence: Mapped[float | None] = mapped_column(Float)
+    arousal: Mapped[float | None] = mapped_column(Float)
+    created_at: Mapped[datetime] = _created()
+    updated_at: Mapped[datetime] = _updated()
+
+
+class IngestFailureRow(Base):
+    """A file that could not be ingested, with the reason."""
+
+    __tablename__ = "ingest_failures"
+    __table_args__ = (Index(None, "catalogue_id", "created_at"),)
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True, autoincrement=True)
+    catalogue_id: Mapped[int] = mapped_column(
+        IdType, ForeignKey("catalogues.id", ondelete="CASCADE"), nullable=False
+    )
+    uri: Mapped[str] = mapped_column(Text, nullable=False)
+    content_hash: Mapped[str | None] = mapped_column(String(SHA256_HEX_LEN))
+    error_code: Mapped[str] = mapped_column(String(64), nullable=False)
+    message: Mapped[str] = mapped_column(Text, nullable=False)
+    created_at: Mapped[datetime] = _created()

@@ -1,0 +1,241 @@
+"""The vector-store interface: points, hits, filters and deterministic point ids.
+
+One collection per :class:`~storycue.identity.ModelIdentity` (name + version + dim).
+Implementations check on every write and search that vectors have the identity's
+dimension and that the collection was created for that identity, raising
+:class:`~storycue.errors.ModelMismatchError` otherwise.
+
+Scores
+------
+:attr:`VectorHit.score` is the backend's raw score and hits are always ordered best
+first. For ``cosine`` it is the cosine similarity (vectors are L2-normalised on write,
+so :meth:`VectorStore.retrieve` returns unit vectors), for ``dot`` the dot product: both
+higher is better. For ``euclid`` Qdrant reports the Euclidean *distance*, lower is
+better. :attr:`VectorHit.similarity` is always higher-is-better (the negated distance
+for ``euclid``), so callers comparing scores across distances should use it.
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+import numpy.typing as npt
+
+from storycue.errors import InvalidInputError
+from storycue.identity import ModelIdentity
+from storycue.storage.records import Distance, Track
+
+#: Namespace of :func:`point_id_for` (fixed forever: changing it orphans every vector).
+POINT_NAMESPACE = uuid.UUID("6f1d2c0e-8a55-5b7e-9c1a-53746f727963")
+
+#: Payload keys the standard filters and payload indexes use.
+PAYLOAD_TRACK_ID = "track_id"
+PAYLOAD_CATALOGUE_ID = "catalogue_id"
+PAYLOAD_DURATION_S = "duration_s"
+PAYLOAD_TAGS = "tags"
+
+VectorLike = Sequence[float] | npt.NDArray[np.floating[Any]]
+
+
+def point_id_for(track_id: int | str) -> str:
+    """The deterministic vector point id (a UUID string) of a track.
+
+    The same track always maps to the same point, so re-upserting replaces rather than
+    duplicates. Collections are per model, so the id need not include the model.
+    """
+    return str(uuid.uuid5(POINT_NAMESPACE, f"{track_id}"))
+
+
+def normalize_point_id(point_id: str | uuid.UUID) -> str:
+    """Canonical UUID string form of ``point_id``, or :class:`InvalidInputError`."""
+    try:
+        return str(point_id if isinstance(point_id, uuid.UUID) else uuid.UUID(str(point_id)))
+    except ValueError as exc:
+        raise InvalidInputError(
+            f"vector point ids must be UUID strings, got {point_id!r}",
+            detail={"point_id": str(point_id)},
+        ) from exc
+
+
+def as_vector(vector: VectorLike, dim: int | None = None) -> list[float]:
+    """A finite 1-D vector as a list of floats, checked against ``dim`` when given.
+
+    Raises :class:`InvalidInputError` for non-1-D or non-finite input; a length other
+    than ``dim`` raises :class:`~storycue.errors.ModelMismatchError`.
+    """
+    from storycue.errors import ModelMismatchError
+
+    arr = np.asarray(vector, dtype=np.float64)
+    if arr.ndim != 1:
+        raise InvalidInputError(f"a vector must be 1-D, got shape {arr.shape}")
+    if not np.isfinite(arr).all():
+        raise InvalidInputError("vector holds NaN or infinite values")
+    if dim is not None and arr.shape[0] != dim:
+        raise ModelMismatchError(
+            f"vector has dimension {arr.shape[0]}, the model expects {dim}",
+            detail={"expected_dim": dim, "got_dim": int(arr.shape[0])},
+        )
+    return [float(x) for x in arr]
+
+
+@dataclass(frozen=True, slots=True)
+class VectorPoint:
+    """One vector to store: a UUID id (see :func:`point_id_for`), the vector, a payload.
+
+    Put ``track_id``, ``catalogue_id``, ``duration_s`` and ``tags`` in the payload to
+    make :class:`SearchFilter` work.
+    """
+
+    id: str
+    vector: VectorLike
+    payload: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def for_track(cls, track: Track, vector: VectorLike, **extra: Any) -> VectorPoint:
+        """The point of ``track``: id :func:`point_id_for` and the standard payload
+        (``track_id``, ``catalogue_id``, ``duration_s``, ``tags``) plus ``extra``."""
+        return cls(id=point_id_for(track.id), vector=vector, payload=track_payload(track, **extra))
+
+
+def track_payload(track: Track, **extra: Any) -> dict[str, Any]:
+    """The standard payload of a track's vector, which :class:`SearchFilter` filters on."""
+    return {
+        PAYLOAD_TRACK_ID: track.id,
+        PAYLOAD_CATALOGUE_ID: track.catalogue_id,
+        PAYLOAD_DURATION_S: track.duration_s,
+        PAYLOAD_TAGS: list(track.tags),
+        **extra,
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class VectorHit:
+    """One search result, best first. See the module doc for ``score`` semantics."""
+
+    id: str
+    score: float
+    payload: dict[str, Any]
+    distance: Distance = "cosine"
+
+    @property
+    def similarity(self) -> float:
+        """Higher-is-better score: ``score`` for cosine/dot, ``-score`` for euclid."""
+        return -self.score if self.distance == "euclid" else self.score
+
+
+@dataclass(frozen=True, slots=True)
+class StoredVector:
+    """A point read back by id."""
+
+    id: str
+    vector: list[float]
+    payload: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class SearchFilter:
+    """Payload conditions, all of which must hold (``None`` = no condition).
+
+    ``catalogue_ids``: the point's ``catalogue_id`` is any of these. ``min_duration_s`` /
+    ``max_duration_s``: inclusive bounds on ``duration_s``. ``tags_any``: the point's
+    ``tags`` list shares at least one tag with these. Empty sequences are rejected (they
+    would match nothing; pass ``None`` for "no condition").
+    """
+
+    catalogue_ids: Sequence[int] | None = None
+    min_duration_s: float | None = None
+    max_duration_s: float | None = None
+    tags_any: Sequence[str] | None = None
+
+    def __post_init__(self) -> None:
+        if self.catalogue_ids is not None:
+            if len(self.catalogue_ids) == 0:
+                raise InvalidInputError("catalogue_ids must not be empty (use None)")
+            object.__setattr__(self, "catalogue_ids", tuple(int(c) for c in self.catalogue_ids))
+        if self.tags_any is not None:
+            if isinstance(self.tags_any, str) or len(self.tags_any) == 0:
+                raise InvalidInputError("tags_any must be a non-empty sequence of tags")
+            object.__setattr__(self, "tags_any", tuple(str(t) for t in self.tags_any))
+        for name in ("min_duration_s", "max_duration_s"):
+            value = getattr(self, name)
+            if value is not None and not math.isfinite(float(value)):
+                raise InvalidInputError(f"{name} must be finite, got {value!r}")
+        if (
+            self.min_duration_s is not None
+            and self.max_duration_s is not None
+            and self.min_duration_s > self.max_duration_s
+        ):
+            raise InvalidInputError(
+                f"min_duration_s {self.min_duration_s} > max_duration_s {self.max_duration_s}"
+            )
+
+    @property
+    def is_empty(self) -> bool:
+        """Whether no condition is set."""
+        return (
+            self.catalogue_ids is None
+            and self.min_duration_s is None
+            and self.max_duration_s is None
+            and self.tags_any is None
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class CollectionInfo:
+    """A collection of the vector store and the identity recorded with it.
+
+    ``identity`` and ``distance`` are ``None`` for a collection storycue did not create.
+    """
+
+    name: str
+    identity: ModelIdentity | None
+    distance: Distance | None
+    dim: int | None
+
+
+@runtime_checkable
+class VectorStore(Protocol):
+    """Where vectors live: one collection per model identity."""
+
+    def ensure_collection(self, identity: ModelIdentity, distance: Distance) -> None:
+        """Create the identity's collection, or check that the existing one matches."""
+        ...
+
+    def upsert(self, identity: ModelIdentity, points: Sequence[VectorPoint]) -> None:
+        """Insert or replace points (same id = same point)."""
+        ...
+
+    def search(
+        self,
+        identity: ModelIdentity,
+        vector: VectorLike,
+        top_k: int,
+        flt: SearchFilter | None = None,
+    ) -> list[VectorHit]:
+        """The ``top_k`` nearest points, best first."""
+        ...
+
+    def delete(self, identity: ModelIdentity, ids: Sequence[str]) -> None:
+        """Delete points by id (unknown ids are ignored)."""
+        ...
+
+    def count(self, identity: ModelIdentity, flt: SearchFilter | None = None) -> int:
+        """Number of points (matching ``flt``)."""
+        ...
+
+    def retrieve(self, identity: ModelIdentity, ids: Sequence[str]) -> list[StoredVector]:
+        """Points by id, in the order asked; unknown ids are skipped."""
+        ...
+
+    def collections(self) -> list[CollectionInfo]:
+        """Every collection of the store."""
+        ...
+
+    def close(self) -> None:
+        """Release the client (idempotent)."""
+        ...
