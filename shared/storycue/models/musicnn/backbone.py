@@ -1,0 +1,297 @@
+"""Loading the musicnn backbones and embedding whole tracks with them.
+
+The weights are the TensorFlow checkpoints shipped in the ``musicnn`` 0.1.0 wheel (folders
+``MTT_musicnn``, ``MSD_musicnn``, ``MTT_vgg``, ``MSD_vgg`` inside the package), read with
+:mod:`storycue.models.musicnn.checkpoint` — TensorFlow is never imported. The folder holding
+them is ``weights_dir`` when given, else ``Settings.musicnn_weights_dir``
+(``STORYCUE_MUSICNN_WEIGHTS_DIR``), else the installed ``musicnn`` package's folder.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from storycue.audio.mel import N_MELS, PATCH_FRAMES, MelFrontend, PatchPolicy
+from storycue.config import Settings, get_settings
+from storycue.errors import ConfigurationError, InvalidInputError, ModelNotFoundError
+from storycue.log import get_logger
+from storycue.models.musicnn.checkpoint import read_bundle
+from storycue.models.musicnn.nets import MusicnnNet, VggNet
+
+__all__ = [
+    "BACKBONES",
+    "MSD_LABELS",
+    "MTT_LABELS",
+    "MUSICNN_VERSION",
+    "BackboneSpec",
+    "MusicnnBackbone",
+    "clear_backbone_cache",
+    "load_backbone",
+    "resolve_weights_dir",
+]
+
+log = get_logger(__name__)
+
+#: Version string of the weights (the musicnn wheel they ship in).
+MUSICNN_VERSION = "musicnn-0.1.0"
+
+# Tag vocabularies of musicnn 0.1.0 (musicnn/configuration.py, ISC licence), in output order.
+MTT_LABELS: tuple[str, ...] = (
+    "guitar", "classical", "slow", "techno", "strings", "drums", "electronic", "rock", "fast",
+    "piano", "ambient", "beat", "violin", "vocal", "synth", "female", "indian", "opera", "male",
+    "singing", "vocals", "no vocals", "harpsichord", "loud", "quiet", "flute", "woman",
+    "male vocal", "no vocal", "pop", "soft", "sitar", "solo", "man", "classic", "choir", "voice",
+    "new age", "dance", "male voice", "female vocal", "beats", "harp", "cello", "no voice",
+    "weird", "country", "metal", "female voice", "choral",
+)  # fmt: skip
+MSD_LABELS: tuple[str, ...] = (
+    "rock", "pop", "alternative", "indie", "electronic", "female vocalists", "dance", "00s",
+    "alternative rock", "jazz", "beautiful", "metal", "chillout", "male vocalists",
+    "classic rock", "soul", "indie rock", "Mellow", "electronica", "80s", "folk", "90s", "chill",
+    "instrumental", "punk", "oldies", "blues", "hard rock", "ambient", "acoustic",
+    "experimental", "female vocalist", "guitar", "Hip-Hop", "70s", "party", "country",
+    "easy listening", "sexy", "catchy", "funk", "electro", "heavy metal", "Progressive rock",
+    "60s", "rnb", "indie pop", "sad", "House", "happy",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    """What one named backbone is: its architecture and the tags it was trained on."""
+
+    name: str
+    arch: Literal["musicnn", "vgg"]
+    dataset: Literal["MTT", "MSD"]
+    labels: tuple[str, ...]
+
+    @property
+    def feature_dims(self) -> dict[str, int]:
+        """Per-patch output sizes of :meth:`MusicnnBackbone.forward_patches`."""
+        if self.arch == "musicnn":
+            return {"tags": 50, "mean_pool": 753, "max_pool": 753, "penultimate": 200}
+        return {"tags": 50, "pool5": 256}
+
+
+#: The four backbones of the musicnn wheel, by name.
+BACKBONES: dict[str, BackboneSpec] = {
+    "MTT_musicnn": BackboneSpec("MTT_musicnn", "musicnn", "MTT", MTT_LABELS),
+    "MSD_musicnn": BackboneSpec("MSD_musicnn", "musicnn", "MSD", MSD_LABELS),
+    "MTT_vgg": BackboneSpec("MTT_vgg", "vgg", "MTT", MTT_LABELS),
+    "MSD_vgg": BackboneSpec("MSD_vgg", "vgg", "MSD", MSD_LABELS),
+}
+
+#: Patches per network call on CPU (bounds peak memory to a few hundred MB).
+_CPU_MICRO_BATCH = 16
+
+_INSTALL_HINT = (
+    "install the weights with `pip install --no-deps musicnn==0.1.0` (only its files are "
+    "needed, not TensorFlow) or set STORYCUE_MUSICNN_WEIGHTS_DIR to the folder holding the "
+    "MTT_musicnn/, MSD_musicnn/, MTT_vgg/ and MSD_vgg/ checkpoint folders"
+)
+
+
+def resolve_weights_dir(
+    weights_dir: Path | str | None = None, settings: Settings | None = None
+) -> Path:
+    """The folder holding the checkpoint folders, or :class:`ConfigurationError` saying how
+    to get them. Never imports TensorFlow (``musicnn/__init__.py`` is not even executed)."""
+    if weights_dir is None:
+        weights_dir = (settings or get_settings()).musicnn_weights_dir
+    if weights_dir is not None:
+        path = Path(weights_dir).expanduser()
+        if not path.is_dir():
+            raise ConfigurationError(
+                f"musicnn weights folder {path} does not exist; {_INSTALL_HINT}"
+            )
+        return path.resolve()
+    spec = importlib.util.find_spec("musicnn")
+    locations = list(spec.submodule_search_locations or []) if spec is not None else []
+    for loc in locations:
+        if (Path(loc) / "MTT_musicnn" / ".index").is_file():
+            return Path(loc).resolve()
+    raise ConfigurationError(f"the musicnn weights were not found; {_INSTALL_HINT}")
+
+
+class MusicnnBackbone:
+    """One loaded musicnn/VGG network plus its mel front end, ready for inference.
+
+    Build it with :func:`load_backbone`. Thread-safe for concurrent inference (eval mode,
+    no state changes under ``torch.inference_mode``).
+    """
+
+    def __init__(
+        self, spec: BackboneSpec, net: nn.Module, *, device: str, weights_dir: Path,
+        settings: Settings | None = None,
+    ) -> None:  # fmt: skip
+        self.spec = spec
+        self.name = spec.name
+        self.version = MUSICNN_VERSION
+        self.labels = spec.labels
+        self.device = torch.device(device)
+        self.weights_dir = weights_dir
+        self._settings = settings
+        self.net = net.to(self.device).eval()
+        self.mel = MelFrontend().to(self.device).eval()
+
+    @property
+    def feature_dims(self) -> dict[str, int]:
+        """Sizes of every key :meth:`embed_waveform` returns (per-patch keys + ``*_max``)."""
+        dims = dict(self.spec.feature_dims)
+        dims["tags_max"] = dims["tags"]
+        return dims
+
+    @property
+    def identity(self) -> str:
+        """``"<name>@<version>"``, e.g. ``"MTT_musicnn@musicnn-0.1.0"``."""
+        return f"{self.name}@{self.version}"
+
+    def forward_patches(self, patches: Tensor) -> dict[str, Tensor]:
+        """Outputs for log-mel patches ``[N, 187, 96]`` (float32; on any device).
+
+        musicnn: ``tags`` (50, sigmoid), ``mean_pool`` (753), ``max_pool`` (753),
+        ``penultimate`` (200). VGG: ``tags`` and ``pool5`` (256 = 2×1×128 flattened NHWC).
+        Each is ``[N, dim]`` on the backbone's device.
+        """
+        if patches.dim() != 3 or patches.shape[2] != N_MELS:
+            raise InvalidInputError(
+                f"{self.name} expects log-mel patches [N, {PATCH_FRAMES}, {N_MELS}], got "
+                f"{tuple(patches.shape)}"
+            )
+        if self.spec.arch == "vgg" and patches.shape[1] != PATCH_FRAMES:
+            raise InvalidInputError(
+                f"{self.name} (VGG) only accepts {PATCH_FRAMES}-frame patches, "
+                f"got {patches.shape[1]}"
+            )
+        x = patches.to(device=self.device, dtype=torch.float32)
+        # On CPU, run at most _CPU_MICRO_BATCH patches at once: the first layers' maps are
+        # ~10 MB per patch (plus the convolution's workspace), the speed is the same.
+        step = _CPU_MICRO_BATCH if self.device.type == "cpu" else max(1, x.shape[0])
+        outs: list[dict[str, Tensor]] = []
+        with torch.inference_mode():
+            for i in range(0, max(1, x.shape[0]), step):
+                outs.append(self.net(x[i : i + step]))
+        if len(outs) == 1:
+            return {k: v for k, v in outs[0].items() if k != "logits"}
+        return {k: torch.cat([o[k] for o in outs]) for k in outs[0] if k != "logits"}
+
+    def _batch_size(self) -> int:
+        return (self._settings or get_settings()).batch.audio_patches
+
+    def embed_waveform(
+        self, wave16k: np.ndarray, *, policy: PatchPolicy = "track", batch_size: int | None = None
+    ) -> dict[str, np.ndarray]:
+        """Whole-track features of a mono 16 kHz waveform, float32 numpy vectors.
+
+        The log-mel of the whole clip is computed once (in blocks, bounding memory), cut into
+        3 s patches (``policy``, see :mod:`storycue.audio.mel`: by default short clips are
+        repeat-padded to one patch and a tail of ≥1.5 s adds a final patch), run through the
+        network ``batch_size`` patches at a time (default ``Settings.batch.audio_patches``),
+        and each output is averaged over all patches. ``tags_max`` is the per-tag maximum.
+        """
+        arr = np.asarray(wave16k)
+        if arr.ndim != 1:
+            raise InvalidInputError(
+                f"embed_waveform expects a mono 1-D waveform, got shape {arr.shape}; "
+                "decode with storycue.audio.decode.load_audio (downmixes to mono)"
+            )
+        if arr.size == 0:
+            raise InvalidInputError("embed_waveform got an empty waveform")
+        if not np.issubdtype(arr.dtype, np.floating):
+            raise InvalidInputError(f"embed_waveform expects float samples, got {arr.dtype}")
+        if not np.isfinite(arr).all():
+            raise InvalidInputError("embed_waveform got NaN or infinite samples")
+        bs = batch_size or self._batch_size()
+        with torch.inference_mode():
+            wave = torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32))
+            logmel = self.mel.logmel_long(wave)
+            patches = MelFrontend.patches(logmel, policy=policy)
+            if patches.shape[0] == 0:
+                raise InvalidInputError(
+                    f"clip too short for policy {policy!r}: {logmel.shape[0]} frames, "
+                    f"fewer than one {PATCH_FRAMES}-frame patch"
+                )
+            sums: dict[str, Tensor] = {}
+            maxes: dict[str, Tensor] = {}
+            for i in range(0, patches.shape[0], bs):
+                out = self.forward_patches(patches[i : i + bs])
+                for k, v in out.items():
+                    s = v.sum(dim=0)
+                    sums[k] = sums[k] + s if k in sums else s
+                tmax = out["tags"].amax(dim=0)
+                maxes["tags"] = torch.maximum(maxes["tags"], tmax) if "tags" in maxes else tmax
+        n = patches.shape[0]
+        result = {k: (v / n).float().cpu().numpy() for k, v in sums.items()}
+        result["tags_max"] = maxes["tags"].float().cpu().numpy()
+        return result
+
+    def __repr__(self) -> str:
+        return (
+            f"MusicnnBackbone(name={self.name!r}, version={self.version!r}, device={self.device})"
+        )
+
+
+_cache: dict[tuple[str, str, str], MusicnnBackbone] = {}
+_cache_lock = threading.Lock()
+_key_locks: dict[tuple[str, str, str], threading.Lock] = {}
+
+
+def load_backbone(
+    name: str = "MTT_musicnn",
+    *,
+    weights_dir: Path | str | None = None,
+    device: str | None = None,
+    settings: Settings | None = None,
+) -> MusicnnBackbone:
+    """The backbone ``name`` (one of :data:`BACKBONES`), loaded once per
+    ``(name, weights_dir, device)`` and cached; concurrent callers wait for one load.
+
+    ``device`` defaults to ``Settings.torch_device()`` (CUDA when present under ``auto``).
+    Raises :class:`ModelNotFoundError` for an unknown name, :class:`ConfigurationError` when
+    the weights are missing.
+    """
+    if name not in BACKBONES:
+        raise ModelNotFoundError(
+            f"unknown audio backbone {name!r}; choose one of {', '.join(BACKBONES)}"
+        )
+    settings = settings or get_settings()
+    wdir = resolve_weights_dir(weights_dir, settings)
+    dev = str(torch.device(device or settings.torch_device()))
+    key = (name, str(wdir), dev)
+    with _cache_lock:
+        if key in _cache:
+            return _cache[key]
+        key_lock = _key_locks.setdefault(key, threading.Lock())
+    with key_lock:
+        with _cache_lock:
+            if key in _cache:
+                return _cache[key]
+        spec = BACKBONES[name]
+        ckpt = wdir / name
+        if not (ckpt / ".index").is_file():
+            raise ConfigurationError(f"checkpoint {ckpt}/.index not found; {_INSTALL_HINT}")
+        t0 = time.perf_counter()
+        net: MusicnnNet | VggNet = MusicnnNet() if spec.arch == "musicnn" else VggNet()
+        net.load_tf_weights(read_bundle(str(ckpt) + "/"))
+        backbone = MusicnnBackbone(spec, net, device=dev, weights_dir=wdir, settings=settings)
+        log.info(
+            "backbone_loaded", name=name, device=dev, seconds=round(time.perf_counter() - t0, 3)
+        )
+        with _cache_lock:
+            _cache[key] = backbone
+        return backbone
+
+
+def clear_backbone_cache() -> None:
+    """Forget every cached backbone (tests; freeing GPU memory)."""
+    with _cache_lock:
+        _cache.clear()
+        _key_locks.clear()
