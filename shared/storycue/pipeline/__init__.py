@@ -1,0 +1,1 @@
+"""Pipelines: catalogue ingest and story matching, composed from models and storage."""
