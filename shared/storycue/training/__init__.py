@@ -1,0 +1,1 @@
+"""Training: cached frozen-backbone features and the heads of each emotion-space family."""

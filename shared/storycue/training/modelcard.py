@@ -1,0 +1,103 @@
+"""Model cards: a Markdown page written beside every shipped checkpoint."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from storycue.models.emotion import CheckpointInfo
+
+
+def _fmt(v: Any) -> str:
+    return f"{v:.3f}" if isinstance(v, float) else str(v)
+
+
+def render_model_card(info: CheckpointInfo, sha256: str, extra: str = "") -> str:
+    """A model card: identity, architecture, data and licences, metrics, limitations."""
+    ident = info.identity
+    t = info.training
+    axes = "valence, arousal" if info.va_axes else "learned"
+    lines = [
+        f"# Model card: `{ident.name}` {ident.version}",
+        "",
+        "| field | value |",
+        "|---|---|",
+        f"| family | {info.family} |",
+        f"| embedding dimension | {ident.dim} ({axes}) |",
+        f"| distance | {info.distance} |",
+        f"| text encoder | {info.text_encoder} ({info.text_pooling} pooling, frozen) |",
+        f"| audio backbone | {info.audio_backbone} {info.audio_backbone_version} (frozen), "
+        f"features {' + '.join(info.audio_features)} pooled over 3 s patches |",
+        "| heads | "
+        + "; ".join(
+            f"{role}: {c.in_dim}→{'→'.join(str(h) for h in c.hidden)}→{c.out_dim} ({c.output})"
+            for role, c in info.heads.items()
+        )
+        + " |",
+        f"| checkpoint sha256 | `{sha256}` |",
+        f"| created | {info.created} |",
+        "",
+        "## Training data",
+        "",
+    ]
+    split = t.get("fourq_split", {})
+    if split:
+        lines.append(
+            f"- 4Q clips, storycue's artist-disjoint split (seed {split.get('seed')}, "
+            f"fingerprint `{split.get('fingerprint')}`): "
+            + ", ".join(f"{p} {sum(c.values())}" for p, c in split.get("counts", {}).items())
+            + " clips."
+        )
+    for part, n in t.get("text_examples", {}).items():
+        lines.append(f"- text examples ({part}): {n}")
+    cfg = t.get("config", {})
+    if cfg:
+        lines.append(f"- text sources: {', '.join(cfg.get('text_sources', []))}")
+        lines.append(f"- configuration: `{cfg}`")
+    lines += ["", "## Licences", "", "| component | licence |", "|---|---|"]
+    lines += [f"| {k} | {v} |" for k, v in info.licences.items()]
+    lines += ["", "## Metrics", ""]
+    lines.append(
+        "Macro-averaged (../shared/EVALUATION.md); gallery = storycue's 4Q split part named in "
+        "the row, queries = the named text split."
+    )
+    lines += [
+        "",
+        "| queries → gallery | mapping | P@5 | P@10 | MRR | mAP | R-prec |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for key, res in info.metrics.items():
+        for mapping, m in res.items():
+            if mapping == "diagnostics":
+                continue
+            lines.append(
+                f"| {key} | {mapping} | {_fmt(m.get('p@5'))} | {_fmt(m.get('p@10'))} | "
+                f"{_fmt(m.get('mrr'))} | {_fmt(m.get('ap'))} | {_fmt(m.get('r_precision'))} |"
+            )
+    diag = {k: v.get("diagnostics") for k, v in info.metrics.items() if v.get("diagnostics")}
+    if diag:
+        lines += ["", "Diagnostics:", ""]
+        lines += [
+            f"- {k}: " + ", ".join(f"{a} {_fmt(b)}" for a, b in d.items()) for k, d in diag.items()
+        ]
+    lines += [
+        "",
+        "## Intended use and limitations",
+        "",
+        "- Ranks music of a catalogue by how well its mood fits a text passage; a ranking aid "
+        "for people choosing music, not a classifier of anyone's feelings.",
+        "- Trained on English text and on ~30 s Western popular-music previews (4Q, AllMusic); "
+        "other languages, genres and long-form audio are outside what was measured.",
+        "- The numbers above use 108-clip galleries: differences of a few points are within "
+        "seed-to-seed variation. Compare rows across query sets to see how the text side "
+        "generalises beyond the text data it was trained on.",
+    ]
+    if extra:
+        lines += ["", extra.strip()]
+    return "\n".join(lines) + "\n"
+
+
+def write_model_card(info: CheckpointInfo, checkpoint: Path, sha256: str, extra: str = "") -> Path:
+    path = checkpoint.with_suffix(".md")
+    path.write_text(render_model_card(info, sha256, extra), encoding="utf-8")
+    return path
