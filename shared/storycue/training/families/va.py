@@ -1,0 +1,144 @@
+"""The valence-arousal regression family over a feature bank.
+
+The same model as :func:`storycue.training.va.train_va` (sigmoid heads regressing (valence,
+arousal) in [0, 1], weighted MSE with :func:`storycue.training.loop.fit_regression`, early
+stopping on validation loss, Euclidean retrieval), reading its targets from the bank:
+text targets are the NRC position of the label or EmoBank's rating (``TextPart.va``, built
+by :func:`storycue.training.va.text_training_set`), music targets the quadrant centre, the
+mean NRC position of the clip's tags (``MusicPart.tag_va``, built by
+:func:`storycue.training.va.music_targets`) or their average (``va_music_target``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from storycue.errors import InvalidInputError
+from storycue.evaluation.mappings import QUADRANT_VA_CENTRES
+from storycue.models.emotion import EmotionHeads
+from storycue.models.heads import HeadConfig, MLPHead
+from storycue.training.families.base import FamilyConfig, FeatureBank, MusicPart, TextPart
+from storycue.training.families.common import (
+    checkpoint_info,
+    mood_positions_from_text,
+    seed_everything,
+)
+from storycue.training.loop import RegressionData, fit_regression
+
+
+def text_regression_data(part: TextPart, config: FamilyConfig) -> RegressionData:
+    """Texts of ``config.text_sources`` with a known VA target, EmoBank down-weighted."""
+    ok = np.isfinite(part.va).all(axis=1) & np.isin(np.asarray(part.sources), config.text_sources)
+    idx = np.flatnonzero(ok)
+    w = np.asarray(
+        [config.emobank_weight if part.sources[i] == "emobank" else 1.0 for i in idx], np.float32
+    )
+    return RegressionData(part.features[idx], part.va[idx], w)
+
+
+def music_va_targets(part: MusicPart, how: str) -> np.ndarray:
+    """VA target of each clip: ``"quadrant"`` centre, ``"tags"`` mean or ``"blend"``."""
+    centre = np.asarray([QUADRANT_VA_CENTRES[q] for q in part.quadrants], np.float32).reshape(-1, 2)
+    tags = np.where(np.isfinite(part.tag_va), part.tag_va, centre)
+    if how == "quadrant":
+        return centre
+    if how == "tags":
+        return tags.astype(np.float32)
+    if how == "blend":
+        out: np.ndarray = (0.5 * centre + 0.5 * tags).astype(np.float32)
+        return out
+    raise InvalidInputError(f"unknown VA music target {how!r}; use quadrant, tags or blend")
+
+
+class VARegressionFamily:
+    """Valence-arousal regression (2-d, sigmoid heads, Euclidean distance)."""
+
+    name = "va-regression"
+
+    def default_config(self) -> FamilyConfig:
+        return FamilyConfig(
+            name=self.name,
+            text_hidden=[256],
+            audio_hidden=[128],
+            dropout=0.3,
+            lr=1e-3,
+            weight_decay=1e-3,
+            max_epochs=400,
+            patience=40,
+            batch_size=256,
+            selection="loss",
+        )
+
+    def train(self, bank: FeatureBank, config: FamilyConfig | None = None) -> EmotionHeads:
+        cfg = config or self.default_config()
+        seed_everything(cfg.seed)
+        train = text_regression_data(bank.text["train"], cfg)
+        val = text_regression_data(bank.text["validation"], cfg)
+        if len(train.x) == 0 or len(val.x) == 0:
+            raise InvalidInputError(
+                "va-regression needs texts with valence-arousal targets in train and validation"
+            )
+        text_cfg = HeadConfig(
+            in_dim=bank.text_dim,
+            out_dim=2,
+            hidden=list(cfg.text_hidden),
+            dropout=cfg.dropout,
+            output="sigmoid",
+        )
+        text_head = MLPHead(text_cfg)
+        text_hist = fit_regression(
+            text_head,
+            train,
+            val,
+            lr=cfg.lr,
+            weight_decay=cfg.weight_decay,
+            max_epochs=cfg.max_epochs,
+            patience=cfg.patience,
+            batch_size=cfg.batch_size,
+            seed=cfg.seed,
+        )
+
+        mt, mv = bank.music["train"], bank.music["validation"]
+        audio_cfg = HeadConfig(
+            in_dim=bank.audio_dim,
+            out_dim=2,
+            hidden=list(cfg.audio_hidden),
+            dropout=cfg.dropout,
+            output="sigmoid",
+        )
+        audio_head = MLPHead(audio_cfg)
+        audio_hist = fit_regression(
+            audio_head,
+            RegressionData(
+                mt.features,
+                music_va_targets(mt, cfg.va_music_target),
+                np.ones(len(mt), np.float32),
+            ),
+            RegressionData(
+                mv.features,
+                music_va_targets(mv, cfg.va_music_target),
+                np.ones(len(mv), np.float32),
+            ),
+            lr=cfg.lr,
+            weight_decay=cfg.weight_decay,
+            max_epochs=cfg.max_epochs,
+            patience=cfg.patience,
+            batch_size=min(cfg.batch_size, 64),
+            seed=cfg.seed,
+        )
+        info = checkpoint_info(
+            bank,
+            family=self.name,
+            config=cfg,
+            heads={"text": text_cfg, "audio": audio_cfg},
+            dim=2,
+            distance="euclid",
+            va_axes=True,
+            history={"text": text_hist, "audio": audio_hist},
+            extra={"text_examples": {"train": len(train.x), "validation": len(val.x)}},
+        )
+        return EmotionHeads(
+            info=info,
+            heads={"text": text_head, "audio": audio_head},
+            mood_positions=mood_positions_from_text(bank, text_head),
+        )

@@ -1,0 +1,246 @@
+"""Every emotion-space family trains on a tiny synthetic feature bank, saves and reloads.
+
+The bank has label-dependent structure: four text labels and four quadrants whose text,
+music and word-space prototypes line up (label k <-> quadrant k), three mood tags per
+quadrant, two labelled text sources and one VA-only source.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from storycue.data.fourq import QUADRANTS
+from storycue.evaluation.mappings import QUADRANT_VA_CENTRES
+from storycue.models.emotion import EmotionHeads, EmotionModel
+from storycue.training.families import FAMILIES, FamilyConfig, FeatureBank, get_family
+
+LABELS = ("joy", "anger", "sadness", "serenity")  # label k <-> quadrant k
+TAGS = {
+    "Q1": ("happy", "cheerful", "exciting"),
+    "Q2": ("angry", "hostile", "tense"),
+    "Q3": ("gloomy", "sad", "bleak"),
+    "Q4": ("calm", "tender", "peaceful"),
+}
+MAPPING = {lab: frozenset({q}) for lab, q in zip(LABELS, QUADRANTS, strict=True)}
+EXPECTED_DISTANCE = {
+    "classification": "dot",
+    "multihead-classification": "cosine",
+    "va-regression": "euclid",
+    "word-regression": "cosine",
+    "metric-2branch": "cosine",
+    "metric-3branch": "cosine",
+}
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    return x / np.linalg.norm(x, axis=-1, keepdims=True)
+
+
+def make_bank(seed: int = 7) -> FeatureBank:
+    rng = np.random.default_rng(seed)
+    d_text, d_audio, d_word = 24, 20, 12
+    text_proto = rng.normal(size=(4, d_text)) * 2.0
+    audio_proto = rng.normal(size=(4, d_audio)) * 2.0
+    word_centre = _unit(rng.normal(size=(4, d_word)))
+    tags = [t for q in QUADRANTS for t in TAGS[q]]
+    words = [*LABELS, *tags, "mellow"]
+    vecs = np.concatenate(
+        [
+            word_centre + 0.2 * rng.normal(size=(4, d_word)),
+            np.repeat(word_centre, 3, axis=0) + 0.3 * rng.normal(size=(12, d_word)),
+            word_centre[3:4] + 0.3 * rng.normal(size=(1, d_word)),
+        ]
+    )
+    tf, tl, ts, tv = {}, {}, {}, {}
+    mf, mq, mm = {}, {}, {}
+    for part, n_text, n_clip in (("train", 160, 64), ("validation", 64, 32), ("test", 64, 32)):
+        k = rng.integers(0, 4, size=n_text)
+        src = np.where(rng.random(n_text) < 0.5, "isear", "goemotions")
+        # the second source never uses "serenity": taxonomies differ
+        k = np.where((src == "goemotions") & (k == 3), 0, k)
+        labels = [LABELS[i] for i in k]
+        va = np.asarray([QUADRANT_VA_CENTRES[QUADRANTS[i]] for i in k]) + 0.05 * rng.normal(
+            size=(n_text, 2)
+        )
+        feats = text_proto[k] + rng.normal(size=(n_text, d_text))
+        # a few VA-only rows (EmoBank-like): no label
+        n_va = 16
+        kv = rng.integers(0, 4, size=n_va)
+        feats = np.concatenate([feats, text_proto[kv] + rng.normal(size=(n_va, d_text))])
+        va = np.concatenate([va, np.asarray([QUADRANT_VA_CENTRES[QUADRANTS[i]] for i in kv])]).clip(
+            0, 1
+        )
+        tf[part], tl[part] = feats, [*labels, *[""] * n_va]
+        ts[part], tv[part] = [*src.tolist(), *["emobank"] * n_va], va
+        q = np.arange(n_clip) % 4
+        mf[part] = audio_proto[q] + rng.normal(size=(n_clip, d_audio))
+        mq[part] = [QUADRANTS[i] for i in q]
+        mm[part] = [tuple(rng.choice(TAGS[QUADRANTS[i]], size=2, replace=False)) for i in q]
+    return FeatureBank.from_arrays(
+        text_features=tf,
+        text_labels=tl,
+        text_sources=ts,
+        text_va=tv,
+        music_features=mf,
+        quadrants=mq,
+        moods=mm,
+        words=words,
+        word_vectors=_unit(vecs),
+        mapping=MAPPING,
+        mood_words=["mellow"],
+        mood_word_features=text_proto[3:4] + rng.normal(size=(1, d_text)),
+    )
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread() -> Iterator[None]:
+    """Tiny heads train faster (and identically) on one thread, above all on a busy host."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def bank() -> FeatureBank:
+    return make_bank()
+
+
+def fast_config(name: str) -> FamilyConfig:
+    cfg = get_family(name).default_config()
+    return replace(
+        cfg,
+        seed=3,
+        text_hidden=[32, 32] if name == "multihead-classification" else [32],
+        audio_hidden=[32, 32] if name == "multihead-classification" else [32],
+        tag_hidden=[16],
+        embed_dim=8,
+        max_epochs=12 if name.startswith("metric") else 6,
+        patience=12,
+        batch_size=32,
+        steps_per_epoch=6,
+        lr=3e-3,
+    )
+
+
+@pytest.fixture(scope="module")
+def trained(bank: FeatureBank, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    out = tmp_path_factory.mktemp("families")
+    paths = {}
+    for name, family in FAMILIES.items():
+        heads = family.train(bank, fast_config(name))
+        paths[name] = out / f"{name}.safetensors"
+        heads.save(paths[name])
+    return paths
+
+
+def _project(heads: EmotionHeads, bank: FeatureBank, part: str) -> tuple[np.ndarray, np.ndarray]:
+    model = EmotionModel(heads)
+    return (
+        model.project_text_features(bank.text[part].features),
+        model.project_audio_features(bank.music[part].features),
+    )
+
+
+def test_registry_names() -> None:
+    assert set(FAMILIES) == set(EXPECTED_DISTANCE)
+    assert get_family("va").name == "va-regression"
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED_DISTANCE))
+def test_family_checkpoint_round_trip(
+    name: str, bank: FeatureBank, trained: dict[str, Path]
+) -> None:
+    heads = EmotionHeads.load(trained[name])
+    info = heads.info
+    assert info.family == name
+    assert info.distance == EXPECTED_DISTANCE[name]
+    dim = info.identity.dim
+    assert heads.text_head.space_dim == heads.audio_head.space_dim == dim
+    assert info.training["embedding_dim"] == dim
+    assert info.training["seed"] == 3
+    assert info.training["config"]["max_epochs"] == fast_config(name).max_epochs
+    assert info.training["data"]["fingerprint"] == bank.fingerprint()
+    assert info.metrics == {}
+    q, g = _project(heads, bank, "test")
+    assert q.shape == (len(bank.text["test"]), dim)
+    assert g.shape == (len(bank.music["test"]), dim)
+    assert np.isfinite(q).all() and np.isfinite(g).all()
+    scores = EmotionModel(heads).score(q, g)
+    assert scores.shape == (len(q), len(g))
+    if heads.mood_positions.size:
+        assert heads.mood_positions.shape == (len(info.mood_words), dim)
+
+
+@pytest.mark.parametrize("name", ["classification", "metric-3branch", "word-regression"])
+def test_family_deterministic_for_a_seed(
+    name: str, bank: FeatureBank, trained: dict[str, Path]
+) -> None:
+    again = FAMILIES[name].train(bank, fast_config(name))
+    saved = EmotionHeads.load(trained[name])
+    for a, b in zip(_project(again, bank, "test"), _project(saved, bank, "test"), strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-6)
+
+
+def test_classification_scores_are_zero_across_disjoint_vocabularies(
+    bank: FeatureBank, trained: dict[str, Path]
+) -> None:
+    heads = EmotionHeads.load(trained["classification"])
+    assert heads.info.vocabulary == [*sorted(LABELS), *QUADRANTS]
+    q, g = _project(heads, bank, "test")
+    assert set(np.unique(q)) <= {0.0, 1.0}
+    np.testing.assert_allclose(q.sum(axis=1), 1.0)
+    np.testing.assert_allclose(g[:, len(LABELS) :].sum(axis=1), 1.0, atol=1e-5)
+    assert np.all(EmotionModel(heads).score(q, g) == 0.0)
+
+
+def test_multihead_saves_taxonomy_heads(trained: dict[str, Path]) -> None:
+    heads = EmotionHeads.load(trained["multihead-classification"])
+    roles = set(heads.heads)
+    assert {"text", "audio", "cls-isear", "cls-goemotions", "cls-4q", "cls-allmusic"} <= roles
+    tax = heads.info.training["taxonomies"]
+    assert tax["cls-goemotions"] == ["anger", "joy", "sadness"]
+    assert heads.heads["cls-allmusic"].config.out_dim == 12
+
+
+def test_va_regression_has_va_axes(bank: FeatureBank, trained: dict[str, Path]) -> None:
+    heads = EmotionHeads.load(trained["va-regression"])
+    assert heads.info.va_axes and heads.info.identity.dim == 2
+    q, g = _project(heads, bank, "test")
+    assert ((q >= 0) & (q <= 1)).all() and ((g >= 0) & (g <= 1)).all()
+
+
+@pytest.mark.parametrize("name", ["metric-2branch", "metric-3branch", "word-regression"])
+def test_positive_pairs_end_closer_than_negatives(
+    name: str, bank: FeatureBank, trained: dict[str, Path]
+) -> None:
+    heads = EmotionHeads.load(trained[name])
+    q, g = _project(heads, bank, "train")
+    sim = EmotionModel(heads).score(q, g)
+    labels = bank.text["train"].labels
+    rel = np.asarray(
+        [[qd in MAPPING.get(lab, ()) for qd in bank.music["train"].quadrants] for lab in labels]
+    )
+    labelled = np.asarray([bool(lab) for lab in labels])
+    pos = sim[labelled][rel[labelled]].mean()
+    neg = sim[labelled][~rel[labelled]].mean()
+    assert pos > neg + 0.1, (pos, neg)
+
+
+def test_metric_3branch_has_tag_branch(bank: FeatureBank, trained: dict[str, Path]) -> None:
+    heads = EmotionHeads.load(trained["metric-3branch"])
+    assert "tag" in heads.heads and heads.info.heads["tag"].in_dim == bank.word_dim
+    near = heads.info.training["relations"]["near_tags"]
+    assert set(near["anger"]) <= set(TAGS["Q2"])
+    assert heads.mood_positions.shape == (1, heads.info.identity.dim)
+
+
+def test_word_mapping_of_synthetic_bank(bank: FeatureBank) -> None:
+    assert bank.word_mapping() == MAPPING
+    assert bank.taxonomies["goemotions"] == ["anger", "joy", "sadness"]
