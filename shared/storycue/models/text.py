@@ -88,6 +88,11 @@ class TextEncoder(LazyModel[_Loaded]):
                 f"cannot load text encoder {self._source!r}: {exc}. Give a local folder or a "
                 "hub id reachable from this machine (STORYCUE_TEXT_ENCODER)."
             ) from exc
+        # We pad pre-tokenised ids on purpose (one tokenisation serves the length check and
+        # the batches); silence transformers' advice to call the tokenizer twice instead.
+        warned = getattr(tokenizer, "deprecation_warnings", None)
+        if isinstance(warned, dict):
+            warned["Asking-to-pad-a-fast-tokenizer"] = True
         dev = torch.device(self.device)
         model.eval().to(dev)
         return _Loaded(tokenizer=tokenizer, model=model, device=dev)
@@ -128,24 +133,30 @@ class TextEncoder(LazyModel[_Loaded]):
                 raise InvalidInputError(f"text segment {i} is empty or not a string")
         loaded = self.model()
         limit = self.max_tokens
-        if not allow_truncation:
-            lengths = self.count_tokens(texts)
-            too_long = [i for i, n in enumerate(lengths) if n > limit]
-            if too_long:
-                raise InvalidInputError(
-                    f"{len(too_long)} segment(s) exceed the encoder's {limit}-token limit "
-                    f"(first: #{too_long[0]}, {lengths[too_long[0]]} tokens); segment the text",
-                    detail={"segments": too_long[:20], "limit": limit},
-                )
+        # Tokenise once: the lengths serve both the limit check and length-sorted batching.
+        ids: list[list[int]] = loaded.tokenizer(
+            list(texts),
+            add_special_tokens=True,
+            truncation=allow_truncation,
+            max_length=limit if allow_truncation else None,
+            verbose=False,
+        )["input_ids"]
+        lengths = [len(x) for x in ids]
+        too_long = [i for i, n in enumerate(lengths) if n > limit]
+        if too_long:
+            raise InvalidInputError(
+                f"{len(too_long)} segment(s) exceed the encoder's {limit}-token limit "
+                f"(first: #{too_long[0]}, {lengths[too_long[0]]} tokens); segment the text",
+                detail={"segments": too_long[:20], "limit": limit},
+            )
         # Sort by length so each batch pads little; restore order at the end.
-        order = np.argsort([len(t) for t in texts], kind="stable")
+        order = np.argsort(lengths, kind="stable")
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         with torch.inference_mode():
             for start in range(0, len(texts), self.batch_size):
                 idx = order[start : start + self.batch_size]
-                batch = [texts[int(i)] for i in idx]
-                enc = loaded.tokenizer(
-                    batch, padding=True, truncation=True, max_length=limit, return_tensors="pt"
+                enc = loaded.tokenizer.pad(
+                    {"input_ids": [ids[int(i)] for i in idx]}, padding=True, return_tensors="pt"
                 ).to(loaded.device)
                 hidden = loaded.model(**enc).last_hidden_state
                 pooled = self._pool(hidden, enc["attention_mask"])
