@@ -44,3 +44,14 @@ def text_encoder() -> object:
     from storycue.models.text import TextEncoder
 
     return TextEncoder()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Deselect ``slow`` tests unless the marker expression asks for them (``-m slow``)."""
+    if "slow" in (config.getoption("-m") or ""):
+        return
+    keep = [i for i in items if i.get_closest_marker("slow") is None]
+    dropped = [i for i in items if i.get_closest_marker("slow") is not None]
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = keep

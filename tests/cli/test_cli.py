@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -19,12 +20,12 @@ runner = CliRunner()
 
 
 @pytest.fixture()
-def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """A fresh STORYCUE_HOME and no data folder for each test."""
     monkeypatch.setenv("STORYCUE_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("STORYCUE_DATA_DIR", str(tmp_path / "no-data"))
     get_settings.cache_clear()
-    yield tmp_path  # type: ignore[misc]
+    yield tmp_path
     close_vector_stores()
     get_settings.cache_clear()
 
