@@ -425,8 +425,13 @@ def evaluate(
         str | None, typer.Option(help="Model name or checkpoint path (default: the active one).")
     ] = None,
     queries: Annotated[
-        str, typer.Option(help="Query set: isear-test, isear-validation, goemotions-test, ...")
-    ] = "isear-test",
+        str | None,
+        typer.Option(
+            help="Query set: isear-test, isear-validation, goemotions-test, ... (default "
+            "isear-test; with --table/--models a comma-separated list, default "
+            "isear-test,goemotions-test)."
+        ),
+    ] = None,
     gallery: Annotated[
         Path | None, typer.Option(help="Folder of gallery audio (default: storycue's 4Q split).")
     ] = None,
@@ -436,20 +441,47 @@ def evaluate(
     split: Annotated[str, typer.Option(help="4Q split part when no --gallery is given.")] = "test",
     mapping: Annotated[str, typer.Option(help="manual, va, word or all.")] = "all",
     json_out: Annotated[
-        bool, typer.Option("--json", help="Print the full report as JSON.")
+        bool, typer.Option("--json", help="Print the full report(s) as JSON.")
     ] = False,
+    table: Annotated[
+        bool,
+        typer.Option(
+            "--table",
+            help="Table-3 mode: evaluate --models (or --model) and the bridge baseline on "
+            "every query set against the 4Q split part and print a Markdown table.",
+        ),
+    ] = False,
+    models: Annotated[
+        str | None,
+        typer.Option(help="Comma-separated model names or checkpoint paths (implies --table)."),
+    ] = None,
+    baseline: Annotated[
+        bool,
+        typer.Option("--baseline/--no-baseline", help="Table mode: include the bridge baseline."),
+    ] = True,
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output",
+            "-o",
+            help="Write the result: table mode the Markdown table (and the JSON reports "
+            "beside it, same name with .json); otherwise the JSON report.",
+        ),
+    ] = None,
+    plots: Annotated[
+        Path | None,
+        typer.Option(
+            help="Write the paper's Figure 3 (VA plane, UMAP/2-D space) as PNGs in this folder."
+        ),
+    ] = None,
 ) -> None:
-    """Score a model on a labelled query set against a gallery (../shared/EVALUATION.md)."""
-    from storycue.evaluation.harness import (
-        MAPPINGS,
-        folder_gallery,
-        fourq_gallery,
-        load_queries,
-    )
-    from storycue.evaluation.harness import (
-        evaluate as run_evaluation,
-    )
-    from storycue.models.emotion import load_emotion_model
+    """Score models on labelled query sets against a gallery (../shared/EVALUATION.md).
+
+    One model: a table of macro metrics per mapping and its diagnostics. With --table or
+    --models: several models plus the bridge baseline on ISEAR-test and GoEmotions-test
+    against the 4Q test split, as a Markdown table in the style of the paper's Table 3.
+    """
+    from storycue.evaluation.harness import MAPPINGS
 
     settings = _settings()
     try:
@@ -459,51 +491,188 @@ def evaluate(
         for m in mappings:
             if m not in MAPPINGS:
                 raise InvalidInputError(f"unknown mapping {m!r}; choose manual, va, word or all")
-        emo = load_emotion_model(
-            model or settings.emotion_model,
-            device=settings.torch_device(),
-            extra_dir=settings.model_dir,
-            text_batch_size=settings.batch.text,
-            musicnn_weights_dir=settings.musicnn_weights_dir,
-        )
-        backbone = emo.audio_backbone()
-        with _progress(not json_out) as progress:
-            tasks: dict[str, Any] = {}
-
-            def report(what: str, done: int, total: int) -> None:
-                if what not in tasks:
-                    tasks[what] = progress.add_task(what, total=total)
-                progress.update(tasks[what], completed=done)
-
-            if gallery is not None and metadata is not None:
-                gal = folder_gallery(gallery, metadata, backbone, settings, progress=report)
-            else:
-                gal = fourq_gallery(split, backbone, settings, progress=report)
-            result = run_evaluation(
-                emo,
-                load_queries(queries, settings),
-                gal,
+        if table or models:
+            if gallery is not None:
+                raise InvalidInputError("table mode scores the 4Q split; drop --gallery")
+            _evaluate_table(
                 settings,
-                mappings=mappings,  # type: ignore[arg-type]
+                models=models or model or settings.emotion_model,
+                queries=queries,
+                split=split,
+                mapping=mapping,
+                mappings=mappings,
+                baseline=baseline,
+                json_out=json_out,
+                output=output,
+                plots=plots,
             )
+            return
+        result = _evaluate_one(
+            settings,
+            model=model,
+            queries=queries or "isear-test",
+            gallery=gallery,
+            metadata=metadata,
+            split=split,
+            mappings=mappings,
+            json_out=json_out,
+            plots=plots,
+        )
+        if output is not None:
+            output.parent.mkdir(parents=True, exist_ok=True)
+            output.write_text(json.dumps(result, indent=2), encoding="utf-8")
     except StorycueError as exc:
         raise _fail(exc) from exc
     if json_out:
         out.print_json(json.dumps(result))
         return
-    table = Table("mapping", "P@5", "P@10", "MRR", "mAP", "R-prec")
+    res_table = Table("mapping", "P@5", "P@10", "MRR", "mAP", "R-prec")
     for name, res in result["mappings"].items():
         m = res["macro"]
-        table.add_row(name, *(f"{m[k]:.3f}" for k in ("p@5", "p@10", "mrr", "ap", "r_precision")))
+        res_table.add_row(
+            name, *(f"{m[k]:.3f}" for k in ("p@5", "p@10", "mrr", "ap", "r_precision"))
+        )
     ident = result["model"]
     out.print(
-        f"{ident['name']} {ident['version']} ({ident['family']}), queries {queries} "
-        f"({result['queries']['count']}), gallery {result['gallery']['name']} "
-        f"({result['gallery']['count']} clips) — macro averages"
+        f"{ident['name']} {ident['version']} ({ident['family']}), queries "
+        f"{result['queries']['name']} ({result['queries']['count']}), gallery "
+        f"{result['gallery']['name']} ({result['gallery']['count']} clips) — macro averages"
     )
-    out.print(table)
+    out.print(res_table)
     for k, v in result.get("diagnostics", {}).items():
         out.print(f"{k}: {v:.3f}")
+    for k, v in result.get("diagnostics_notes", {}).items():
+        out.print(f"  ({k}: {v})", style="dim")
+    if output is not None:
+        out.print(f"wrote {output}")
+
+
+def _evaluate_one(
+    settings: Settings,
+    *,
+    model: str | None,
+    queries: str,
+    gallery: Path | None,
+    metadata: Path | None,
+    split: str,
+    mappings: tuple[str, ...],
+    json_out: bool,
+    plots: Path | None,
+) -> dict[str, Any]:
+    """``storycue evaluate`` for one model and query set: the harness report."""
+    from storycue.evaluation.harness import evaluate as run_evaluation
+    from storycue.evaluation.harness import folder_gallery, fourq_gallery, load_queries
+    from storycue.models.emotion import load_emotion_model
+
+    emo = load_emotion_model(
+        model or settings.emotion_model,
+        device=settings.torch_device(),
+        extra_dir=settings.model_dir,
+        text_batch_size=settings.batch.text,
+        musicnn_weights_dir=settings.musicnn_weights_dir,
+    )
+    backbone = emo.audio_backbone()
+    with _progress(not json_out) as progress:
+        tasks: dict[str, Any] = {}
+
+        def report(what: str, done: int, total: int) -> None:
+            if what not in tasks:
+                tasks[what] = progress.add_task(what, total=total)
+            progress.update(tasks[what], completed=done)
+
+        if gallery is not None and metadata is not None:
+            gal = folder_gallery(gallery, metadata, backbone, settings, progress=report)
+        else:
+            gal = fourq_gallery(split, backbone, settings, progress=report)
+        query_set = load_queries(queries, settings)
+        result = run_evaluation(
+            emo,
+            query_set,
+            gal,
+            settings,
+            mappings=mappings,  # type: ignore[arg-type]
+        )
+    if plots is not None:
+        from storycue.evaluation.plots import model_figure3
+
+        for path in model_figure3(emo, query_set, gal, settings, plots):
+            err.print(f"wrote {path}")
+    return result
+
+
+def _evaluate_table(
+    settings: Settings,
+    *,
+    models: str,
+    queries: str | None,
+    split: str,
+    mapping: str,
+    mappings: tuple[str, ...],
+    baseline: bool,
+    json_out: bool,
+    output: Path | None,
+    plots: Path | None,
+) -> None:
+    """``storycue evaluate --table``: several models + the bridge baseline, Table-3 style."""
+    from storycue.evaluation.harness import QUERY_SETS
+    from storycue.evaluation.report import TABLE_QUERY_SETS, evaluate_table, render_table
+
+    names = [m.strip() for m in models.split(",") if m.strip()]
+    qsets = [q.strip() for q in queries.split(",") if q.strip()] if queries else []
+    qsets = qsets or list(TABLE_QUERY_SETS)
+    unknown = [q for q in qsets if q not in QUERY_SETS]
+    if unknown:
+        raise InvalidInputError(f"unknown query set(s) {unknown}; choose from {QUERY_SETS}")
+    command = (
+        f"storycue evaluate --models {','.join(names)} --queries {','.join(qsets)} "
+        f"--split {split} --mapping {mapping}" + ("" if baseline else " --no-baseline")
+    )
+    with _progress(not json_out) as progress:
+        tasks: dict[str, Any] = {}
+
+        def report(what: str, done: int, total: int) -> None:
+            if what not in tasks:
+                tasks[what] = progress.add_task(what, total=total)
+            progress.update(tasks[what], completed=done)
+
+        results = evaluate_table(
+            names,
+            settings,
+            query_sets=qsets,
+            split=split,
+            mappings=mappings,  # type: ignore[arg-type]
+            baseline=baseline,
+            progress=report,
+        )
+    markdown = render_table(results, query_sets=qsets, command=command)
+    if output is not None:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(markdown, encoding="utf-8")
+        output.with_suffix(".json").write_text(
+            json.dumps({"command": command, "reports": results}, indent=2), encoding="utf-8"
+        )
+        err.print(f"wrote {output} and {output.with_suffix('.json')}")
+    if plots is not None:
+        from storycue.evaluation.harness import fourq_gallery, load_queries
+        from storycue.evaluation.plots import model_figure3
+        from storycue.models.emotion import load_emotion_model
+
+        for name in names:
+            emo = load_emotion_model(
+                name,
+                device=settings.torch_device(),
+                extra_dir=settings.model_dir,
+                text_batch_size=settings.batch.text,
+                musicnn_weights_dir=settings.musicnn_weights_dir,
+            )
+            gal = fourq_gallery(split, emo.audio_backbone(), settings)
+            for qs in qsets:
+                for path in model_figure3(emo, load_queries(qs, settings), gal, settings, plots):
+                    err.print(f"wrote {path}")
+    if json_out:
+        out.print_json(json.dumps({"command": command, "reports": results}))
+    else:
+        print(markdown)
 
 
 def synthesise_clips(folder: Path, seconds: float = 6.0, sr: int = 16000) -> list[Path]:

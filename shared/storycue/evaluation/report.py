@@ -1,0 +1,280 @@
+"""Results tables in the style of the paper's Table 3, from harness reports.
+
+:func:`render_table` turns a list of reports (one per model x query set, as returned by
+:func:`storycue.evaluation.harness.evaluate` and
+:func:`storycue.evaluation.baseline.evaluate_baseline`) into Markdown: rows = models (the
+bridge baseline last), columns = query set x mapping x {P@5, MRR, mAP} (macro averages), the
+best value of each column in bold, and a caption that states the gallery, the query sets
+and splits, the model versions and the command that reproduces the table.
+:func:`render_diagnostics` adds the per-side diagnostics. :func:`evaluate_table` runs the
+whole grid (several checkpoints + the baseline) on the real data; ``storycue evaluate
+--models a,b,c`` is its command line.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from storycue.config import Settings
+from storycue.errors import InvalidInputError
+from storycue.evaluation.harness import MAPPINGS, MappingName
+
+#: Default query sets and metrics of the table.
+TABLE_QUERY_SETS: tuple[str, ...] = ("isear-test", "goemotions-test")
+TABLE_METRICS: tuple[tuple[str, str], ...] = (("p@5", "P@5"), ("mrr", "MRR"), ("ap", "mAP"))
+_MAPPING_TITLES = {"manual": "manual", "va": "VA", "word": "word"}
+_DIAG_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("music_quadrant_accuracy", "music acc"),
+    ("music_quadrant_accuracy_va_rule", "music acc (VA rule)"),
+    ("emobank_valence_pearson", "EmoBank V r"),
+    ("emobank_arousal_pearson", "EmoBank A r"),
+)
+
+
+def row_key(report: dict[str, Any]) -> str:
+    """The row a report belongs to: ``name version`` of its model."""
+    m = report["model"]
+    return f"{m['name']} {m['version']}"
+
+
+def row_label(report: dict[str, Any]) -> str:
+    """How a row is labelled: the family, then the model name and version."""
+    m = report["model"]
+    if m.get("family") == "bridge-baseline":
+        return f"bridge baseline (LR text + LR music) {m['version']}"
+    if m["name"] == m.get("family"):
+        return f"{m['family']} {m['version']}"
+    return f"{m.get('family', '?')} ({m['name']} {m['version']})"
+
+
+def _rows(results: Sequence[dict[str, Any]]) -> list[str]:
+    keys = list(dict.fromkeys(row_key(r) for r in results))
+    baseline = [k for k in keys if k.startswith("bridge-baseline ")]
+    return [k for k in keys if k not in baseline] + baseline
+
+
+def _columns(
+    results: Sequence[dict[str, Any]], query_sets: Sequence[str] | None
+) -> tuple[list[str], list[str]]:
+    qsets = list(query_sets or dict.fromkeys(r["queries"]["name"] for r in results))
+    present = {m for r in results for m in r["mappings"]}
+    maps = [m for m in MAPPINGS if m in present] + sorted(present - set(MAPPINGS))
+    return qsets, maps
+
+
+def _fmt(value: float | None, best: bool) -> str:
+    if value is None:
+        return "–"
+    text = f"{value:.3f}"
+    return f"**{text}**" if best else text
+
+
+def _table(header: list[str], body: list[list[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |"]
+    lines.append("|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|")
+    lines.extend("| " + " | ".join(row) + " |" for row in body)
+    return lines
+
+
+def caption(results: Sequence[dict[str, Any]], command: str | None = None) -> list[str]:
+    """Caption lines: gallery, query sets and splits, model versions, command."""
+    first = results[0]
+    gal = first["gallery"]
+    quads = ", ".join(f"{q} {n}" for q, n in gal.get("quadrants", {}).items())
+    info = gal.get("info", {})
+    where = ""
+    if info.get("split_fingerprint"):
+        where = (
+            f" — {info.get('source', '4Q')}, part `{info.get('part')}`, seed "
+            f"{info.get('split_seed')}, fractions {info.get('split_fractions')}, fingerprint "
+            f"`{info['split_fingerprint']}`"
+        )
+    if info.get("backbone"):
+        where += f"; backbone {info['backbone']}"
+    lines = [f"- **Gallery**: `{gal['name']}`, {gal['count']} clips ({quads}){where}."]
+    qsets = dict.fromkeys(f"`{r['queries']['name']}` ({r['queries']['count']})" for r in results)
+    lines.append(
+        "- **Queries**: "
+        + ", ".join(qsets)
+        + ". ISEAR: storycue's stratified 70/15/15 split (test part); GoEmotions: the "
+        "official test split, single-label rows in the Ekman grouping (neutral dropped)."
+    )
+    models: dict[str, str] = {}
+    for r in results:
+        m = r["model"]
+        sha = m.get("checkpoint_sha256") or ""
+        desc = f"{m['name']} {m['version']} ({m.get('family', '?')}"
+        desc += f", sha256 `{sha[:12]}`)" if sha else ")"
+        models.setdefault(row_key(r), desc)
+    lines.append("- **Models**: " + "; ".join(models.values()) + ".")
+    lines.append(
+        "- **Metrics**: macro averages (per text label, then over labels); relevance by the "
+        "manual, VA (NRC VAD) and word (mood-tag centroid) mappings of EVALUATION.md. Best "
+        "value of each column in bold."
+    )
+    if command:
+        lines.append(f"- **Reproduce**: `{command}`")
+    return lines
+
+
+def render_table(
+    results: Sequence[dict[str, Any]],
+    *,
+    query_sets: Sequence[str] | None = None,
+    metrics: Sequence[tuple[str, str]] = TABLE_METRICS,
+    command: str | None = None,
+    title: str = "Text-to-music retrieval (Table 3 style)",
+    diagnostics: bool = True,
+) -> str:
+    """A Markdown results table (module docstring) of ``results``; with ``diagnostics``
+    the diagnostics table follows the caption."""
+    if not results:
+        raise InvalidInputError("render_table needs at least one report")
+    qsets, maps = _columns(results, query_sets)
+    rows = _rows(results)
+    by_cell = {(row_key(r), r["queries"]["name"]): r for r in results}
+    labels = {row_key(r): row_label(r) for r in results}
+    values: list[list[float | None]] = []
+    header = ["model"]
+    for qs in qsets:
+        for mp in maps:
+            for _key, title_m in metrics:
+                header.append(f"{qs} {_MAPPING_TITLES.get(mp, mp)} {title_m}")
+    for rk in rows:
+        line: list[float | None] = []
+        for qs in qsets:
+            rep = by_cell.get((rk, qs))
+            for mp in maps:
+                for key, _ in metrics:
+                    res = rep["mappings"].get(mp) if rep else None
+                    line.append(float(res["macro"][key]) if res else None)
+        values.append(line)
+    best: list[float | None] = []
+    for c in range(len(header) - 1):
+        column = [v for row in values if (v := row[c]) is not None]
+        best.append(max(column) if column else None)
+    body = [
+        [labels[rk]]
+        + [
+            _fmt(v, v is not None and len(rows) > 1 and v == best[c])
+            for c, v in enumerate(values[i])
+        ]
+        for i, rk in enumerate(rows)
+    ]
+    out = [f"### {title}", "", *_table(header, body), "", *caption(results, command)]
+    if diagnostics:
+        out += ["", render_diagnostics(results, query_sets=qsets)]
+    return "\n".join(out) + "\n"
+
+
+def render_diagnostics(
+    results: Sequence[dict[str, Any]], *, query_sets: Sequence[str] | None = None
+) -> str:
+    """Markdown table of the per-side diagnostics: text accuracy per query set (on its own
+    labels), music quadrant accuracy on the gallery, EmoBank correlations (VA models)."""
+    if not results:
+        raise InvalidInputError("render_diagnostics needs at least one report")
+    qsets, _ = _columns(results, query_sets)
+    rows = _rows(results)
+    by_cell = {(row_key(r), r["queries"]["name"]): r for r in results}
+    labels = {row_key(r): row_label(r) for r in results}
+    header = ["model", *(f"{qs} text acc" for qs in qsets), *(t for _, t in _DIAG_COLUMNS)]
+    body: list[list[str]] = []
+    for rk in rows:
+        reps = [by_cell.get((rk, qs)) for qs in qsets]
+        cells = [labels[rk]]
+        for rep in reps:
+            v = rep["diagnostics"].get("text_accuracy") if rep else None
+            cells.append(_fmt(v, False))
+        first = next((r for r in reps if r is not None), None)
+        for key, _ in _DIAG_COLUMNS:
+            v = first["diagnostics"].get(key) if first else None
+            cells.append(_fmt(v, False))
+        body.append(cells)
+    note = (
+        "Diagnostics: text acc = emotion classification accuracy on the query set's labels "
+        "(the model's own classifier, else the nearest label prototype of the training "
+        "texts); music acc = nearest quadrant prototype of the 4Q train clips (the baseline: "
+        "its classifiers); VA rule = quadrant of the clip's VA point; EmoBank r = Pearson "
+        "correlation of the text head's valence / arousal with EmoBank test ratings."
+    )
+    return "\n".join(["#### Diagnostics", "", *_table(header, body), "", note])
+
+
+Progress = Callable[[str, int, int], None]
+
+
+def evaluate_table(
+    models: Sequence[str],
+    settings: Settings,
+    *,
+    query_sets: Sequence[str] = TABLE_QUERY_SETS,
+    split: str = "test",
+    mappings: Sequence[MappingName] = MAPPINGS,
+    baseline: bool = True,
+    progress: Progress | None = None,
+) -> list[dict[str, Any]]:
+    """Evaluate each model (name or checkpoint path) and, with ``baseline``, the bridge
+    baseline on every query set against one 4Q split part; the reports, in row order.
+
+    All models must read the same audio backbone (the gallery is built once).
+    """
+    from storycue.evaluation.baseline import evaluate_baseline, fit_bridge_baseline
+    from storycue.evaluation.harness import evaluate, fourq_gallery, load_queries
+    from storycue.models.emotion import load_emotion_model
+
+    if not models and not baseline:
+        raise InvalidInputError("nothing to evaluate: give models or keep the baseline")
+    loaded = [
+        load_emotion_model(
+            m,
+            device=settings.torch_device(),
+            extra_dir=settings.model_dir,
+            text_batch_size=settings.batch.text,
+            musicnn_weights_dir=settings.musicnn_weights_dir,
+        )
+        for m in models
+    ]
+    backbones = {(m.info.audio_backbone, m.info.audio_backbone_version) for m in loaded}
+    if len(backbones) > 1:
+        raise InvalidInputError(f"the models read different audio backbones: {backbones}")
+    if loaded:
+        backbone = loaded[0].audio_backbone()
+        encoder = loaded[0].text_encoder
+        for m in loaded[1:]:
+            if m.info.text_encoder == loaded[0].info.text_encoder:
+                m.use_text_encoder(encoder)
+    else:
+        from storycue.models.musicnn import load_backbone
+        from storycue.models.text import TextEncoder
+
+        backbone = load_backbone(settings.audio_backbone, weights_dir=settings.musicnn_weights_dir)
+        encoder = TextEncoder(
+            settings.text_encoder,
+            device=settings.torch_device(),
+            batch_size=settings.batch.text,
+            max_tokens=settings.text_max_tokens,
+        )
+    gallery = fourq_gallery(split, backbone, settings, progress=progress)
+    results: list[dict[str, Any]] = []
+    total = len(query_sets) * (len(loaded) + int(baseline))
+    done = 0
+    for qs in query_sets:
+        queries = load_queries(qs, settings)
+        for model in loaded:
+            results.append(evaluate(model, queries, gallery, settings, mappings=mappings))
+            done += 1
+            if progress is not None:
+                progress("evaluations", done, total)
+        if baseline:
+            fitted = fit_bridge_baseline(settings, qs, backbone, text_encoder=encoder)
+            results.append(
+                evaluate_baseline(
+                    fitted, queries, gallery, settings, text_encoder=encoder, mappings=mappings
+                )
+            )
+            done += 1
+            if progress is not None:
+                progress("evaluations", done, total)
+    return results

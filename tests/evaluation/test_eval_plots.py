@@ -1,0 +1,107 @@
+"""Figure 3 pictures are written as valid PNGs for hand-built models."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from test_eval_report import make_gallery, make_texts, va_model
+
+from storycue.errors import InvalidInputError
+from storycue.evaluation.plots import figure3, plot_va_plane
+from storycue.identity import ModelIdentity
+from storycue.models.emotion import CheckpointInfo, EmotionHeads, EmotionModel
+from storycue.models.heads import HeadConfig, MLPHead
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def assert_png(path: Path) -> None:
+    from PIL import Image
+
+    assert path.is_file()
+    assert path.read_bytes()[:8] == PNG_MAGIC
+    with Image.open(path) as img:
+        img.verify()
+        assert img.format == "PNG"
+
+
+def test_va_plane_and_2d_space(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    _, labels, feats = make_texts(60, rng)
+    gallery = make_gallery(24, rng, "toy")
+    model = va_model()
+    text = model.project_text_features(feats)
+    music = model.project_audio_features(gallery.features["features"])
+    tags = ["happy", "sad", "calm"]
+    paths = figure3(
+        model,
+        text,
+        labels,
+        music,
+        gallery.quadrants,
+        tmp_path,
+        tag_words=tags,
+        tag_features=rng.normal(size=(3, 6)),
+        name="toy",
+    )
+    assert [p.name for p in paths] == ["toy-va-plane.png", "toy-space-2d.png"]
+    for p in paths:
+        assert_png(p)
+    # deterministic: the same inputs give the same file
+    again = plot_va_plane(text, labels, music, gallery.quadrants, tmp_path / "again.png")
+    first = plot_va_plane(text, labels, music, gallery.quadrants, tmp_path / "first.png")
+    assert again.read_bytes() == first.read_bytes()
+
+
+def test_va_plane_rejects_bad_shapes(tmp_path: Path) -> None:
+    with pytest.raises(InvalidInputError):
+        plot_va_plane(np.zeros((3, 3)), ["a"] * 3, np.zeros((2, 2)), ["Q1"] * 2, tmp_path / "x.png")
+    with pytest.raises(InvalidInputError):
+        plot_va_plane(np.zeros((3, 2)), ["a"] * 2, np.zeros((2, 2)), ["Q1"] * 2, tmp_path / "x.png")
+
+
+def _metric_model(d_text: int = 6, d_audio: int = 5, dim: int = 8) -> EmotionModel:
+    torch.manual_seed(0)
+    cfgs = {
+        "text": HeadConfig(in_dim=d_text, out_dim=dim, hidden=[], dropout=0.0, output="l2"),
+        "audio": HeadConfig(in_dim=d_audio, out_dim=dim, hidden=[], dropout=0.0, output="l2"),
+        "tag": HeadConfig(in_dim=d_text, out_dim=dim, hidden=[], dropout=0.0, output="l2"),
+    }
+    info = CheckpointInfo(
+        identity=ModelIdentity(name="toy-metric", version="0.1.0", dim=dim),
+        family="metric-3branch",
+        distance="cosine",
+        text_encoder="fake-encoder",
+        audio_backbone="synthetic",
+        audio_backbone_version="0",
+        audio_features=["features"],
+        heads=cfgs,
+        training={"data": {"word_space": "encoder:fake-encoder"}},
+    )
+    heads = {role: MLPHead(cfg).eval() for role, cfg in cfgs.items()}
+    return EmotionModel(EmotionHeads(info=info, heads=heads))
+
+
+@pytest.mark.slow
+def test_umap_space_for_a_learned_space(tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    """UMAP's numba compilation takes a minute or more, so this runs only with ``-m slow``
+    (pyproject: slow tests are deselected unless asked for)."""
+    rng = np.random.default_rng(0)
+    _, labels, feats = make_texts(60, rng)
+    gallery = make_gallery(32, rng, "toy")
+    model = _metric_model()
+    paths = figure3(
+        model,
+        model.project_text_features(feats),
+        labels,
+        model.project_audio_features(gallery.features["features"]),
+        gallery.quadrants,
+        tmp_path,
+        tag_words=["happy", "sad", "calm", "tense"],
+        tag_features=rng.normal(size=(4, 6)),
+    )
+    assert [p.name for p in paths] == ["space-umap.png"]
+    assert_png(paths[0])
