@@ -41,6 +41,7 @@ def va_head(in_dim: int) -> MLPHead:
     head = MLPHead(HeadConfig(in_dim=in_dim, out_dim=2, hidden=[], dropout=0.0, output="sigmoid"))
     with torch.no_grad():
         lin = head.net[0]
+        assert isinstance(lin, torch.nn.Linear)
         lin.weight.zero_()
         lin.weight[0, 0] = 8.0
         lin.weight[1, 1] = 8.0

@@ -103,7 +103,7 @@ def test_loading_checks_names_and_shapes() -> None:
     good["conv2d_5/kernel"][2, 10, 0, 3] = 1.5  # tap 2, input channel 10, output 3
     good["dense/kernel"][7, 4] = 2.0  # input 7 -> unit 4
     net.load_tf_weights(good)
-    assert net.mid[0].weight[3, 10, 2].item() == 1.5
+    assert net.mid[0].get_parameter("weight")[3, 10, 2].item() == 1.5
     assert net.dense.weight[4, 7].item() == 2.0
 
     missing = dict(good)

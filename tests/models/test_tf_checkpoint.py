@@ -121,7 +121,7 @@ def test_crc32c_known_vector() -> None:
 
 def test_roundtrip_handwritten_bundle(tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
-    tensors = {
+    tensors: dict[str, np.ndarray] = {
         "dense/kernel": rng.standard_normal((7, 5)).astype(np.float32),
         "dense/bias": rng.standard_normal(5).astype(np.float32),
         "dense/bias/Adam": np.zeros(5, np.float32),

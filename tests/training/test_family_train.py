@@ -39,7 +39,8 @@ EXPECTED_DISTANCE = {
 
 
 def _unit(x: np.ndarray) -> np.ndarray:
-    return x / np.linalg.norm(x, axis=-1, keepdims=True)
+    out: np.ndarray = x / np.linalg.norm(x, axis=-1, keepdims=True)
+    return out
 
 
 def make_bank(seed: int = 7) -> FeatureBank:
