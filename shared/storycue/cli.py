@@ -12,7 +12,7 @@ import json
 import math
 import sys
 import wave
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
@@ -80,6 +80,18 @@ def _progress(enabled: bool = True) -> Iterator[Progress]:
     )
     with Progress(*columns, console=err, disable=not enabled, transient=False) as progress:
         yield progress
+
+
+def _stage_reporter(progress: Progress) -> Callable[[str, int, int], None]:
+    """A ``(stage, done, total)`` callback showing one progress bar per stage."""
+    tasks: dict[str, Any] = {}
+
+    def report(what: str, done: int, total: int) -> None:
+        if what not in tasks:
+            tasks[what] = progress.add_task(what, total=total)
+        progress.update(tasks[what], completed=done)
+
+    return report
 
 
 def _fail(exc: StorycueError) -> typer.Exit:
@@ -348,12 +360,7 @@ def train(
             settings.audio_backbone, weights_dir=settings.musicnn_weights_dir, device=device
         )
         with _progress() as progress:
-            tasks: dict[str, Any] = {}
-
-            def report(what: str, done: int, total: int) -> None:
-                if what not in tasks:
-                    tasks[what] = progress.add_task(what, total=total)
-                progress.update(tasks[what], completed=done)
+            report = _stage_reporter(progress)
 
             heads: EmotionHeads
             if family in ("va", "va-regression"):
@@ -573,12 +580,7 @@ def _evaluate_one(
     )
     backbone = emo.audio_backbone()
     with _progress(not json_out) as progress:
-        tasks: dict[str, Any] = {}
-
-        def report(what: str, done: int, total: int) -> None:
-            if what not in tasks:
-                tasks[what] = progress.add_task(what, total=total)
-            progress.update(tasks[what], completed=done)
+        report = _stage_reporter(progress)
 
         if gallery is not None and metadata is not None:
             gal = folder_gallery(gallery, metadata, backbone, settings, progress=report)
@@ -628,12 +630,7 @@ def _evaluate_table(
         f"--split {split} --mapping {mapping}" + ("" if baseline else " --no-baseline")
     )
     with _progress(not json_out) as progress:
-        tasks: dict[str, Any] = {}
-
-        def report(what: str, done: int, total: int) -> None:
-            if what not in tasks:
-                tasks[what] = progress.add_task(what, total=total)
-            progress.update(tasks[what], completed=done)
+        report = _stage_reporter(progress)
 
         results = evaluate_table(
             names,

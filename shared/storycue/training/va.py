@@ -196,6 +196,38 @@ def fourq_features(
     }
 
 
+def fit_va_head(
+    in_dim: int,
+    hidden: Sequence[int],
+    train: RegressionData,
+    val: RegressionData,
+    *,
+    dropout: float,
+    lr: float,
+    weight_decay: float,
+    max_epochs: int,
+    patience: int,
+    batch_size: int,
+    seed: int,
+) -> tuple[MLPHead, dict[str, Any]]:
+    """A new sigmoid head regressing (valence, arousal), trained with early stopping."""
+    head = MLPHead(
+        HeadConfig(in_dim=in_dim, out_dim=2, hidden=list(hidden), dropout=dropout, output="sigmoid")
+    )
+    history = fit_regression(
+        head,
+        train,
+        val,
+        lr=lr,
+        weight_decay=weight_decay,
+        max_epochs=max_epochs,
+        patience=patience,
+        batch_size=batch_size,
+        seed=seed,
+    )
+    return head, history
+
+
 @dataclass
 class VATrainingResult:
     heads: EmotionHeads
@@ -228,18 +260,12 @@ def train_va(
         for part in ("train", "validation")
     }
     x = {p: text_features(text_encoder, s.texts, cache_dir, tag=f"va-{p}") for p, s in sets.items()}
-    text_cfg = HeadConfig(
-        in_dim=int(x["train"].shape[1]),
-        out_dim=2,
-        hidden=config.text_hidden,
-        dropout=config.dropout,
-        output="sigmoid",
-    )
-    text_head = MLPHead(text_cfg)
-    text_hist = fit_regression(
-        text_head,
+    text_head, text_hist = fit_va_head(
+        int(x["train"].shape[1]),
+        config.text_hidden,
         RegressionData(x["train"], sets["train"].targets, sets["train"].weights),
         RegressionData(x["validation"], sets["validation"].targets, sets["validation"].weights),
+        dropout=config.dropout,
         lr=config.lr,
         weight_decay=config.weight_decay,
         max_epochs=config.max_epochs,
@@ -258,20 +284,14 @@ def train_va(
     yva = music_targets(split.validation, lexicon, config.music_target)
     ok_tr = ~np.isnan(feats["train"]).any(axis=1)
     ok_va = ~np.isnan(feats["validation"]).any(axis=1)
-    audio_cfg = HeadConfig(
-        in_dim=int(feats["train"].shape[1]),
-        out_dim=2,
-        hidden=config.audio_hidden,
-        dropout=config.dropout,
-        output="sigmoid",
-    )
-    audio_head = MLPHead(audio_cfg)
-    audio_hist = fit_regression(
-        audio_head,
+    audio_head, audio_hist = fit_va_head(
+        int(feats["train"].shape[1]),
+        config.audio_hidden,
         RegressionData(feats["train"][ok_tr], ytr[ok_tr], np.ones(int(ok_tr.sum()), np.float32)),
         RegressionData(
             feats["validation"][ok_va], yva[ok_va], np.ones(int(ok_va.sum()), np.float32)
         ),
+        dropout=config.dropout,
         lr=config.lr,
         weight_decay=config.weight_decay,
         max_epochs=config.max_epochs,
@@ -296,7 +316,7 @@ def train_va(
         audio_backbone=backbone.name,
         audio_backbone_version=backbone.version,
         audio_features=list(config.audio_features),
-        heads={"text": text_cfg, "audio": audio_cfg},
+        heads={"text": text_head.config, "audio": audio_head.config},
         va_axes=True,
         mood_words=words,
         training={

@@ -17,7 +17,7 @@ from storycue.evaluation.metrics import retrieval_metrics
 from storycue.identity import ModelIdentity
 from storycue.log import get_logger
 from storycue.models.emotion import CheckpointInfo, Distance
-from storycue.models.heads import HeadConfig, MLPHead
+from storycue.models.heads import HeadConfig, MLPHead, OutputKind
 from storycue.training.families.base import FamilyConfig, FeatureBank
 
 log = get_logger(__name__)
@@ -55,6 +55,28 @@ def embed(head: MLPHead, x: np.ndarray) -> np.ndarray:
         out = head(tensor(x)).numpy()
     head.train(was_training)
     return np.asarray(out, np.float32)
+
+
+def embedding_head_configs(
+    bank: FeatureBank, cfg: FamilyConfig, out_dim: int, output: OutputKind = "l2"
+) -> tuple[HeadConfig, HeadConfig]:
+    """The text and audio head architectures of a family mapping both into ``out_dim``."""
+    return (
+        HeadConfig(
+            in_dim=bank.text_dim,
+            out_dim=out_dim,
+            hidden=list(cfg.text_hidden),
+            dropout=cfg.dropout,
+            output=output,
+        ),
+        HeadConfig(
+            in_dim=bank.audio_dim,
+            out_dim=out_dim,
+            hidden=list(cfg.audio_hidden),
+            dropout=cfg.dropout,
+            output=output,
+        ),
+    )
 
 
 def fitted_head(config: HeadConfig, x: np.ndarray) -> MLPHead:

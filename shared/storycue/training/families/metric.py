@@ -37,6 +37,7 @@ from storycue.training.families.base import FamilyConfig, FeatureBank
 from storycue.training.families.common import (
     checkpoint_info,
     embed,
+    embedding_head_configs,
     fit,
     fitted_head,
     mood_positions_from_text,
@@ -164,22 +165,8 @@ class MetricLearningFamily:
         gen = torch.Generator().manual_seed(cfg.seed)
         rel = _Relations(bank, cfg, self.branches)
         text, music = bank.text["train"], bank.music["train"]
-        heads_cfg = {
-            "text": HeadConfig(
-                in_dim=bank.text_dim,
-                out_dim=cfg.embed_dim,
-                hidden=list(cfg.text_hidden),
-                dropout=cfg.dropout,
-                output="l2",
-            ),
-            "audio": HeadConfig(
-                in_dim=bank.audio_dim,
-                out_dim=cfg.embed_dim,
-                hidden=list(cfg.audio_hidden),
-                dropout=cfg.dropout,
-                output="l2",
-            ),
-        }
+        text_cfg, audio_cfg = embedding_head_configs(bank, cfg, cfg.embed_dim)
+        heads_cfg = {"text": text_cfg, "audio": audio_cfg}
         heads: dict[str, MLPHead] = {
             "text": fitted_head(heads_cfg["text"], text.features[rel.text_rows]),
             "audio": fitted_head(heads_cfg["audio"], music.features),

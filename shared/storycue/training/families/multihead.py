@@ -30,6 +30,7 @@ from storycue.training.families.base import FamilyConfig, FeatureBank
 from storycue.training.families.common import (
     checkpoint_info,
     class_weights,
+    embedding_head_configs,
     fit,
     fitted_head,
     minibatches,
@@ -106,20 +107,7 @@ class MultiHeadClassificationFamily:
         av, qv, mv = music_rows("validation")
 
         # ---- heads ---------------------------------------------------------------------------
-        text_cfg = HeadConfig(
-            in_dim=bank.text_dim,
-            out_dim=cfg.embed_dim,
-            hidden=list(cfg.text_hidden),
-            dropout=cfg.dropout,
-            output="l2",
-        )
-        audio_cfg = HeadConfig(
-            in_dim=bank.audio_dim,
-            out_dim=cfg.embed_dim,
-            hidden=list(cfg.audio_hidden),
-            dropout=cfg.dropout,
-            output="l2",
-        )
+        text_cfg, audio_cfg = embedding_head_configs(bank, cfg, cfg.embed_dim)
         text_head = fitted_head(text_cfg, xt)
         audio_head = fitted_head(audio_cfg, at)
         tax_heads: dict[str, MLPHead] = {

@@ -1,6 +1,7 @@
 """The valence-arousal regression family over a feature bank.
 
-The same model as :func:`storycue.training.va.train_va` (sigmoid heads regressing (valence,
+The same model as :func:`storycue.training.va.train_va` (both train their heads with
+:func:`storycue.training.va.fit_va_head`) (sigmoid heads regressing (valence,
 arousal) in [0, 1], weighted MSE with :func:`storycue.training.loop.fit_regression`, early
 stopping on validation loss, Euclidean retrieval), reading its targets from the bank:
 text targets are the NRC position of the label or EmoBank's rating (``TextPart.va``, built
@@ -11,19 +12,21 @@ mean NRC position of the clip's tags (``MusicPart.tag_va``, built by
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from storycue.errors import InvalidInputError
 from storycue.evaluation.mappings import QUADRANT_VA_CENTRES
 from storycue.models.emotion import EmotionHeads
-from storycue.models.heads import HeadConfig, MLPHead
 from storycue.training.families.base import FamilyConfig, FeatureBank, MusicPart, TextPart
 from storycue.training.families.common import (
     checkpoint_info,
     mood_positions_from_text,
     seed_everything,
 )
-from storycue.training.loop import RegressionData, fit_regression
+from storycue.training.loop import RegressionData
+from storycue.training.va import fit_va_head
 
 
 def text_regression_data(part: TextPart, config: FamilyConfig) -> RegressionData:
@@ -78,37 +81,23 @@ class VARegressionFamily:
             raise InvalidInputError(
                 "va-regression needs texts with valence-arousal targets in train and validation"
             )
-        text_cfg = HeadConfig(
-            in_dim=bank.text_dim,
-            out_dim=2,
-            hidden=list(cfg.text_hidden),
+        fit = functools.partial(
+            fit_va_head,
             dropout=cfg.dropout,
-            output="sigmoid",
-        )
-        text_head = MLPHead(text_cfg)
-        text_hist = fit_regression(
-            text_head,
-            train,
-            val,
             lr=cfg.lr,
             weight_decay=cfg.weight_decay,
             max_epochs=cfg.max_epochs,
             patience=cfg.patience,
-            batch_size=cfg.batch_size,
             seed=cfg.seed,
+        )
+        text_head, text_hist = fit(
+            bank.text_dim, cfg.text_hidden, train, val, batch_size=cfg.batch_size
         )
 
         mt, mv = bank.music["train"], bank.music["validation"]
-        audio_cfg = HeadConfig(
-            in_dim=bank.audio_dim,
-            out_dim=2,
-            hidden=list(cfg.audio_hidden),
-            dropout=cfg.dropout,
-            output="sigmoid",
-        )
-        audio_head = MLPHead(audio_cfg)
-        audio_hist = fit_regression(
-            audio_head,
+        audio_head, audio_hist = fit(
+            bank.audio_dim,
+            cfg.audio_hidden,
             RegressionData(
                 mt.features,
                 music_va_targets(mt, cfg.va_music_target),
@@ -119,18 +108,13 @@ class VARegressionFamily:
                 music_va_targets(mv, cfg.va_music_target),
                 np.ones(len(mv), np.float32),
             ),
-            lr=cfg.lr,
-            weight_decay=cfg.weight_decay,
-            max_epochs=cfg.max_epochs,
-            patience=cfg.patience,
             batch_size=min(cfg.batch_size, 64),
-            seed=cfg.seed,
         )
         info = checkpoint_info(
             bank,
             family=self.name,
             config=cfg,
-            heads={"text": text_cfg, "audio": audio_cfg},
+            heads={"text": text_head.config, "audio": audio_head.config},
             dim=2,
             distance="euclid",
             va_axes=True,

@@ -22,10 +22,11 @@ from storycue.data.fourq import QUADRANTS
 from storycue.errors import InvalidInputError
 from storycue.log import get_logger
 from storycue.models.emotion import EmotionHeads
-from storycue.models.heads import HeadConfig, MLPHead
+from storycue.models.heads import MLPHead
 from storycue.training.families.base import FamilyConfig, FeatureBank, MusicPart
 from storycue.training.families.common import (
     checkpoint_info,
+    embedding_head_configs,
     fit,
     fitted_head,
     minibatches,
@@ -137,20 +138,7 @@ class WordRegressionFamily:
         mt, mv = bank.music["train"], bank.music["validation"]
         at, bt = mt.features, music_word_targets(bank, mt, how)
         av, bv = mv.features, music_word_targets(bank, mv, how)
-        text_cfg = HeadConfig(
-            in_dim=bank.text_dim,
-            out_dim=bank.word_dim,
-            hidden=list(cfg.text_hidden),
-            dropout=cfg.dropout,
-            output="l2",
-        )
-        audio_cfg = HeadConfig(
-            in_dim=bank.audio_dim,
-            out_dim=bank.word_dim,
-            hidden=list(cfg.audio_hidden),
-            dropout=cfg.dropout,
-            output="l2",
-        )
+        text_cfg, audio_cfg = embedding_head_configs(bank, cfg, bank.word_dim)
         text_head = fitted_head(text_cfg, xt)
         audio_head = fitted_head(audio_cfg, at)
         txt = (tensor(xt), tensor(yt))
