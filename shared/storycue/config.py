@@ -57,6 +57,81 @@ class LimitSettings(BaseModel):
     max_top_k: int = Field(default=100, ge=1)
 
 
+class ServiceSettings(BaseModel):
+    """The gateway process (``storycue serve`` and the ``gateway`` service)."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=1, le=65535)
+    workers: int = Field(default=1, ge=1, le=64, description="Uvicorn worker processes.")
+    auth_required: bool = Field(
+        default=False,
+        description="Require an API key on every /v1 route. Off in embedded mode (every "
+        "request is the tenant 'default'); on in every deployed chart.",
+    )
+    max_request_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
+    max_upload_bytes: int = Field(default=256 * 1024 * 1024, ge=1024)
+    max_stories_per_job: int = Field(default=100_000, ge=1)
+    search_timeout_s: float = Field(default=30.0, gt=0)
+
+
+class QueueSettings(BaseModel):
+    """How jobs and encoder calls are executed."""
+
+    execution: Literal["inprocess", "celery"] = Field(
+        default="inprocess",
+        description="'inprocess': jobs run in threads of the calling process (embedded "
+        "mode); 'celery': jobs go to the text, audio and train queues.",
+    )
+    broker_url: str = Field(
+        default="redis://127.0.0.1:6379/0",
+        description="Celery broker: redis://..., amqp://guest:guest@host:5672//, or "
+        "confluentkafka://host:9092 (Kafka as a broker, see docs).",
+    )
+    result_backend: str | None = Field(
+        default=None, description="Celery result backend; default: none for jobs (state lives "
+        "in the database), redis for synchronous encoder calls when the broker is redis."
+    )
+    task_max_retries: int = Field(default=5, ge=0, le=100)
+    task_retry_backoff_s: float = Field(default=2.0, gt=0)
+    task_retry_backoff_max_s: float = Field(default=120.0, gt=0)
+    prefetch_multiplier: int = Field(default=1, ge=1, le=1000)
+    job_chunk_size: int = Field(default=64, ge=1, le=100_000, description="Stories per task.")
+
+
+class KafkaSettings(BaseModel):
+    """Catalogue events (track added/updated/removed) and their consumer."""
+
+    bootstrap_servers: str = "127.0.0.1:9092"
+    topic_tracks: str = "storycue.tracks.v1"
+    topic_embedded: str = "storycue.tracks-embedded.v1"
+    topic_dead_letter: str = "storycue.tracks.dlq.v1"
+    group_id: str = "storycue-ingest"
+    session_timeout_ms: int = Field(default=30_000, ge=1000)
+    heartbeat_interval_ms: int = Field(default=3_000, ge=100)
+    max_poll_records: int = Field(default=16, ge=1)
+    security_protocol: str = "PLAINTEXT"
+    sasl_mechanism: str | None = None
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+
+
+class IngestSourceSettings(BaseModel):
+    """Where tracks may be fetched from when registered by URI."""
+
+    allowed_roots: list[Path] = Field(
+        default_factory=list,
+        description="Local folders that file paths must resolve inside; empty means none "
+        "except in embedded CLI use.",
+    )
+    allow_private_addresses: bool = Field(
+        default=False,
+        description="Allow http(s) URLs resolving to loopback, link-local or private addresses.",
+    )
+    s3_endpoint_url: str | None = Field(default=None, description="S3-compatible endpoint.")
+    s3_region: str = "us-east-1"
+    fetch_timeout_s: float = Field(default=60.0, gt=0)
+
+
 class Settings(BaseSettings):
     """Every knob storycue has. Instantiate through :func:`get_settings`."""
 
@@ -111,7 +186,19 @@ class Settings(BaseSettings):
         default=None, description="Extra folder searched for model checkpoints."
     )
 
+    text_backend: Literal["torch", "onnx"] = Field(
+        default="torch", description="Text encoder runtime: eager PyTorch or ONNX Runtime."
+    )
+    vector_backend: Literal["auto", "qdrant-local", "qdrant-edge", "qdrant-server"] = Field(
+        default="auto",
+        description="'auto': qdrant-server when qdrant_url is set, else the embedded default.",
+    )
+
     batch: BatchSettings = Field(default_factory=BatchSettings)
+    service: ServiceSettings = Field(default_factory=ServiceSettings)
+    queue: QueueSettings = Field(default_factory=QueueSettings)
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    sources: IngestSourceSettings = Field(default_factory=IngestSourceSettings)
     limits: LimitSettings = Field(default_factory=LimitSettings)
 
     log_level: str = "INFO"
