@@ -60,3 +60,27 @@ class DatasetFormatError(StorycueError):
     """A dataset file exists but does not have the expected format (columns, fields)."""
 
     code = "dataset_format_error"
+
+
+class AuthenticationError(StorycueError):
+    """No API key, or one that is unknown or revoked."""
+
+    code = "unauthenticated"
+
+
+class PayloadTooLargeError(InvalidInputError):
+    """A request body or upload over the configured size limit."""
+
+    code = "payload_too_large"
+
+
+class ConflictError(StorycueError):
+    """The request conflicts with the current state of a resource."""
+
+    code = "conflict"
+
+
+class ServiceUnavailableError(StorycueError):
+    """A dependency (database, vector store, broker) is down; retry later."""
+
+    code = "service_unavailable"

@@ -75,7 +75,7 @@ def test_open_metadata_store_on_postgres_url(pg_url: str) -> None:
 
 
 def test_open_vector_store_caches_one_local_store_per_folder(tmp_path: Path) -> None:
-    settings = Settings(home=tmp_path / "home")
+    settings = Settings(home=tmp_path / "home", vector_backend="qdrant-local")
     a = open_vector_store(settings)
     try:
         assert open_vector_store(settings) is a

@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     CheckConstraint,
     DateTime,
     Float,
@@ -24,7 +25,9 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
     func,
+    true,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -185,3 +188,156 @@ class IngestFailureRow(Base):
     error_code: Mapped[str] = mapped_column(String(64), nullable=False)
     message: Mapped[str] = mapped_column(Text, nullable=False)
     created_at: Mapped[datetime] = _created()
+
+
+# ---- gateway and jobs (revision 0002) ----------------------------------------------------------
+#: Kinds of asynchronous job.
+JOB_KINDS = ("match", "ingest", "evaluate", "train")
+#: States of a job (see :mod:`storycue.storage.jobs` for the legal transitions).
+JOB_STATES = ("queued", "running", "succeeded", "failed", "cancelled")
+#: States of a track registered by URI.
+SOURCE_STATES = ("pending", "ingested", "failed")
+
+
+def _in(column: str, values: tuple[str, ...]) -> str:
+    return f"{column} IN ({', '.join(repr(v) for v in values)})"
+
+
+class ApiKeyRow(Base):
+    """An API key of a tenant: only its sha256 is stored, never the key."""
+
+    __tablename__ = "api_keys"
+    __table_args__ = (
+        UniqueConstraint("key_hash"),
+        CheckConstraint("length(tenant) > 0", name="tenant_not_empty"),
+        CheckConstraint(f"length(key_hash) = {SHA256_HEX_LEN}", name="key_hash_sha256"),
+        Index(None, "tenant"),
+    )
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True, autoincrement=True)
+    tenant: Mapped[str] = mapped_column(String(100), nullable=False)
+    name: Mapped[str] = mapped_column(String(200), nullable=False, server_default="")
+    key_hash: Mapped[str] = mapped_column(String(SHA256_HEX_LEN), nullable=False)
+    prefix: Mapped[str] = mapped_column(String(16), nullable=False)
+    created_at: Mapped[datetime] = _created()
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class JobRow(Base):
+    """An asynchronous job (match, ingest, evaluate, train) of a tenant."""
+
+    __tablename__ = "jobs"
+    __table_args__ = (
+        CheckConstraint("length(tenant) > 0", name="tenant_not_empty"),
+        CheckConstraint(_in("kind", JOB_KINDS), name="kind_known"),
+        CheckConstraint(_in("state", JOB_STATES), name="state_known"),
+        CheckConstraint("progress_done >= 0", name="progress_done_non_negative"),
+        CheckConstraint("progress_total >= 0", name="progress_total_non_negative"),
+        CheckConstraint("attempts >= 0", name="attempts_non_negative"),
+        Index(None, "tenant", "created_at"),
+        Index(None, "state"),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    tenant: Mapped[str] = mapped_column(String(100), nullable=False)
+    kind: Mapped[str] = mapped_column(String(20), nullable=False)
+    state: Mapped[str] = mapped_column(String(20), nullable=False, server_default="queued")
+    params: Mapped[dict[str, Any]] = mapped_column(JsonType, nullable=False, default=dict)
+    catalogue_id: Mapped[int | None] = mapped_column(
+        IdType, ForeignKey("catalogues.id", ondelete="SET NULL")
+    )
+    progress_done: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
+    progress_total: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
+    error_code: Mapped[str | None] = mapped_column(String(64))
+    error_message: Mapped[str | None] = mapped_column(Text)
+    cancel_requested: Mapped[bool] = mapped_column(
+        Boolean, nullable=False, default=False, server_default=false()
+    )
+    model_name: Mapped[str | None] = mapped_column(String(100))
+    model_version: Mapped[str | None] = mapped_column(String(40))
+    model_dim: Mapped[int | None] = mapped_column(Integer)
+    attempts: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
+    created_at: Mapped[datetime] = _created()
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = _updated()
+
+
+class JobItemRow(Base):
+    """One input of a job: a story of a bulk match job, a registered track of an ingest job.
+
+    Workers read their inputs here (by job and item index), never from the broker.
+    """
+
+    __tablename__ = "job_items"
+    __table_args__ = (UniqueConstraint("job_id", "item_index"),)
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True, autoincrement=True)
+    job_id: Mapped[str] = mapped_column(
+        String(36), ForeignKey("jobs.id", ondelete="CASCADE"), nullable=False
+    )
+    item_index: Mapped[int] = mapped_column(Integer, nullable=False)
+    item_id: Mapped[str] = mapped_column(String(200), nullable=False)
+    text: Mapped[str] = mapped_column(Text, nullable=False)
+
+
+class JobResultRow(Base):
+    """The result of one item of a job; one row per (job, item), rewritten on re-runs."""
+
+    __tablename__ = "job_results"
+    __table_args__ = (UniqueConstraint("job_id", "item_index"),)
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True, autoincrement=True)
+    job_id: Mapped[str] = mapped_column(
+        String(36), ForeignKey("jobs.id", ondelete="CASCADE"), nullable=False
+    )
+    item_index: Mapped[int] = mapped_column(Integer, nullable=False)
+    ok: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True, server_default=true())
+    result: Mapped[dict[str, Any]] = mapped_column(JsonType, nullable=False, default=dict)
+    created_at: Mapped[datetime] = _created()
+    updated_at: Mapped[datetime] = _updated()
+
+
+class CatalogueModelRow(Base):
+    """The active emotion model of a catalogue (absent: the configured default model)."""
+
+    __tablename__ = "catalogue_models"
+
+    catalogue_id: Mapped[int] = mapped_column(
+        IdType, ForeignKey("catalogues.id", ondelete="CASCADE"), primary_key=True
+    )
+    model_id: Mapped[int] = mapped_column(
+        IdType, ForeignKey("models.id", ondelete="CASCADE"), nullable=False
+    )
+    updated_at: Mapped[datetime] = _updated()
+
+
+class TrackSourceRow(Base):
+    """A track registered by URI (local path, s3:// or http(s)://), before and after ingest."""
+
+    __tablename__ = "track_sources"
+    __table_args__ = (
+        UniqueConstraint("catalogue_id", "uri_hash"),
+        CheckConstraint(_in("state", SOURCE_STATES), name="state_known"),
+        CheckConstraint(f"length(uri_hash) = {SHA256_HEX_LEN}", name="uri_hash_sha256"),
+        Index(None, "catalogue_id", "id"),
+        Index(None, "track_id"),
+    )
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True, autoincrement=True)
+    catalogue_id: Mapped[int] = mapped_column(
+        IdType, ForeignKey("catalogues.id", ondelete="CASCADE"), nullable=False
+    )
+    uri: Mapped[str] = mapped_column(Text, nullable=False)
+    uri_hash: Mapped[str] = mapped_column(String(SHA256_HEX_LEN), nullable=False)
+    title: Mapped[str | None] = mapped_column(Text)
+    artist: Mapped[str | None] = mapped_column(Text)
+    tags: Mapped[list[str]] = mapped_column(JsonType, nullable=False, default=list)
+    state: Mapped[str] = mapped_column(String(20), nullable=False, server_default="pending")
+    track_id: Mapped[int | None] = mapped_column(
+        IdType, ForeignKey("tracks.id", ondelete="SET NULL")
+    )
+    error_code: Mapped[str | None] = mapped_column(String(64))
+    error_message: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = _created()
+    updated_at: Mapped[datetime] = _updated()

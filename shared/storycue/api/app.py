@@ -1,0 +1,87 @@
+"""The gateway application: ``create_app(settings, dispatcher)``.
+
+Routes (OpenAPI at ``/openapi.json``, docs at ``/docs``):
+
+- ``/v1/search``, ``/v1/jobs/...``, ``/v1/catalogues/...``, ``/v1/models/...`` — the API,
+  authenticated by API key when ``service.auth_required`` (else tenant ``default``);
+- ``/healthz``, ``/readyz``, ``/metrics`` — operations, no key.
+
+The embedded mode (``storycue serve``) runs jobs in-process; the deployed gateway passes the
+Celery dispatcher (``queue.execution=celery``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import APIRouter, Depends, FastAPI
+
+from storycue import __version__
+from storycue.api.deps import get_tenant
+from storycue.api.errors import install_error_handlers
+from storycue.api.middleware import BodyLimitMiddleware, MetricsMiddleware
+from storycue.api.routes import catalogues, health, jobs, models, search
+from storycue.config import Settings, get_settings
+from storycue.jobs.dispatch import InProcessDispatcher, JobDispatcher
+from storycue.jobs.runtime import JobRuntime, get_runtime
+from storycue.log import get_logger
+
+log = get_logger(__name__)
+
+API_PREFIX = "/v1"
+
+
+def default_dispatcher(settings: Settings) -> JobDispatcher:
+    """The dispatcher ``settings.queue.execution`` asks for."""
+    if settings.queue.execution == "celery":
+        from storycue.runtime.dispatcher import CeleryDispatcher
+
+        dispatcher: JobDispatcher = CeleryDispatcher(settings)
+        return dispatcher
+    return InProcessDispatcher(settings)
+
+
+def create_app(
+    settings: Settings | None = None,
+    dispatcher: JobDispatcher | None = None,
+    *,
+    runtime: JobRuntime | None = None,
+) -> FastAPI:
+    """The gateway for ``settings`` (default: the environment's)."""
+    s = settings or get_settings()
+    rt = runtime or get_runtime(s)
+    disp = dispatcher or default_dispatcher(s)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        log.info("gateway started", execution=s.queue.execution, auth=s.service.auth_required)
+        yield
+        if isinstance(disp, InProcessDispatcher) and dispatcher is None:
+            disp.shutdown(wait=False)
+
+    app = FastAPI(
+        title="storycue",
+        version=__version__,
+        description="Find music whose emotion matches a story. Errors are "
+        '`{"error": {"code", "message", "details"}}` with stable codes.',
+        lifespan=lifespan,
+    )
+    app.state.settings = s
+    app.state.runtime = rt
+    app.state.dispatcher = disp
+
+    v1 = APIRouter(prefix=API_PREFIX, dependencies=[Depends(get_tenant)])
+    for module in (search, jobs, catalogues, models):
+        v1.include_router(module.router)
+    app.include_router(v1)
+    app.include_router(health.router)
+    install_error_handlers(app)
+    app.add_middleware(MetricsMiddleware)
+    app.add_middleware(
+        BodyLimitMiddleware,
+        max_request_bytes=s.service.max_request_bytes,
+        max_upload_bytes=s.service.max_upload_bytes,
+        upload_paths={jobs.UPLOAD_PATH},
+    )
+    return app

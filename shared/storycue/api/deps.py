@@ -1,0 +1,62 @@
+"""Request dependencies: the process's runtime and settings, and the caller's tenant."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+
+from storycue.config import Settings
+from storycue.errors import AuthenticationError
+from storycue.jobs.dispatch import JobDispatcher
+from storycue.jobs.runtime import JobRuntime
+from storycue.storage.tenancy import DEFAULT_TENANT
+
+bearer = HTTPBearer(auto_error=False, description="An API key: `Authorization: Bearer sc_...`")
+api_key_header = APIKeyHeader(
+    name="X-API-Key", auto_error=False, description="An API key: `X-API-Key: sc_...`"
+)
+
+
+def get_settings_dep(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def get_runtime_dep(request: Request) -> JobRuntime:
+    runtime: JobRuntime = request.app.state.runtime
+    return runtime
+
+
+def get_dispatcher_dep(request: Request) -> JobDispatcher:
+    dispatcher: JobDispatcher = request.app.state.dispatcher
+    return dispatcher
+
+
+def get_tenant(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+    api_key: Annotated[str | None, Depends(api_key_header)],
+) -> str:
+    """The caller's tenant, from its API key (``default`` when auth is off and no key
+    is sent). A key that is sent must be valid even when auth is off."""
+    settings: Settings = request.app.state.settings
+    key = credentials.credentials if credentials is not None else api_key
+    if key is None:
+        if settings.service.auth_required:
+            raise AuthenticationError(
+                "an API key is required: send `Authorization: Bearer <key>` or `X-API-Key`"
+            )
+        return DEFAULT_TENANT
+    runtime: JobRuntime = request.app.state.runtime
+    record = runtime.keys.authenticate(key.strip())
+    if record is None:
+        raise AuthenticationError("unknown or revoked API key")
+    return record.tenant
+
+
+Tenant = Annotated[str, Depends(get_tenant)]
+Runtime = Annotated[JobRuntime, Depends(get_runtime_dep)]
+AppSettings = Annotated[Settings, Depends(get_settings_dep)]
+Dispatcher = Annotated[JobDispatcher, Depends(get_dispatcher_dep)]

@@ -1,0 +1,222 @@
+"""Catalogues, their tracks (registered by URI), ingest jobs and the active model."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query, Response, status
+
+from storycue.api.deps import AppSettings, Dispatcher, Runtime, Tenant
+from storycue.api.errors import ERROR_RESPONSES
+from storycue.api.routes.jobs import dispatch_job
+from storycue.api.routes.models import default_model_ref
+from storycue.api.schemas import (
+    CATALOGUE_NAME,
+    CatalogueCreate,
+    CatalogueList,
+    CatalogueOut,
+    JobOut,
+    ModelRef,
+    SetModelRequest,
+    SetModelResponse,
+    TrackOut,
+    TrackPage,
+    TracksCreate,
+    TracksCreated,
+    catalogue_out,
+)
+from storycue.jobs.params import IngestParams
+from storycue.jobs.runtime import JobRuntime
+from storycue.jobs.submit import submit_ingest
+from storycue.log import get_logger
+from storycue.sources import check_uri
+from storycue.storage.jobs import decode_cursor, encode_cursor
+from storycue.storage.records import Catalogue, EmbeddingRecord
+from storycue.storage.tenancy import SourceState, TrackSource
+
+log = get_logger(__name__)
+router = APIRouter(prefix="/catalogues", tags=["catalogues"], responses=ERROR_RESPONSES)
+
+CatalogueName = Annotated[str, Path(pattern=CATALOGUE_NAME, description="Catalogue name.")]
+
+
+def _out(rt: JobRuntime, tenant: str, cat: Catalogue) -> CatalogueOut:
+    active = rt.tenancy.active_model(tenant, cat.id)
+    if active is None:
+        model, is_default = default_model_ref(rt.settings), True
+    else:
+        model = ModelRef(name=active.name, version=active.version, dim=active.dim)
+        is_default = False
+    return catalogue_out(
+        cat,
+        rt.tenancy.count_tracks(tenant, cat.id),
+        rt.tenancy.count_sources(tenant, cat.id),
+        model,
+        is_default,
+    )
+
+
+def delete_vectors(rt: JobRuntime, embeddings: list[EmbeddingRecord]) -> int:
+    """Delete the vectors these provenance records point at; how many."""
+    by_model: dict[int, list[str]] = defaultdict(list)
+    for e in embeddings:
+        by_model[e.model_id].append(e.point_id)
+    n = 0
+    for model_id, points in by_model.items():
+        rec = rt.metadata.get_model_by_id(model_id)
+        if rec is not None:
+            rt.vectors.delete(rec.identity, points)
+            n += len(points)
+    return n
+
+
+def _track_out(rt: JobRuntime, src: TrackSource) -> TrackOut:
+    track = rt.metadata.get_track(src.track_id) if src.track_id is not None else None
+    return TrackOut.of(src, track)
+
+
+@router.post(
+    "",
+    response_model=CatalogueOut,
+    status_code=status.HTTP_201_CREATED,
+    summary="Create a catalogue",
+    responses={200: {"model": CatalogueOut, "description": "It already existed."}},
+)
+def create_catalogue(
+    body: CatalogueCreate, tenant: Tenant, rt: Runtime, response: Response
+) -> CatalogueOut:
+    """Create a catalogue of yours (idempotent: an existing one answers 200)."""
+    cat, created = rt.tenancy.create_catalogue(tenant, body.name)
+    if not created:
+        response.status_code = status.HTTP_200_OK
+    return _out(rt, tenant, cat)
+
+
+@router.get("", response_model=CatalogueList, summary="List your catalogues")
+def list_catalogues(tenant: Tenant, rt: Runtime) -> CatalogueList:
+    return CatalogueList(catalogues=[_out(rt, tenant, c) for c in rt.tenancy.catalogues(tenant)])
+
+
+@router.get("/{catalogue}", response_model=CatalogueOut, summary="One catalogue")
+def get_catalogue(catalogue: CatalogueName, tenant: Tenant, rt: Runtime) -> CatalogueOut:
+    return _out(rt, tenant, rt.tenancy.catalogue(tenant, catalogue))
+
+
+@router.delete("/{catalogue}", status_code=status.HTTP_204_NO_CONTENT, summary="Delete a catalogue")
+def delete_catalogue(catalogue: CatalogueName, tenant: Tenant, rt: Runtime) -> Response:
+    """Delete a catalogue with its tracks, their vectors and registrations."""
+    cat = rt.tenancy.catalogue(tenant, catalogue)
+    embeddings = rt.tenancy.catalogue_embeddings(tenant, cat.id)
+    rt.tenancy.delete_catalogue(tenant, catalogue)
+    n = delete_vectors(rt, embeddings)
+    log.info("catalogue deleted", catalogue_id=cat.id, vectors=n)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.post(
+    "/{catalogue}/tracks",
+    response_model=TracksCreated,
+    status_code=status.HTTP_201_CREATED,
+    summary="Register tracks by URI",
+)
+def register_tracks(
+    catalogue: CatalogueName, body: TracksCreate, tenant: Tenant, rt: Runtime, settings: AppSettings
+) -> TracksCreated:
+    """Register up to 1000 tracks by URI (absolute path under an allowed root, file://,
+    s3:// or http(s):// to a public host). Every URI is checked first; none is stored
+    when one is refused. ``POST /v1/catalogues/{catalogue}/ingest`` then embeds them."""
+    cat = rt.tenancy.catalogue(tenant, catalogue)
+    for i, t in enumerate(body.tracks):
+        try:
+            check_uri(t.uri, settings)
+        except Exception as exc:
+            if hasattr(exc, "detail") and isinstance(exc.detail, dict):
+                exc.detail["index"] = i
+            raise
+    out: list[TrackOut] = []
+    created = 0
+    for t in body.tracks:
+        src, new = rt.tenancy.register_source(
+            tenant, cat.id, t.uri, title=t.title, artist=t.artist, tags=t.tags
+        )
+        created += int(new)
+        out.append(_track_out(rt, src))
+    return TracksCreated(tracks=out, created=created)
+
+
+@router.get("/{catalogue}/tracks", response_model=TrackPage, summary="List registered tracks")
+def list_tracks(
+    catalogue: CatalogueName,
+    tenant: Tenant,
+    rt: Runtime,
+    state: SourceState | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+) -> TrackPage:
+    cat = rt.tenancy.catalogue(tenant, catalogue)
+    after = None
+    if cursor is not None:
+        (after_s,) = decode_cursor(cursor, 1)
+        after = int(after_s) if after_s.isdigit() else -1
+    page = rt.tenancy.sources(tenant, cat.id, limit=limit + 1, after_id=after, state=state)
+    next_cursor = encode_cursor(str(page[limit - 1].id)) if len(page) > limit else None
+    return TrackPage(tracks=[_track_out(rt, s) for s in page[:limit]], next_cursor=next_cursor)
+
+
+@router.get("/{catalogue}/tracks/{track_id}", response_model=TrackOut, summary="One track")
+def get_track(catalogue: CatalogueName, track_id: int, tenant: Tenant, rt: Runtime) -> TrackOut:
+    cat = rt.tenancy.catalogue(tenant, catalogue)
+    return _track_out(rt, rt.tenancy.source(tenant, cat.id, track_id))
+
+
+@router.delete(
+    "/{catalogue}/tracks/{track_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    summary="Delete a track",
+)
+def delete_track(catalogue: CatalogueName, track_id: int, tenant: Tenant, rt: Runtime) -> Response:
+    """Delete a registered track, its audio's track record and its vectors."""
+    cat = rt.tenancy.catalogue(tenant, catalogue)
+    _src, embeddings = rt.tenancy.delete_source(tenant, cat.id, track_id)
+    delete_vectors(rt, embeddings)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.post(
+    "/{catalogue}/ingest",
+    response_model=JobOut,
+    status_code=status.HTTP_202_ACCEPTED,
+    summary="Start an ingest job",
+)
+def ingest_catalogue(
+    catalogue: CatalogueName, tenant: Tenant, rt: Runtime, dispatcher: Dispatcher
+) -> JobOut:
+    """Embed every registered track that needs it (new, failed before, or without a
+    vector of the catalogue's active model). One result per track."""
+    job = submit_ingest(rt, tenant, IngestParams(catalogue=catalogue))
+    return JobOut.of(dispatch_job(rt, dispatcher, job))
+
+
+@router.put("/{catalogue}/model", response_model=SetModelResponse, summary="Set the active model")
+def set_model(
+    catalogue: CatalogueName,
+    body: SetModelRequest,
+    tenant: Tenant,
+    rt: Runtime,
+    dispatcher: Dispatcher,
+) -> SetModelResponse:
+    """Make ``name@version`` the catalogue's model: searches use it from now on, and an
+    ingest job (``reembed_job``) embeds the catalogue's tracks with it."""
+    cat = rt.tenancy.catalogue(tenant, catalogue)
+    model = rt.load_model_version(body.name, body.version)
+    record = rt.register(model)
+    rt.tenancy.set_active_model(tenant, cat.id, record.id)
+    job = None
+    if rt.tenancy.sources_to_ingest(tenant, cat.id, record.id):
+        job = JobOut.of(
+            dispatch_job(
+                rt, dispatcher, submit_ingest(rt, tenant, IngestParams(catalogue=catalogue))
+            )
+        )
+    return SetModelResponse(catalogue=_out(rt, tenant, cat), reembed_job=job)

@@ -1,0 +1,187 @@
+"""The stores and models a job worker or the gateway needs, opened once per process.
+
+:func:`get_runtime` opens the configured stores through :mod:`storycue.storage.factory`
+and caches them per database URL and vector location, so job functions can be pure
+functions of ``(settings, job id, items)`` that are cheap to call many times.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from storycue.config import Settings
+from storycue.errors import ModelNotFoundError, NotFoundError
+from storycue.log import get_logger
+from storycue.models.emotion import (
+    CheckpointInfo,
+    EmotionModel,
+    checkpoint_info,
+    list_checkpoints,
+    load_emotion_model,
+    resolve_checkpoint,
+)
+from storycue.pipeline.engine import Engine
+from storycue.storage.factory import open_metadata_store, open_vector_store
+from storycue.storage.jobs import JobStore
+from storycue.storage.metadata import MetadataStore
+from storycue.storage.records import ModelRecord
+from storycue.storage.tenancy import ApiKeyStore, TenantStore
+from storycue.storage.vectors import VectorStore
+
+log = get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """An emotion-model checkpoint available to this process."""
+
+    path: Path
+    info: CheckpointInfo
+
+
+def model_dirs(settings: Settings) -> list[Path]:
+    """Folders searched for checkpoints besides the shipped ones (``model_dir`` and
+    ``<home>/models``, where training jobs save)."""
+    dirs = [d for d in (settings.model_dir, settings.home / "models") if d is not None]
+    return list(dict.fromkeys(Path(d) for d in dirs))
+
+
+def trained_models_dir(settings: Settings) -> Path:
+    """Where training jobs save checkpoints."""
+    return Path(settings.model_dir or settings.home / "models")
+
+
+def available_models(settings: Settings) -> list[ModelEntry]:
+    """Every readable checkpoint: shipped, in ``model_dir`` and in ``<home>/models``."""
+    seen: set[Path] = set()
+    out: list[ModelEntry] = []
+    for d in [None, *model_dirs(settings)]:
+        for path in list_checkpoints(d):
+            real = path.resolve()
+            if real in seen:
+                continue
+            seen.add(real)
+            try:
+                out.append(ModelEntry(path=path, info=checkpoint_info(path)))
+            except (ModelNotFoundError, ValueError) as exc:
+                log.warning("unreadable checkpoint skipped", path=str(path), error=str(exc))
+    out.sort(key=lambda e: (e.info.identity.name, e.info.identity.version))
+    return out
+
+
+def find_model(settings: Settings, name: str, version: str) -> ModelEntry:
+    """The checkpoint of ``name@version``, or :class:`NotFoundError`."""
+    for entry in available_models(settings):
+        ident = entry.info.identity
+        if ident.name == name and ident.version == version:
+            return entry
+    raise NotFoundError(
+        f"model {name}@{version} is not available", detail={"name": name, "version": version}
+    )
+
+
+@dataclass
+class JobRuntime:
+    """Open stores (shared by every thread of the process) and loaded models."""
+
+    settings: Settings
+    metadata: MetadataStore
+    vectors: VectorStore
+    jobs: JobStore = field(init=False)
+    tenancy: TenantStore = field(init=False)
+    keys: ApiKeyStore = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.jobs = JobStore(self.metadata.engine)
+        self.tenancy = TenantStore(self.metadata)
+        self.keys = ApiKeyStore(self.metadata.engine)
+
+    # ---- models ---------------------------------------------------------------------------
+    def load_model(self, name_or_path: str | Path | None = None) -> EmotionModel:
+        """An emotion model (default: ``settings.emotion_model``), loaded once per process."""
+        s = self.settings
+        target = str(name_or_path or s.emotion_model)
+        path = resolve_checkpoint(target, s.model_dir)
+        return load_emotion_model(
+            str(path),
+            device=s.torch_device(),
+            extra_dir=s.model_dir,
+            text_batch_size=s.batch.text,
+            text_max_tokens=s.text_max_tokens,
+            musicnn_weights_dir=s.musicnn_weights_dir,
+        )
+
+    def load_model_version(self, name: str, version: str) -> EmotionModel:
+        """The model ``name@version`` (one of :func:`available_models`)."""
+        return self.load_model(find_model(self.settings, name, version).path)
+
+    def engine(self, model: EmotionModel) -> Engine:
+        """An :class:`Engine` on this runtime's stores with ``model``."""
+        return Engine(self.settings, model=model, metadata=self.metadata, vectors=self.vectors)
+
+    def register(self, model: EmotionModel) -> ModelRecord:
+        """Register ``model`` in the database and make sure its vector collection exists."""
+        rec = self.metadata.register_model(
+            model.identity,
+            family=model.info.family,
+            distance=model.distance,
+            checkpoint_sha256=model.checkpoint_sha256 or None,
+            metadata={
+                "text_encoder": model.info.text_encoder,
+                "audio_backbone": model.info.audio_backbone,
+                "audio_backbone_version": model.info.audio_backbone_version,
+            },
+        )
+        self.vectors.ensure_collection(model.identity, model.distance)
+        return rec
+
+    def catalogue_model(self, tenant: str, catalogue_id: int | None) -> EmotionModel:
+        """The active model of a catalogue of ``tenant`` (the default model when unset)."""
+        if catalogue_id is not None:
+            rec = self.tenancy.active_model(tenant, catalogue_id)
+            if rec is not None:
+                return self.load_model_version(rec.name, rec.version)
+        return self.load_model()
+
+    def close(self) -> None:
+        self.metadata.close()
+
+
+_lock = threading.Lock()
+_runtimes: dict[tuple[str, str], JobRuntime] = {}
+
+
+def _key(settings: Settings) -> tuple[str, str]:
+    vec = settings.qdrant_url or str(Path(settings.resolved_qdrant_path).expanduser().resolve())
+    return settings.resolved_database_url, vec
+
+
+def get_runtime(settings: Settings) -> JobRuntime:
+    """The process's runtime for these settings' database and vector store."""
+    key = _key(settings)
+    with _lock:
+        rt = _runtimes.get(key)
+        closed = rt is not None and (
+            rt.metadata.closed or bool(getattr(rt.vectors, "closed", False))
+        )
+        if rt is None or closed:
+            if rt is not None and not rt.metadata.closed:
+                rt.metadata.close()
+            rt = JobRuntime(
+                settings=settings,
+                metadata=open_metadata_store(settings),
+                vectors=open_vector_store(settings),
+            )
+            _runtimes[key] = rt
+        return rt
+
+
+def close_runtimes() -> None:
+    """Close every cached runtime (tests, shutdown)."""
+    with _lock:
+        rts = list(_runtimes.values())
+        _runtimes.clear()
+    for rt in rts:
+        rt.close()

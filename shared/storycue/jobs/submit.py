@@ -1,0 +1,111 @@
+"""Creating jobs: validate what is asked against the settings and the tenant's data, then
+store the job with its inputs (queued). The caller dispatches it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+
+from storycue.config import Settings
+from storycue.errors import InvalidInputError, ModelMismatchError
+from storycue.jobs.matching import check_story
+from storycue.jobs.params import EvaluateParams, IngestParams, MatchParams, TrainParams
+from storycue.jobs.runtime import JobRuntime, find_model
+from storycue.jobs.tasks import model_name_for, trained_checkpoint_path
+from storycue.models.emotion import resolve_checkpoint
+from storycue.storage.jobs import Job
+
+MAX_STORY_ID = 200
+
+
+def _checked_stories(
+    stories: Iterable[tuple[str, str]], settings: Settings
+) -> Iterator[tuple[str, str]]:
+    limit = settings.service.max_stories_per_job
+    n = 0
+    for story_id, text in stories:
+        if n >= limit:
+            raise InvalidInputError(
+                f"a job holds at most {limit} stories (STORYCUE_SERVICE__MAX_STORIES_PER_JOB)",
+                detail={"max_stories": limit},
+            )
+        if not isinstance(story_id, str) or not 1 <= len(story_id) <= MAX_STORY_ID:
+            raise InvalidInputError(
+                f"story {n}: id must be a string of 1 to {MAX_STORY_ID} characters",
+                detail={"index": n},
+            )
+        try:
+            check_story(text, settings.limits.max_story_chars)
+        except InvalidInputError as exc:
+            raise InvalidInputError(
+                f"story {n} ({story_id}): {exc.message}", detail={"index": n}
+            ) from exc
+        if not text.strip():
+            raise InvalidInputError(
+                f"story {n} ({story_id}) is empty", detail={"index": n, "id": story_id}
+            )
+        n += 1
+        yield story_id, text
+    if n == 0:
+        raise InvalidInputError("a match job needs at least one story")
+
+
+def submit_match(
+    rt: JobRuntime,
+    tenant: str,
+    stories: Iterable[tuple[str, str]],
+    params: MatchParams,
+    settings: Settings,
+) -> Job:
+    """A queued bulk match job of ``stories`` (``(id, text)`` pairs, read lazily)."""
+    if params.top_k > settings.limits.max_top_k:
+        raise InvalidInputError(
+            f"top_k must be between 1 and {settings.limits.max_top_k}",
+            detail={"field": "top_k"},
+        )
+    catalogue_id = None
+    if params.catalogue is not None:
+        catalogue_id = rt.tenancy.catalogue(tenant, params.catalogue).id
+    return rt.jobs.create(
+        tenant,
+        "match",
+        params.model_dump(mode="json"),
+        items=_checked_stories(stories, settings),
+        catalogue_id=catalogue_id,
+    )
+
+
+def submit_ingest(rt: JobRuntime, tenant: str, params: IngestParams) -> Job:
+    """A queued ingest job of every registered track of the catalogue that needs it
+    (not ingested yet, failed before, or lacking a vector of the active model)."""
+    cat = rt.tenancy.catalogue(tenant, params.catalogue)
+    model = rt.catalogue_model(tenant, cat.id)
+    record = rt.register(model)
+    sources = rt.tenancy.sources_to_ingest(tenant, cat.id, record.id)
+    return rt.jobs.create(
+        tenant,
+        "ingest",
+        params.model_dump(mode="json"),
+        items=[(str(src.id), src.uri) for src in sources],
+        catalogue_id=cat.id,
+        model=model.identity,
+    )
+
+
+def submit_evaluate(rt: JobRuntime, tenant: str, params: EvaluateParams) -> Job:
+    """A queued evaluation job (the model must exist)."""
+    if params.version is not None:
+        find_model(rt.settings, params.model, params.version)
+    else:
+        resolve_checkpoint(params.model, rt.settings.model_dir)
+    return rt.jobs.create(tenant, "evaluate", params.model_dump(mode="json"), total=1)
+
+
+def submit_train(rt: JobRuntime, tenant: str, params: TrainParams) -> Job:
+    """A queued training job (the model name and version must be new)."""
+    name = model_name_for(params)
+    if trained_checkpoint_path(rt.settings, name, params.version).exists():
+        raise ModelMismatchError(
+            f"a model {name}@{params.version} already exists; train under another version",
+            detail={"name": name, "version": params.version},
+        )
+    return rt.jobs.create(tenant, "train", params.model_dump(mode="json"), total=1)

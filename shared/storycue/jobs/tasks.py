@@ -1,0 +1,404 @@
+"""The job functions: what a worker runs for a job id (and, for match jobs, item indexes).
+
+Each is a pure function of ``(job id, items, settings)``: it opens its stores through
+:func:`storycue.jobs.runtime.get_runtime`, reads its inputs from the database, writes one
+result per item and updates the job's state and progress there. All are idempotent and
+safe to re-run after a crash: items that already have a result are skipped, results are
+upserted, tracks are identified by content and vectors by track.
+
+Failure policy: a problem with the job itself (invalid parameters, a deleted catalogue, a
+missing model or dataset) fails the job with that error's code; a problem with one item
+(an empty story, an undecodable file) is that item's result (``ok = false``) and the job
+goes on; anything else (the database or vector store down) propagates, so that the
+caller retries the task (Celery) or fails the job (:class:`InProcessDispatcher`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from storycue.config import Settings, get_settings
+from storycue.errors import InvalidInputError, ModelMismatchError, NotFoundError, StorycueError
+from storycue.jobs.ingest import ingest_source
+from storycue.jobs.matching import MatchOptions, match_texts, search_scope
+from storycue.jobs.params import EvaluateParams, IngestParams, MatchParams, TrainParams
+from storycue.jobs.runtime import JobRuntime, get_runtime, trained_models_dir
+from storycue.log import get_logger
+from storycue.storage.jobs import InvalidTransitionError, Job, JobNotRunningError
+
+log = get_logger(__name__)
+
+
+def _settings(settings: Settings | None) -> Settings:
+    return settings or get_settings()
+
+
+def _fail(rt: JobRuntime, job: Job, code: str, message: str) -> None:
+    try:
+        rt.jobs.fail(job.tenant, job.id, code, message)
+    except InvalidTransitionError:
+        log.info("job already finished; failure not recorded", job_id=job.id, code=code)
+
+
+def _cancel(rt: JobRuntime, job: Job) -> None:
+    with contextlib.suppress(InvalidTransitionError):
+        rt.jobs.cancel(job.tenant, job.id)
+
+
+def _begin(rt: JobRuntime, job_id: str, *, shared: bool, redelivered: bool) -> Job | None:
+    """The job, running, when this caller should work on it; ``None`` when it should not.
+
+    A queued job is started with a compare-and-set (one caller wins). A job already
+    running is worked on by chunks of a match job (``shared``) and by a redelivered task
+    (its first worker was lost); anyone else leaves it to the worker that started it.
+    """
+    tenant = rt.jobs.tenant_of(job_id)
+    if tenant is None:
+        log.warning("job does not exist; task dropped", job_id=job_id)
+        return None
+    job = rt.jobs.require(tenant, job_id)
+    if job.state == "queued":
+        if not rt.jobs.start(tenant, job_id) and not shared:
+            return None
+        job = rt.jobs.require(tenant, job_id)
+    elif job.state == "running" and not (shared or redelivered):
+        log.info("job is already running elsewhere; task dropped", job_id=job_id)
+        return None
+    if job.state != "running":
+        return None
+    if job.cancel_requested:
+        _cancel(rt, job)
+        return None
+    return job
+
+
+def fail_job(job_id: str, code: str, message: str, settings: Settings | None = None) -> None:
+    """Mark a job failed (a task out of retries, a dead-lettered message)."""
+    rt = get_runtime(_settings(settings))
+    tenant = rt.jobs.tenant_of(job_id)
+    if tenant is None:
+        return
+    job = rt.jobs.require(tenant, job_id)
+    if not job.terminal:
+        _fail(rt, job, code, message)
+
+
+def _params(rt: JobRuntime, job: Job, model: type[Any]) -> Any:
+    try:
+        return model.model_validate(job.params)
+    except ValidationError as exc:
+        _fail(rt, job, "invalid_params", f"the job's parameters are invalid: {exc}")
+        return None
+
+
+def run_match_items(
+    job_id: str, item_indexes: Sequence[int] | None = None, settings: Settings | None = None
+) -> None:
+    """Match the stories of a bulk match job at ``item_indexes`` (default: all).
+
+    Stories are embedded in batches of ``settings.batch.text`` stories' segments and a
+    cancel request is honoured between batches. The job succeeds when its last item has
+    a result, whichever chunk writes it.
+    """
+    s = _settings(settings)
+    rt = get_runtime(s)
+    job = _begin(rt, job_id, shared=True, redelivered=True)
+    if job is None:
+        return
+    params = _params(rt, job, MatchParams)
+    if params is None:
+        return
+    try:
+        if params.top_k > s.limits.max_top_k:
+            raise InvalidInputError(f"top_k must be between 1 and {s.limits.max_top_k}")
+        scope = search_scope(
+            rt,
+            job.tenant,
+            MatchOptions(
+                top_k=params.top_k,
+                catalogue=params.catalogue,
+                min_duration_s=params.min_duration_s,
+                max_duration_s=params.max_duration_s,
+                tags=tuple(params.tags) if params.tags else None,
+            ),
+        )
+    except StorycueError as exc:
+        _fail(rt, job, exc.code, exc.message)
+        return
+    if job.model is None:
+        rt.jobs.set_model(job.tenant, job.id, scope.model.identity)
+    wanted = list(range(job.progress_total)) if item_indexes is None else list(item_indexes)
+    done = rt.jobs.done_indexes(job.tenant, job.id, wanted)
+    todo = sorted(set(wanted) - done)
+    batch = max(1, s.batch.text)
+    for start in range(0, len(todo), batch):
+        if rt.jobs.cancel_requested(job.tenant, job.id):
+            _cancel(rt, job)
+            return
+        items = rt.jobs.items(job.tenant, job.id, todo[start : start + batch])
+        sheets = match_texts(
+            scope.model,
+            rt.vectors,
+            [it.text for it in items],
+            top_k=params.top_k,
+            flt=scope.flt,
+            catalogue=scope.catalogue,
+            max_chars=s.limits.max_story_chars,
+        )
+        try:
+            for item, sheet in zip(items, sheets, strict=True):
+                if isinstance(sheet, StorycueError):
+                    result: dict[str, Any] = {
+                        "id": item.item_id,
+                        "error": {"code": sheet.code, "message": sheet.message},
+                    }
+                    rt.jobs.record_result(job.tenant, job.id, item.index, result, ok=False)
+                else:
+                    result = {"id": item.item_id, "cue_sheet": sheet.model_dump(mode="json")}
+                    rt.jobs.record_result(job.tenant, job.id, item.index, result)
+        except JobNotRunningError:
+            log.info("job stopped while matching; chunk abandoned", job_id=job.id)
+            return
+    final = rt.jobs.finish_if_complete(job.tenant, job.id)
+    log.info(
+        "match chunk done",
+        job_id=job.id,
+        items=len(todo),
+        progress=f"{final.progress_done}/{final.progress_total}",
+        state=final.state,
+    )
+
+
+def run_ingest(job_id: str, settings: Settings | None = None, *, redelivered: bool = False) -> None:
+    """Ingest the registered tracks listed in an ingest job (one result per track)."""
+    s = _settings(settings)
+    rt = get_runtime(s)
+    job = _begin(rt, job_id, shared=False, redelivered=redelivered)
+    if job is None:
+        return
+    params = _params(rt, job, IngestParams)
+    if params is None:
+        return
+    try:
+        if job.catalogue_id is None:
+            raise NotFoundError(f"catalogue {params.catalogue!r} was deleted")
+        cat = rt.tenancy.catalogue_by_id(job.tenant, job.catalogue_id)
+        model = rt.catalogue_model(job.tenant, cat.id)
+        record = rt.register(model)
+    except StorycueError as exc:
+        _fail(rt, job, exc.code, exc.message)
+        return
+    rt.jobs.set_model(job.tenant, job.id, model.identity)
+    items = rt.jobs.items(job.tenant, job.id)
+    done = rt.jobs.done_indexes(job.tenant, job.id)
+    counts = {"embedded": 0, "already_present": 0, "failed": 0}
+    try:
+        for item in items:
+            if item.index in done:
+                continue
+            if rt.jobs.cancel_requested(job.tenant, job.id):
+                _cancel(rt, job)
+                return
+            try:
+                source = rt.tenancy.source(job.tenant, cat.id, int(item.item_id))
+            except NotFoundError as exc:
+                rt.jobs.record_result(
+                    job.tenant,
+                    job.id,
+                    item.index,
+                    {
+                        "source_id": int(item.item_id),
+                        "uri": item.text,
+                        "outcome": "failed",
+                        "track_id": None,
+                        "error": {"code": exc.code, "message": "the track was deleted"},
+                    },
+                    ok=False,
+                )
+                continue
+            outcome = ingest_source(rt, s, model, record, cat, source)
+            counts[outcome.outcome] += 1
+            rt.jobs.record_result(job.tenant, job.id, item.index, outcome.to_dict(), ok=outcome.ok)
+    except JobNotRunningError:
+        log.info("job stopped while ingesting", job_id=job.id)
+        return
+    final = rt.jobs.finish_if_complete(job.tenant, job.id)
+    log.info("ingest job done", job_id=job.id, state=final.state, **counts)
+
+
+def run_evaluate(
+    job_id: str, settings: Settings | None = None, *, redelivered: bool = False
+) -> None:
+    """Score a model with the evaluation harness; the report is the job's one result."""
+    from storycue.evaluation.harness import evaluate, fourq_gallery, load_queries
+
+    s = _settings(settings)
+    rt = get_runtime(s)
+    job = _begin(rt, job_id, shared=False, redelivered=redelivered)
+    if job is None:
+        return
+    params = _params(rt, job, EvaluateParams)
+    if params is None:
+        return
+    try:
+        model = (
+            rt.load_model_version(params.model, params.version)
+            if params.version
+            else rt.load_model(params.model)
+        )
+        rt.jobs.set_model(job.tenant, job.id, model.identity)
+        queries = load_queries(params.queries, s)
+        gallery = fourq_gallery(params.split, model.audio_backbone(), s)
+        if rt.jobs.cancel_requested(job.tenant, job.id):
+            _cancel(rt, job)
+            return
+        report = evaluate(
+            model,
+            queries,
+            gallery,
+            s,
+            mappings=params.mappings,
+            diagnostics=params.diagnostics,
+        )
+    except StorycueError as exc:
+        _fail(rt, job, exc.code, exc.message)
+        return
+    try:
+        rt.jobs.record_result(job.tenant, job.id, 0, report)
+    except JobNotRunningError:
+        return
+    rt.jobs.finish_if_complete(job.tenant, job.id)
+
+
+def trained_checkpoint_path(settings: Settings, name: str, version: str) -> Path:
+    """Where a training job saves ``name@version``."""
+    return trained_models_dir(settings) / f"{name}-{version}.safetensors"
+
+
+def train_heads(settings: Settings, params: TrainParams) -> Any:
+    """Train one family on the cached frozen features (as ``storycue train`` does)."""
+    from storycue.models.musicnn import load_backbone
+    from storycue.models.text import TextEncoder
+    from storycue.training.families import build_feature_bank, get_family
+    from storycue.training.va import VATrainConfig, train_va
+
+    device = settings.torch_device()
+    cache = settings.home / "cache" / "features"
+    encoder = TextEncoder(
+        settings.text_encoder,
+        device=device,
+        batch_size=settings.batch.text,
+        max_tokens=settings.text_max_tokens,
+    )
+    backbone = load_backbone(
+        settings.audio_backbone, weights_dir=settings.musicnn_weights_dir, device=device
+    )
+    if params.family in ("va", "va-regression"):
+        config = VATrainConfig(
+            name=params.name or "va-regression", version=params.version, seed=params.seed
+        )
+        if params.max_epochs is not None:
+            config.max_epochs = params.max_epochs
+        if params.music_target is not None:
+            config.music_target = params.music_target
+        if params.text_sources is not None:
+            config.text_sources = list(params.text_sources)
+        return train_va(
+            settings, config, text_encoder=encoder, backbone=backbone, cache_dir=cache
+        ).heads
+    fam = get_family(params.family)
+    cfg = replace(
+        fam.default_config(), name=params.name or fam.name, version=params.version, seed=params.seed
+    )
+    if params.max_epochs is not None:
+        cfg = replace(cfg, max_epochs=params.max_epochs)
+    if params.text_sources is not None:
+        cfg = replace(cfg, text_sources=list(params.text_sources))
+    bank = build_feature_bank(settings, encoder, backbone, cache)
+    return fam.train(bank, cfg)
+
+
+def model_name_for(params: TrainParams) -> str:
+    """The name a training job's model gets."""
+    if params.name:
+        return params.name
+    return "va-regression" if params.family == "va" else params.family
+
+
+def run_train(job_id: str, settings: Settings | None = None, *, redelivered: bool = False) -> None:
+    """Train a model; the checkpoint is saved beside the other local models and
+    registered, and its identity and path are the job's one result."""
+    from storycue.training.modelcard import write_model_card
+
+    s = _settings(settings)
+    rt = get_runtime(s)
+    job = _begin(rt, job_id, shared=False, redelivered=redelivered)
+    if job is None:
+        return
+    params = _params(rt, job, TrainParams)
+    if params is None:
+        return
+    path = trained_checkpoint_path(s, model_name_for(params), params.version)
+    try:
+        if path.exists() and not redelivered:
+            raise ModelMismatchError(
+                f"a model {model_name_for(params)}@{params.version} already exists; "
+                "train under another version",
+            )
+        heads = train_heads(s, params)
+        if rt.jobs.cancel_requested(job.tenant, job.id):
+            _cancel(rt, job)
+            return
+        sha = heads.save(path)
+        write_model_card(heads.info, path, sha)
+        ident = heads.info.identity
+        rt.jobs.set_model(job.tenant, job.id, ident)
+        rt.metadata.register_model(
+            ident, family=heads.info.family, distance=heads.info.distance, checkpoint_sha256=sha
+        )
+    except StorycueError as exc:
+        _fail(rt, job, exc.code, exc.message)
+        return
+    result = {
+        "model": ident.model_dump(),
+        "family": heads.info.family,
+        "distance": heads.info.distance,
+        "checkpoint_sha256": sha,
+        "path": str(path),
+    }
+    try:
+        rt.jobs.record_result(job.tenant, job.id, 0, result)
+    except JobNotRunningError:
+        return
+    rt.jobs.finish_if_complete(job.tenant, job.id)
+
+
+def match_chunks(job: Job, chunk_size: int) -> list[list[int]]:
+    """The item indexes of a match job cut into chunks of ``chunk_size`` (one task each)."""
+    if chunk_size < 1:
+        raise InvalidInputError("chunk_size must be >= 1")
+    n = job.progress_total
+    return [list(range(i, min(n, i + chunk_size))) for i in range(0, n, chunk_size)]
+
+
+def run_job(job: Job, settings: Settings | None = None) -> None:
+    """Run a whole job in this thread (match jobs: every chunk in turn)."""
+    s = _settings(settings)
+    if job.kind == "match":
+        chunks = match_chunks(job, s.queue.job_chunk_size) or [[]]
+        for chunk in chunks:
+            run_match_items(job.id, chunk, s)
+    elif job.kind == "ingest":
+        run_ingest(job.id, s)
+    elif job.kind == "evaluate":
+        run_evaluate(job.id, s)
+    elif job.kind == "train":
+        run_train(job.id, s)
+    else:  # pragma: no cover - the database constrains kinds
+        raise InvalidInputError(f"unknown job kind {job.kind!r}")

@@ -1,0 +1,275 @@
+"""Where registered tracks come from: local paths under allowed roots, s3:// and http(s)://.
+
+:func:`check_uri` validates a URI when a track is registered (and again right before it
+is fetched): a local path must resolve, symlinks followed, inside one of
+``settings.sources.allowed_roots`` (no traversal, no symlink escape); an http(s) URL must
+name a host whose every address is public (no loopback, link-local, private, multicast or
+reserved address) unless ``settings.sources.allow_private_addresses``; credentials inside
+URLs are refused (secrets come from the environment). :func:`fetch` then yields a local
+file to decode: the file itself for a local path, a size-capped temporary download for
+the others (http via httpx without automatic redirects, each redirect re-checked; s3 via
+boto3 on ``settings.sources.s3_endpoint_url``).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+import socket
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import unquote, urljoin, urlsplit
+
+from storycue.config import Settings
+from storycue.errors import ConfigurationError, InvalidInputError, StorycueError
+from storycue.log import get_logger
+
+log = get_logger(__name__)
+
+Scheme = Literal["file", "s3", "http", "https"]
+_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$")
+_MAX_REDIRECTS = 5
+
+
+class SourceFetchError(StorycueError):
+    """A registered URI could not be fetched (unreachable, HTTP error, missing object)."""
+
+    code = "source_fetch_error"
+
+
+@dataclass(frozen=True)
+class CheckedURI:
+    """A validated source URI."""
+
+    uri: str
+    scheme: Scheme
+    path: Path | None = None  # file
+    host: str | None = None  # http(s)
+    bucket: str | None = None  # s3
+    key: str | None = None  # s3
+
+
+def _refuse(message: str, **detail: object) -> InvalidInputError:
+    return InvalidInputError(message, detail={"field": "uri", **detail})
+
+
+def _within(path: Path, root: Path) -> bool:
+    try:
+        path.relative_to(root)
+    except ValueError:
+        return False
+    return True
+
+
+def check_local_path(raw: str, settings: Settings) -> Path:
+    """The real path of a local file under an allowed root, or :class:`InvalidInputError`."""
+    if "\x00" in raw:
+        raise _refuse("the path contains a NUL character")
+    path = Path(raw)
+    if not path.is_absolute():
+        raise _refuse("a local track path must be absolute")
+    roots = [Path(r).expanduser().resolve() for r in settings.sources.allowed_roots]
+    if not roots:
+        raise _refuse(
+            "local paths are not allowed: no allowed root is configured "
+            "(STORYCUE_SOURCES__ALLOWED_ROOTS)"
+        )
+    if ".." in path.parts:
+        raise _refuse("'..' is not allowed in a track path")
+    real = Path(os.path.realpath(path))
+    if not any(_within(real, root) for root in roots):
+        raise _refuse("the path is outside the allowed roots (after following links)")
+    return real
+
+
+def _public(address: str) -> bool:
+    ip = ipaddress.ip_address(address.split("%", 1)[0])
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return bool(ip.is_global) and not (
+        ip.is_loopback or ip.is_link_local or ip.is_private or ip.is_multicast or ip.is_reserved
+    )
+
+
+def check_host(host: str, port: int | None, settings: Settings) -> None:
+    """Refuse a host that does not resolve, or resolves to a non-public address."""
+    try:
+        infos = socket.getaddrinfo(host, port or 443, proto=socket.IPPROTO_TCP)
+    except (socket.gaierror, UnicodeError) as exc:
+        raise _refuse(f"host {host!r} does not resolve", host=host) from exc
+    addresses = sorted({str(info[4][0]) for info in infos})
+    if not addresses:
+        raise _refuse(f"host {host!r} does not resolve", host=host)
+    if settings.sources.allow_private_addresses:
+        return
+    private = [a for a in addresses if not _public(a)]
+    if private:
+        raise _refuse(
+            f"host {host!r} resolves to a loopback, link-local or private address; "
+            "such sources are refused unless STORYCUE_SOURCES__ALLOW_PRIVATE_ADDRESSES is set",
+            host=host,
+        )
+
+
+def check_uri(uri: str, settings: Settings) -> CheckedURI:
+    """Validate a track URI (see the module doc); :class:`InvalidInputError` when refused."""
+    if not isinstance(uri, str) or not uri.strip() or uri != uri.strip():
+        raise _refuse("a track URI must be a non-empty string without surrounding blanks")
+    if len(uri) > 4096:
+        raise _refuse("a track URI is at most 4096 characters")
+    if uri.startswith("/"):
+        return CheckedURI(uri=uri, scheme="file", path=check_local_path(uri, settings))
+    parts = urlsplit(uri)
+    scheme = parts.scheme.lower()
+    if scheme == "file":
+        if parts.netloc not in ("", "localhost"):
+            raise _refuse("file:// URIs must not name a host")
+        return CheckedURI(
+            uri=uri, scheme="file", path=check_local_path(unquote(parts.path), settings)
+        )
+    if scheme in ("http", "https"):
+        if parts.username is not None or parts.password is not None:
+            raise _refuse("credentials in URLs are not accepted")
+        host = parts.hostname
+        if not host:
+            raise _refuse("the URL has no host")
+        try:
+            port = parts.port
+        except ValueError as exc:
+            raise _refuse("the URL has an invalid port") from exc
+        check_host(host, port, settings)
+        return CheckedURI(uri=uri, scheme=scheme, host=host)  # type: ignore[arg-type]
+    if scheme == "s3":
+        bucket = parts.netloc
+        key = parts.path.lstrip("/")
+        if not _BUCKET.fullmatch(bucket or ""):
+            raise _refuse(f"{bucket!r} is not a valid S3 bucket name")
+        if not key:
+            raise _refuse("the s3:// URI has no object key")
+        if parts.query or parts.fragment:
+            raise _refuse("s3:// URIs take no query or fragment")
+        return CheckedURI(uri=uri, scheme="s3", bucket=bucket, key=key)
+    raise _refuse(
+        f"unsupported URI scheme {scheme or '(none)'!r}: use an absolute path, file://, "
+        "s3:// or http(s)://"
+    )
+
+
+def _write_capped(chunks: Iterator[bytes], dest: Any, max_bytes: int, label: str) -> int:
+    size = 0
+    for chunk in chunks:
+        size += len(chunk)
+        if size > max_bytes:
+            raise InvalidInputError(
+                f"{label} is larger than the {max_bytes}-byte limit "
+                "(STORYCUE_LIMITS__MAX_AUDIO_BYTES)",
+                detail={"max_bytes": max_bytes},
+            )
+        dest.write(chunk)
+    return size
+
+
+def _fetch_http(checked: CheckedURI, settings: Settings, dest: Any) -> None:
+    import httpx
+
+    url = checked.uri
+    timeout = settings.sources.fetch_timeout_s
+    max_bytes = settings.limits.max_audio_bytes
+    with httpx.Client(timeout=timeout, follow_redirects=False) as client:
+        for _ in range(_MAX_REDIRECTS + 1):
+            try:
+                with client.stream("GET", url) as resp:
+                    if resp.is_redirect:
+                        location = resp.headers.get("location")
+                        if not location:
+                            raise SourceFetchError(f"{url}: redirect without a location")
+                        url = urljoin(url, location)
+                        check_uri(url, settings)  # every hop is checked again
+                        if urlsplit(url).scheme not in ("http", "https"):
+                            raise _refuse("redirects may only go to http(s) URLs")
+                        continue
+                    if resp.status_code != 200:
+                        raise SourceFetchError(
+                            f"{url}: HTTP {resp.status_code}", detail={"status": resp.status_code}
+                        )
+                    _write_capped(resp.iter_bytes(1 << 16), dest, max_bytes, url)
+                    return
+            except httpx.HTTPError as exc:
+                raise SourceFetchError(f"{url}: {type(exc).__name__}: {exc}") from exc
+    raise SourceFetchError(f"{checked.uri}: more than {_MAX_REDIRECTS} redirects")
+
+
+def s3_client(settings: Settings) -> Any:
+    """A boto3 S3 client on the configured endpoint (credentials from the environment)."""
+    try:
+        import boto3
+        from botocore.config import Config
+    except ImportError as exc:  # pragma: no cover - boto3 is a dependency
+        raise ConfigurationError("s3:// sources need boto3 (pip install boto3)") from exc
+    return boto3.client(
+        "s3",
+        endpoint_url=settings.sources.s3_endpoint_url,
+        region_name=settings.sources.s3_region,
+        config=Config(
+            connect_timeout=settings.sources.fetch_timeout_s,
+            read_timeout=settings.sources.fetch_timeout_s,
+            retries={"max_attempts": 3},
+        ),
+    )
+
+
+def _fetch_s3(checked: CheckedURI, settings: Settings, dest: Any) -> None:
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    assert checked.bucket is not None and checked.key is not None
+    try:
+        obj = s3_client(settings).get_object(Bucket=checked.bucket, Key=checked.key)
+        body = obj["Body"]
+        size = int(obj.get("ContentLength") or 0)
+        if size > settings.limits.max_audio_bytes:
+            raise InvalidInputError(
+                f"{checked.uri} is {size} bytes, over the {settings.limits.max_audio_bytes}-byte "
+                "limit (STORYCUE_LIMITS__MAX_AUDIO_BYTES)"
+            )
+        _write_capped(
+            iter(lambda: body.read(1 << 16), b""),
+            dest,
+            settings.limits.max_audio_bytes,
+            checked.uri,
+        )
+    except ClientError as exc:
+        code = str(exc.response.get("Error", {}).get("Code", "error"))
+        raise SourceFetchError(f"{checked.uri}: S3 {code}", detail={"s3_error": code}) from exc
+    except BotoCoreError as exc:
+        raise SourceFetchError(f"{checked.uri}: {exc}") from exc
+
+
+@contextmanager
+def fetch(uri: str, settings: Settings) -> Iterator[Path]:
+    """A local file holding the track at ``uri`` (re-checked first); temporary downloads
+    are deleted on exit."""
+    checked = check_uri(uri, settings)
+    if checked.scheme == "file":
+        assert checked.path is not None
+        if not checked.path.is_file():
+            raise SourceFetchError(f"{uri}: no such file", detail={"uri": uri})
+        yield checked.path
+        return
+    suffix = Path(urlsplit(uri).path).suffix[:10]
+    fd, name = tempfile.mkstemp(prefix="storycue-fetch-", suffix=suffix)
+    path = Path(name)
+    try:
+        with os.fdopen(fd, "wb") as dest:
+            if checked.scheme == "s3":
+                _fetch_s3(checked, settings, dest)
+            else:
+                _fetch_http(checked, settings, dest)
+        log.debug("source fetched", scheme=checked.scheme, bytes=path.stat().st_size)
+        yield path
+    finally:
+        path.unlink(missing_ok=True)

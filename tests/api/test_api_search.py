@@ -1,0 +1,104 @@
+"""POST /v1/search: cue sheets, filters, limits, and the same answer as the embedded engine."""
+
+from __future__ import annotations
+
+from apigw import Gateway
+
+from storycue.pipeline.engine import Engine
+
+STORY = (
+    "The sun rose over the meadow and the children ran laughing to the river, where their "
+    "grandmother waited with warm bread, sweet honey and a basket of ripe summer cherries.\n\n"
+    "Then the storm came. Thunder cracked over the hills, the old oak tree split and fell "
+    "across the road, the horses bolted into the dark, and everyone screamed in terror."
+)
+
+
+def test_search_returns_a_cue_sheet_per_segment(gateway: Gateway) -> None:
+    r = gateway.client.post(
+        "/v1/search",
+        json={"text": STORY, "top_k": 2, "catalogue": "a-only"},
+        headers=gateway.h("a"),
+    )
+    assert r.status_code == 200, r.text
+    sheet = r.json()
+    assert sheet["catalogue"] == "a-only"
+    assert sheet["model"]["name"] == "va-regression"
+    assert sheet["story_chars"] == len(STORY)
+    assert len(sheet["segments"]) == 2
+    for seg in sheet["segments"]:
+        assert STORY[seg["start"] : seg["end"]] == seg["text"]
+        assert len(seg["tracks"]) == 2
+        assert [t["rank"] for t in seg["tracks"]] == [1, 2]
+        scores = [t["score"] for t in seg["tracks"]]
+        assert scores == sorted(scores, reverse=True)
+        assert seg["emotion"]["valence"] is not None
+    a_titles = {"Bright", "Drone", "Bursts"}
+    assert {t["title"] for s in sheet["segments"] for t in s["tracks"]} <= a_titles
+
+
+def test_search_matches_the_embedded_engine(gateway: Gateway) -> None:
+    rt = gateway.runtime
+    body = {"text": STORY, "top_k": 3, "catalogue": "mix"}
+    r = gateway.client.post("/v1/search", json=body, headers=gateway.h("default"))
+    assert r.status_code == 200, r.text
+    engine = Engine(
+        gateway.settings, model=rt.load_model(), metadata=rt.metadata, vectors=rt.vectors
+    )
+    expected = engine.match(STORY, top_k=3, catalogue="mix")
+    assert r.json() == expected.model_dump(mode="json")
+
+
+def test_search_filters(gateway: Gateway) -> None:
+    h = gateway.h("a")
+    r = gateway.client.post("/v1/search", json={"text": STORY, "tags": ["dark"]}, headers=h)
+    assert r.status_code == 200, r.text
+    titles = {t["title"] for s in r.json()["segments"] for t in s["tracks"]}
+    assert titles == {"Drone"}
+    r = gateway.client.post("/v1/search", json={"text": STORY, "min_duration_s": 100.0}, headers=h)
+    assert r.status_code == 200
+    assert all(s["tracks"] == [] for s in r.json()["segments"])
+    r = gateway.client.post(
+        "/v1/search",
+        json={"text": STORY, "min_duration_s": 5.0, "max_duration_s": 1.0},
+        headers=h,
+    )
+    assert r.status_code == 422
+    assert r.json()["error"]["code"] == "validation_error"
+
+
+def test_search_without_catalogue_stays_in_the_tenant(gateway: Gateway) -> None:
+    r = gateway.client.post("/v1/search", json={"text": STORY, "top_k": 5}, headers=gateway.h("b"))
+    assert r.status_code == 200, r.text
+    titles = {t["title"] for s in r.json()["segments"] for t in s["tracks"]}
+    # b holds clips 2..4: "Bursts" and two untitled clips; a's "Bright"/"Drone" never appear
+    assert "Bright" not in titles and "Drone" not in titles
+    assert len(r.json()["segments"][0]["tracks"]) == 3
+
+
+def test_search_limits_and_bad_input(gateway: Gateway) -> None:
+    h = gateway.h("a")
+    post = gateway.client.post
+    cases = [
+        ({"text": STORY, "top_k": 21}, 422, "invalid_input"),
+        ({"text": STORY, "top_k": 0}, 422, "validation_error"),
+        ({"text": "x" * 8001}, 422, "invalid_input"),
+        ({"text": "   \n  "}, 422, "invalid_input"),
+        ({"text": 42}, 422, "validation_error"),
+        ({"text": STORY, "extra": 1}, 422, "validation_error"),
+        ({"text": "bad\x00text"}, 422, "invalid_input"),
+        ({"text": STORY, "catalogue": "nope"}, 404, "not_found"),
+        ({"text": STORY, "tags": []}, 422, "validation_error"),
+    ]
+    for body, status, code in cases:
+        r = post("/v1/search", json=body, headers=h)
+        assert r.status_code == status, (body, r.text)
+        assert r.json()["error"]["code"] == code, (body, r.text)
+        assert set(r.json()["error"]) == {"code", "message", "details"}
+
+
+def test_unicode_stories_are_matched(gateway: Gateway) -> None:
+    text = "Ünïcödé 🌧️ — «Elle pleurait» ... שלום עולם. 雨が降っていた。\u200b\u202e"
+    r = gateway.client.post("/v1/search", json={"text": text}, headers=gateway.h("a"))
+    assert r.status_code == 200, r.text
+    assert r.json()["story_chars"] == len(text)

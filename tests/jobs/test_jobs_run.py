@@ -1,0 +1,165 @@
+"""The job functions on SQLite and on PostgreSQL: the same behaviour on both.
+
+Real model (shipped va-regression with the session's text encoder), real synthetic audio,
+Qdrant local mode. Covers ingest and bulk match through the in-process dispatcher, re-runs
+after a simulated crash, idempotence and cancellation between batches.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from storycue.cli import synthesise_clips
+from storycue.config import IngestSourceSettings, QueueSettings, Settings
+from storycue.jobs import (
+    InProcessDispatcher,
+    JobRuntime,
+    close_runtimes,
+    get_runtime,
+    run_ingest,
+    run_match_items,
+)
+from storycue.jobs.params import IngestParams, MatchParams
+from storycue.jobs.submit import submit_ingest, submit_match
+from storycue.storage import MetadataStore
+from storycue.storage.factory import close_vector_stores
+from storycue.storage.vectors import SearchFilter
+
+STORIES = [
+    (f"story-{n}", text)
+    for n, text in enumerate(
+        [
+            "They cheered and sang as the sun came out over the festival.",
+            "The letter said he had died in the war, and she wept all night.",
+            "Something scratched at the door. She froze, heart pounding.",
+            "A lazy Sunday by the lake, nothing to do, nowhere to be.",
+            "He smashed the plate against the wall, red with rage.",
+            "At last the twins were home, safe, and the house filled with joy.",
+            "Rain again. The empty chair. The silence after the funeral.",
+        ]
+    )
+]
+
+
+@pytest.fixture
+def env(
+    metadata: MetadataStore, db_url: str, tmp_path: Path, text_encoder: Any
+) -> Iterator[tuple[Settings, JobRuntime, list[Path]]]:
+    music = tmp_path / "music"
+    clips = synthesise_clips(music, seconds=2.0)
+    settings = Settings(
+        home=tmp_path / "home",
+        database_url=db_url,
+        sources=IngestSourceSettings(allowed_roots=[music]),
+        queue=QueueSettings(job_chunk_size=3),
+        batch={"text": 2},  # type: ignore[arg-type]
+    )
+    rt = get_runtime(settings)
+    rt.load_model().use_text_encoder(text_encoder)
+    try:
+        yield settings, rt, clips
+    finally:
+        close_runtimes()
+        close_vector_stores()
+
+
+def _ingest(settings: Settings, rt: JobRuntime, tenant: str, paths: list[Path]) -> str:
+    cat, _ = rt.tenancy.create_catalogue(tenant, "music")
+    for p in paths:
+        rt.tenancy.register_source(tenant, cat.id, str(p), title=p.stem)
+    job = submit_ingest(rt, tenant, IngestParams(catalogue="music"))
+    run_ingest(job.id, settings)
+    return job.id
+
+
+def test_ingest_is_idempotent_and_per_tenant(env: tuple[Settings, JobRuntime, list[Path]]) -> None:
+    settings, rt, clips = env
+    job_id = _ingest(settings, rt, "t1", clips[:3])
+    job = rt.jobs.require("t1", job_id)
+    assert job.state == "succeeded" and job.progress_done == 3
+    model = rt.load_model()
+    cat = rt.tenancy.catalogue("t1", "music")
+    assert rt.vectors.count(model.identity, SearchFilter(catalogue_ids=[cat.id])) == 3
+    # a redelivered task of the finished job does nothing; a new job finds nothing to do
+    run_ingest(job_id, settings, redelivered=True)
+    again = submit_ingest(rt, "t1", IngestParams(catalogue="music"))
+    assert again.progress_total == 0
+    # re-ingesting the same sources after a simulated crash duplicates nothing
+    rt.tenancy.register_source("t1", cat.id, str(clips[0]), title="renamed")
+    crash = rt.jobs.create(
+        "t1",
+        "ingest",
+        {"catalogue": "music"},
+        items=[(str(s.id), s.uri) for s in rt.tenancy.sources("t1", cat.id)],
+        catalogue_id=cat.id,
+    )
+    assert rt.jobs.start("t1", crash.id)
+    rt.jobs.requeue("t1", crash.id)  # the worker was lost
+    run_ingest(crash.id, settings, redelivered=True)
+    results, _ = rt.jobs.results("t1", crash.id)
+    assert [r.result["outcome"] for r in results] == ["already_present"] * 3
+    assert rt.metadata.count_tracks(cat.id) == 3
+    assert rt.vectors.count(model.identity, SearchFilter(catalogue_ids=[cat.id])) == 3
+    # another tenant's catalogue of the same name is separate
+    _ingest(settings, rt, "t2", clips[3:])
+    cat2 = rt.tenancy.catalogue("t2", "music")
+    assert cat2.id != cat.id
+    assert rt.vectors.count(model.identity, SearchFilter(catalogue_ids=[cat2.id])) == 2
+
+
+def test_match_job_chunks_resume_and_results(env: tuple[Settings, JobRuntime, list[Path]]) -> None:
+    settings, rt, clips = env
+    _ingest(settings, rt, "t1", clips)
+    job = submit_match(rt, "t1", STORIES, MatchParams(top_k=2, catalogue="music"), settings)
+    assert job.progress_total == 7
+    # a worker crashes after the first chunk: the job is running with 3 results
+    run_match_items(job.id, [0, 1, 2], settings)
+    mid = rt.jobs.require("t1", job.id)
+    assert (mid.state, mid.progress_done) == ("running", 3)
+    first, _ = rt.jobs.results("t1", job.id)
+    # the dispatcher re-sends everything (the chunks of the redelivered tasks)
+    dispatcher = InProcessDispatcher(settings, max_workers=2)
+    dispatcher.dispatch(mid)
+    dispatcher.wait(job.id, timeout=120)
+    dispatcher.shutdown()
+    final = rt.jobs.require("t1", job.id)
+    assert (final.state, final.progress_done, final.progress_total) == ("succeeded", 7, 7)
+    results, cursor = rt.jobs.results("t1", job.id, limit=100)
+    assert cursor is None
+    assert [r.index for r in results] == list(range(7))
+    assert [r.result["id"] for r in results] == [sid for sid, _ in STORIES]
+    assert [r.result for r in results[:3]] == [r.result for r in first]  # unchanged
+    for r in results:
+        sheet = r.result["cue_sheet"]
+        assert sheet["catalogue"] == "music"
+        assert all(len(seg["tracks"]) == 2 for seg in sheet["segments"])
+    assert final.model is not None and final.model.name == "va-regression"
+
+
+def test_cancel_between_batches(env: tuple[Settings, JobRuntime, list[Path]]) -> None:
+    settings, rt, clips = env
+    _ingest(settings, rt, "t1", clips[:2])
+    job = submit_match(rt, "t1", STORIES, MatchParams(top_k=1), settings)
+    assert rt.jobs.start("t1", job.id)
+    run_match_items(job.id, [0, 1], settings)  # one batch (batch.text = 2)
+    rt.jobs.request_cancel("t1", job.id)
+    run_match_items(job.id, [2, 3, 4, 5, 6], settings)
+    final = rt.jobs.require("t1", job.id)
+    assert final.state == "cancelled" and final.progress_done == 2
+
+
+def test_a_job_that_cannot_run_fails_with_a_code(
+    env: tuple[Settings, JobRuntime, list[Path]],
+) -> None:
+    settings, rt, _clips = env
+    job = rt.jobs.create("t1", "match", {"top_k": 1, "catalogue": "gone"}, items=STORIES[:1])
+    run_match_items(job.id, [0], settings)
+    failed = rt.jobs.require("t1", job.id)
+    assert (failed.state, failed.error_code) == ("failed", "not_found")
+    bad = rt.jobs.create("t1", "match", {"top_k": "many"}, items=STORIES[:1])
+    run_match_items(bad.id, [0], settings)
+    assert rt.jobs.require("t1", bad.id).error_code == "invalid_params"
