@@ -1,0 +1,10 @@
+"""The audio-worker service: `storycue worker --queue audio` (a Celery worker of that queue)."""
+
+from __future__ import annotations
+
+import sys
+
+from storycue.cli import app
+
+if __name__ == "__main__":
+    app(["worker", "--queue", "audio", *sys.argv[1:]])

