@@ -13,6 +13,7 @@ from abc import ABC, abstractmethod
 from typing import Generic, TypeVar
 
 from storycue.log import get_logger
+from storycue.metrics import record_model_load
 
 T = TypeVar("T")
 log = get_logger(__name__)
@@ -25,6 +26,9 @@ class LazyModel(ABC, Generic[T]):
         self._lock = threading.Lock()
         self._model: T | None = None
         self.load_seconds: float | None = None
+
+    #: The ``component`` label of ``storycue_model_load_seconds`` for this kind of model.
+    metric_component = "model"
 
     @abstractmethod
     def _load(self) -> T:
@@ -44,6 +48,9 @@ class LazyModel(ABC, Generic[T]):
                 start = time.perf_counter()
                 self._model = self._load()
                 self.load_seconds = time.perf_counter() - start
+                record_model_load(
+                    self.metric_component, str(getattr(self, "name", "")), self.load_seconds
+                )
                 log.info(
                     "model_loaded", model=type(self).__name__, seconds=round(self.load_seconds, 3)
                 )

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib import resources
@@ -24,6 +25,7 @@ from safetensors.torch import load_file, save_file
 
 from storycue.errors import InvalidInputError, ModelMismatchError, ModelNotFoundError
 from storycue.identity import ModelIdentity
+from storycue.metrics import record_model_load, time_stage
 from storycue.models.heads import HeadConfig, MLPHead
 
 Distance = Literal["euclid", "cosine", "dot"]
@@ -323,7 +325,9 @@ class EmotionModel:
     def embed_waveform(self, waveform_16k: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """Embed one decoded clip; returns (space vector, raw backbone features)."""
         feats = self.audio_backbone().embed_waveform(waveform_16k)
-        return self.project_audio_features(self.audio_input(feats)[None, :])[0], feats
+        with time_stage("head"):
+            vector = self.project_audio_features(self.audio_input(feats)[None, :])[0]
+        return vector, feats
 
     def _apply(self, head: MLPHead, features: np.ndarray) -> np.ndarray:
         x = np.asarray(features, dtype=np.float32)
@@ -395,6 +399,7 @@ def load_emotion_model(
     with _models_lock:
         model = _models.get(key)
         if model is None:
+            start = time.perf_counter()
             model = EmotionModel(
                 EmotionHeads.load(path),
                 device=device,
@@ -404,6 +409,7 @@ def load_emotion_model(
                 musicnn_weights_dir=musicnn_weights_dir,
             )
             _models[key] = model
+            record_model_load("heads", model.identity.key, time.perf_counter() - start)
         return model
 
 

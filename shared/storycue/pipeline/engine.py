@@ -21,6 +21,7 @@ from storycue.audio.decode import DecodedAudio, load_audio
 from storycue.config import Settings, get_settings
 from storycue.errors import InvalidInputError, NotFoundError, StorycueError
 from storycue.log import get_logger
+from storycue.metrics import count_embeddings, time_stage
 from storycue.models.emotion import EmotionModel, load_emotion_model
 from storycue.pipeline.cuesheet import CueEmotion, CueSegment, CueSheet, CueTrack
 from storycue.pipeline.segment import segment_story
@@ -171,7 +172,9 @@ class Engine:
             existing = self.metadata.find_track_by_hash(cat.id, sha)
             if existing is not None and self.metadata.get_embedding(existing.id, model_id):
                 return _Prepared(path, sha, None)
-            return _Prepared(path, sha, load_audio(path, settings=self.settings))
+            with time_stage("decode"):
+                audio = load_audio(path, settings=self.settings)
+            return _Prepared(path, sha, audio)
 
         workers = max(1, min(4, (os.cpu_count() or 2)))
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="decode") as pool:
@@ -213,6 +216,22 @@ class Engine:
         vector, _ = model.embed_waveform(prepared.audio.waveform)
         if not np.isfinite(vector).all():
             raise InvalidInputError(f"{prepared.path.name}: the model produced a non-finite vector")
+        with time_stage("store"):
+            created = self._write(catalogue_id, model_id, prepared, meta, vector)
+        count_embeddings(model.identity.key)
+        return created
+
+    def _write(
+        self,
+        catalogue_id: int,
+        model_id: int,
+        prepared: _Prepared,
+        meta: TrackMeta | None,
+        vector: np.ndarray,
+    ) -> bool:
+        """Write the track row, its vector and its embedding record (the ``store`` stage)."""
+        assert prepared.audio is not None
+        model = self.model
         audio = prepared.audio
         track, created = self.metadata.add_track(
             TrackCreate(
@@ -281,7 +300,8 @@ class Engine:
             raise InvalidInputError(f"top_k must be between 1 and {limits.max_top_k}")
         model = self.model
         encoder = model.text_encoder
-        segments = segment_story(text, encoder.count_tokens, encoder.max_tokens)
+        with time_stage("segment"):
+            segments = segment_story(text, encoder.count_tokens, encoder.max_tokens)
         catalogue_ids: list[int] | None = None
         if catalogue is not None:
             cat = self.metadata.get_catalogue(catalogue)
@@ -300,10 +320,14 @@ class Engine:
             raise NotFoundError(
                 f"no tracks are embedded with {model.identity.key}: run `storycue ingest` first"
             )
-        vectors = model.embed_text([s.text for s in segments])
+        with time_stage("text_encoder"):
+            vectors = model.embed_text([s.text for s in segments])
         out: list[CueSegment] = []
         for seg, vec in zip(segments, vectors, strict=True):
-            hits = self.vectors.search(model.identity, vec, top_k, None if flt.is_empty else flt)
+            with time_stage("search"):
+                hits = self.vectors.search(
+                    model.identity, vec, top_k, None if flt.is_empty else flt
+                )
             tracks = [
                 CueTrack(
                     rank=r + 1,

@@ -24,6 +24,7 @@ from storycue.audio.mel import N_MELS, PATCH_FRAMES, MelFrontend, PatchPolicy
 from storycue.config import Settings, get_settings
 from storycue.errors import ConfigurationError, InvalidInputError, ModelNotFoundError
 from storycue.log import get_logger
+from storycue.metrics import observe_batch, record_model_load, time_stage
 from storycue.models.musicnn.checkpoint import read_bundle
 from storycue.models.musicnn.nets import MusicnnNet, VggNet
 
@@ -212,25 +213,30 @@ class MusicnnBackbone:
         bs = batch_size or self._batch_size()
         with torch.inference_mode():
             wave = torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32))
-            logmel = self.mel.logmel_long(wave)
-            patches = MelFrontend.patches(logmel, policy=policy)
+            with time_stage("mel"):
+                logmel = self.mel.logmel_long(wave)
+                patches = MelFrontend.patches(logmel, policy=policy)
             if patches.shape[0] == 0:
                 raise InvalidInputError(
                     f"clip too short for policy {policy!r}: {logmel.shape[0]} frames, "
                     f"fewer than one {PATCH_FRAMES}-frame patch"
                 )
+        # The backbone stage ends when the results are on the host (a GPU has finished).
+        with time_stage("backbone"), torch.inference_mode():
             sums: dict[str, Tensor] = {}
             maxes: dict[str, Tensor] = {}
             for i in range(0, patches.shape[0], bs):
-                out = self.forward_patches(patches[i : i + bs])
+                batch = patches[i : i + bs]
+                observe_batch("audio_patches", int(batch.shape[0]))
+                out = self.forward_patches(batch)
                 for k, v in out.items():
                     s = v.sum(dim=0)
                     sums[k] = sums[k] + s if k in sums else s
                 tmax = out["tags"].amax(dim=0)
                 maxes["tags"] = torch.maximum(maxes["tags"], tmax) if "tags" in maxes else tmax
-        n = patches.shape[0]
-        result = {k: (v / n).float().cpu().numpy() for k, v in sums.items()}
-        result["tags_max"] = maxes["tags"].float().cpu().numpy()
+            n = patches.shape[0]
+            result = {k: (v / n).float().cpu().numpy() for k, v in sums.items()}
+            result["tags_max"] = maxes["tags"].float().cpu().numpy()
         return result
 
     def __repr__(self) -> str:
@@ -282,9 +288,9 @@ def load_backbone(
         net: MusicnnNet | VggNet = MusicnnNet() if spec.arch == "musicnn" else VggNet()
         net.load_tf_weights(read_bundle(str(ckpt) + "/"))
         backbone = MusicnnBackbone(spec, net, device=dev, weights_dir=wdir, settings=settings)
-        log.info(
-            "backbone_loaded", name=name, device=dev, seconds=round(time.perf_counter() - t0, 3)
-        )
+        seconds = time.perf_counter() - t0
+        record_model_load("audio_backbone", name, seconds)
+        log.info("backbone_loaded", name=name, device=dev, seconds=round(seconds, 3))
         with _cache_lock:
             _cache[key] = backbone
         return backbone
