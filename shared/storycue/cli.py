@@ -333,22 +333,36 @@ def train(
             help="Comma-separated text sources (isear,goemotions,emobank); default: the family's."
         ),
     ] = None,
+    audio_backbone: Annotated[
+        str | None,
+        typer.Option(
+            help="Audio backbone: MTT_musicnn, MSD_musicnn, MTT_vgg, MSD_vgg "
+            "(default: STORYCUE_AUDIO_BACKBONE)."
+        ),
+    ] = None,
     evaluate_after: Annotated[
         bool, typer.Option("--evaluate/--no-evaluate", help="Score on the test split and store it.")
     ] = True,
 ) -> None:
     """Train an emotion-space model on frozen, cached encoder features."""
-    from dataclasses import replace
-
     from storycue.models.emotion import EmotionHeads, EmotionModel
     from storycue.models.musicnn import load_backbone
     from storycue.models.text import TextEncoder
-    from storycue.training.va import VATrainConfig, train_va
+    from storycue.training.run import TrainOptions, train_model
 
     settings = _settings()
     sources = [t.strip() for t in text_sources.split(",") if t.strip()] if text_sources else None
     device = settings.torch_device()
-    cache = settings.home / "cache" / "features"
+    options = TrainOptions(
+        family=family,
+        name=name,
+        version=version,
+        seed=seed,
+        max_epochs=max_epochs,
+        text_sources=sources,
+        music_target=music_target,
+        audio_backbone=audio_backbone,
+    )
     try:
         encoder = TextEncoder(
             settings.text_encoder,
@@ -357,43 +371,15 @@ def train(
             max_tokens=settings.text_max_tokens,
         )
         backbone = load_backbone(
-            settings.audio_backbone, weights_dir=settings.musicnn_weights_dir, device=device
+            audio_backbone or settings.audio_backbone,
+            weights_dir=settings.musicnn_weights_dir,
+            device=device,
         )
         with _progress() as progress:
             report = _stage_reporter(progress)
-
-            heads: EmotionHeads
-            if family in ("va", "va-regression"):
-                config = VATrainConfig(name=name or "va-regression", version=version, seed=seed)
-                if max_epochs is not None:
-                    config.max_epochs = max_epochs
-                if music_target is not None:
-                    if music_target not in ("blend", "quadrant", "tags"):
-                        raise InvalidInputError("--music-target must be blend, quadrant or tags")
-                    config.music_target = music_target  # type: ignore[assignment]
-                if sources is not None:
-                    config.text_sources = sources
-                heads = train_va(
-                    settings,
-                    config,
-                    text_encoder=encoder,
-                    backbone=backbone,
-                    cache_dir=cache,
-                    progress=report,
-                ).heads
-            else:
-                from storycue.training.families import build_feature_bank, get_family
-
-                fam = get_family(family)
-                cfg = replace(
-                    fam.default_config(), name=name or fam.name, version=version, seed=seed
-                )
-                if max_epochs is not None:
-                    cfg = replace(cfg, max_epochs=max_epochs)
-                if sources is not None:
-                    cfg = replace(cfg, text_sources=sources)
-                bank = build_feature_bank(settings, encoder, backbone, cache, progress=report)
-                heads = fam.train(bank, cfg)
+            heads: EmotionHeads = train_model(
+                settings, options, text_encoder=encoder, backbone=backbone, progress=report
+            )
         if evaluate_after:
             from storycue.evaluation.harness import evaluate, fourq_gallery, load_queries
 
@@ -707,6 +693,168 @@ def synthesise_clips(folder: Path, seconds: float = 6.0, sr: int = 16000) -> lis
             w.writeframes((x * 32767).astype("<i2").tobytes())
         paths.append(path)
     return paths
+
+
+db_app = typer.Typer(help="Database schema (Alembic migrations).", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+
+
+@db_app.command("upgrade")
+def db_upgrade(
+    revision: Annotated[str, typer.Option(help="Target revision (default: the newest).")] = "head",
+) -> None:
+    """Migrate STORYCUE_DATABASE_URL's schema up to ``revision`` (the Helm chart's
+    pre-install/pre-upgrade Job runs this); safe to run again and from several processes."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from storycue.storage.metadata import MetadataStore
+
+    s = _settings()
+    try:
+        store = MetadataStore(s.resolved_database_url)
+    except StorycueError as exc:
+        raise _fail(exc) from exc
+    try:
+        before = store.current_revision()
+        store.migrate(revision)
+        after = store.current_revision()
+    except StorycueError as exc:
+        raise _fail(exc) from exc
+    except SQLAlchemyError as exc:
+        # e.g. the server is not reachable yet: the Job's retries try again.
+        reason = getattr(exc, "orig", None) or exc
+        err.print(f"[bold red]error[/] (database_error): {type(exc).__name__}: {reason}")
+        raise typer.Exit(code=3) from exc
+    finally:
+        store.close()
+    log.info("db_upgraded", dialect=store.dialect, before=before, after=after)
+    out.print(f"database at revision {after} (was {before or 'empty'})")
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Bind address (default: service.host).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default: service.port).")] = None,
+    workers: Annotated[
+        int | None, typer.Option(help="Uvicorn worker processes (default: service.workers).")
+    ] = None,
+) -> None:
+    """Run the HTTP gateway (embedded defaults: SQLite, local Qdrant, in-process jobs)."""
+    import uvicorn
+
+    s = _settings()
+    n = workers or s.service.workers
+    bind_host = host or s.service.host
+    bind_port = port or s.service.port
+    log.info("serving", host=bind_host, port=bind_port, workers=n, execution=s.queue.execution)
+    if n > 1:
+        uvicorn.run(
+            "storycue.api.app:create_app",
+            factory=True,
+            host=bind_host,
+            port=bind_port,
+            workers=n,
+            log_config=None,
+        )
+        return
+    from storycue.api import create_app
+
+    try:
+        application = create_app(s)
+    except StorycueError as exc:
+        raise _fail(exc) from exc
+    uvicorn.run(application, host=bind_host, port=bind_port, log_config=None)
+
+
+@app.command()
+def worker(
+    queue: Annotated[
+        list[str], typer.Option("--queue", "-Q", help="Queue to consume: text, audio or train.")
+    ],
+    concurrency: Annotated[int, typer.Option(help="Tasks run at once (threads).")] = 2,
+) -> None:
+    """Run a Celery worker of the distributed deployment (text, audio or train queue)."""
+    from storycue.runtime.worker import main as worker_main
+
+    worker_main([*queue, "--concurrency", str(concurrency)])
+
+
+@app.command()
+def consume() -> None:
+    """Run the Kafka ingest consumer (track events in, vectors and rows out)."""
+    from storycue.events.consumer import main as consumer_main
+
+    consumer_main()
+
+
+keys_app = typer.Typer(help="API keys of tenants (stored hashed).", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+
+
+@keys_app.command("create")
+def keys_create(
+    tenant: Annotated[str, typer.Option(help="The tenant the key acts for.")],
+    name: Annotated[str, typer.Option(help="A label for the key.")] = "",
+) -> None:
+    """Create an API key; it is printed once and only its hash is stored."""
+    from storycue.storage.factory import open_metadata_store
+    from storycue.storage.tenancy import ApiKeyStore
+
+    s = _settings()
+    try:
+        store = open_metadata_store(s)
+        try:
+            record, key = ApiKeyStore(store.engine).create(tenant, name)
+        finally:
+            store.close()
+    except StorycueError as exc:
+        raise _fail(exc) from exc
+    err.print(f"key {record.id} ({record.prefix}…) for tenant {record.tenant}; shown only once:")
+    out.print(key, highlight=False, markup=False)
+
+
+@keys_app.command("list")
+def keys_list(tenant: Annotated[str, typer.Option(help="The tenant.")]) -> None:
+    """List a tenant's keys (prefixes only)."""
+    from storycue.storage.factory import open_metadata_store
+    from storycue.storage.tenancy import ApiKeyStore
+
+    s = _settings()
+    store = open_metadata_store(s)
+    try:
+        keys = ApiKeyStore(store.engine).list_keys(tenant)
+    finally:
+        store.close()
+    table = Table("id", "prefix", "name", "created", "revoked")
+    for k in keys:
+        table.add_row(
+            str(k.id),
+            k.prefix,
+            k.name,
+            k.created_at.isoformat(timespec="seconds"),
+            k.revoked_at.isoformat(timespec="seconds") if k.revoked_at else "",
+        )
+    out.print(table)
+
+
+@keys_app.command("revoke")
+def keys_revoke(
+    key_id: Annotated[int, typer.Argument(help="The key's id (see `storycue keys list`).")],
+    tenant: Annotated[str, typer.Option(help="The tenant owning it.")],
+) -> None:
+    """Revoke a key: it stops working at once."""
+    from storycue.storage.factory import open_metadata_store
+    from storycue.storage.tenancy import ApiKeyStore
+
+    s = _settings()
+    store = open_metadata_store(s)
+    try:
+        revoked = ApiKeyStore(store.engine).revoke(tenant, key_id)
+    finally:
+        store.close()
+    if not revoked:
+        raise _fail(InvalidInputError(f"no active key {key_id} for tenant {tenant!r}"))
+    out.print(f"revoked key {key_id}")
 
 
 def main() -> None:  # pragma: no cover - console entry point

@@ -96,6 +96,12 @@ class QueueSettings(BaseModel):
     task_retry_backoff_max_s: float = Field(default=120.0, gt=0)
     prefetch_multiplier: int = Field(default=1, ge=1, le=1000)
     job_chunk_size: int = Field(default=64, ge=1, le=100_000, description="Stories per task.")
+    visibility_timeout_s: float = Field(
+        default=3600.0,
+        gt=0,
+        description="Redis/SQS brokers: a task taken by a worker that died unacknowledged is "
+        "redelivered after this long (keep it above the longest task).",
+    )
 
 
 class KafkaSettings(BaseModel):
@@ -200,6 +206,15 @@ class Settings(BaseSettings):
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     sources: IngestSourceSettings = Field(default_factory=IngestSourceSettings)
     limits: LimitSettings = Field(default_factory=LimitSettings)
+
+    metrics_port: int = Field(
+        default=9100,
+        ge=0,
+        le=65535,
+        description="Port of the Prometheus /metrics server of processes without an HTTP API "
+        "(workers, Kafka consumer; storycue.metrics.start_metrics_server); 0 disables it. "
+        "The gateway serves /metrics on its own port.",
+    )
 
     log_level: str = "INFO"
     log_format: Literal["console", "json"] = "console"

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -282,46 +281,22 @@ def trained_checkpoint_path(settings: Settings, name: str, version: str) -> Path
 
 
 def train_heads(settings: Settings, params: TrainParams) -> Any:
-    """Train one family on the cached frozen features (as ``storycue train`` does)."""
-    from storycue.models.musicnn import load_backbone
-    from storycue.models.text import TextEncoder
-    from storycue.training.families import build_feature_bank, get_family
-    from storycue.training.va import VATrainConfig, train_va
+    """Train one family on the cached frozen features, exactly as ``storycue train`` does
+    (both go through :func:`storycue.training.run.train_model`)."""
+    from storycue.training.run import TrainOptions, train_model
 
-    device = settings.torch_device()
-    cache = settings.home / "cache" / "features"
-    encoder = TextEncoder(
-        settings.text_encoder,
-        device=device,
-        batch_size=settings.batch.text,
-        max_tokens=settings.text_max_tokens,
+    return train_model(
+        settings,
+        TrainOptions(
+            family=params.family,
+            name=params.name,
+            version=params.version,
+            seed=params.seed,
+            max_epochs=params.max_epochs,
+            text_sources=list(params.text_sources) if params.text_sources is not None else None,
+            music_target=params.music_target,
+        ),
     )
-    backbone = load_backbone(
-        settings.audio_backbone, weights_dir=settings.musicnn_weights_dir, device=device
-    )
-    if params.family in ("va", "va-regression"):
-        config = VATrainConfig(
-            name=params.name or "va-regression", version=params.version, seed=params.seed
-        )
-        if params.max_epochs is not None:
-            config.max_epochs = params.max_epochs
-        if params.music_target is not None:
-            config.music_target = params.music_target
-        if params.text_sources is not None:
-            config.text_sources = list(params.text_sources)
-        return train_va(
-            settings, config, text_encoder=encoder, backbone=backbone, cache_dir=cache
-        ).heads
-    fam = get_family(params.family)
-    cfg = replace(
-        fam.default_config(), name=params.name or fam.name, version=params.version, seed=params.seed
-    )
-    if params.max_epochs is not None:
-        cfg = replace(cfg, max_epochs=params.max_epochs)
-    if params.text_sources is not None:
-        cfg = replace(cfg, text_sources=list(params.text_sources))
-    bank = build_feature_bank(settings, encoder, backbone, cache)
-    return fam.train(bank, cfg)
 
 
 def model_name_for(params: TrainParams) -> str:

@@ -1,0 +1,111 @@
+"""One entry point for training any family: the CLI (``storycue train``) and the training
+job (``storycue.jobs.tasks.run_train``) both call :func:`train_model`.
+
+Every family, ``va-regression`` included, trains through its :class:`Family` on a
+:class:`FeatureBank` of cached frozen-encoder features, with the family's default
+configuration (the one the shipped checkpoints were trained with) unless an option
+overrides it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from typing import Any, Literal, cast
+
+from storycue.config import Settings
+from storycue.errors import InvalidInputError
+from storycue.models.emotion import EmotionHeads
+
+#: Short names accepted for the families.
+FAMILY_ALIASES = {"va": "va-regression"}
+MUSIC_TARGETS = ("blend", "quadrant", "tags")
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    """What one training run may override; ``None`` keeps the family's default."""
+
+    family: str
+    name: str | None = None
+    version: str = "1.0.0"
+    seed: int = 0
+    max_epochs: int | None = None
+    text_sources: Sequence[str] | None = None
+    music_target: str | None = None
+    audio_backbone: str | None = None
+
+    @property
+    def family_name(self) -> str:
+        return FAMILY_ALIASES.get(self.family, self.family)
+
+
+def train_model(
+    settings: Settings,
+    options: TrainOptions,
+    *,
+    text_encoder: Any = None,
+    backbone: Any = None,
+    progress: Callable[[str, int, int], None] | None = None,
+) -> EmotionHeads:
+    """Train ``options.family`` on the datasets under ``settings.data_dir``.
+
+    The encoders default to the configured ones (``settings.text_encoder`` and
+    ``options.audio_backbone`` or ``settings.audio_backbone``); features are cached under
+    ``<home>/cache/features`` so a second run only trains the heads.
+    """
+    from storycue.models.musicnn import load_backbone
+    from storycue.models.text import TextEncoder
+    from storycue.training.families import build_feature_bank, get_family
+
+    fam = get_family(options.family_name)
+    cfg = replace(
+        fam.default_config(),
+        name=options.name or fam.name,
+        version=options.version,
+        seed=options.seed,
+    )
+    if options.max_epochs is not None:
+        if options.max_epochs < 1:
+            raise InvalidInputError("max_epochs must be at least 1")
+        cfg = replace(cfg, max_epochs=options.max_epochs)
+    if options.text_sources is not None:
+        sources = [s for s in options.text_sources if s]
+        bad = sorted(set(sources) - {"isear", "goemotions", "emobank"})
+        if bad or not sources:
+            raise InvalidInputError(
+                f"text sources must be among isear, goemotions, emobank; got {sources}"
+            )
+        cfg = replace(cfg, text_sources=sources)
+    if options.music_target is not None:
+        if fam.name != "va-regression":
+            raise InvalidInputError("--music-target applies to the va-regression family only")
+        if options.music_target not in MUSIC_TARGETS:
+            raise InvalidInputError("music target must be blend, quadrant or tags")
+        cfg = replace(
+            cfg,
+            va_music_target=cast(Literal["quadrant", "tags", "blend"], options.music_target),
+        )
+    device = settings.torch_device()
+    if text_encoder is None:
+        text_encoder = TextEncoder(
+            settings.text_encoder,
+            device=device,
+            batch_size=settings.batch.text,
+            max_tokens=settings.text_max_tokens,
+        )
+    if backbone is None:
+        backbone = load_backbone(
+            options.audio_backbone or settings.audio_backbone,
+            weights_dir=settings.musicnn_weights_dir,
+            device=device,
+        )
+    cache = settings.home / "cache" / "features"
+    bank = build_feature_bank(
+        settings,
+        text_encoder,
+        backbone,
+        cache,
+        progress=progress,
+    )
+    return fam.train(bank, cfg)
