@@ -9,9 +9,11 @@ import pytest
 from apigw import Gateway
 
 from storycue.identity import ModelIdentity
+from storycue.models.emotion import checkpoint_info, resolve_checkpoint
 from storycue.storage.vectors import SearchFilter
 
-VA = ModelIdentity(name="va-regression", version="1.0.0", dim=2)
+#: The default model: the newest shipped ``va-regression``.
+VA: ModelIdentity = checkpoint_info(resolve_checkpoint("va-regression")).identity
 
 
 def _vectors_of(gateway: Gateway, tenant: str, catalogue: str) -> int:
@@ -24,7 +26,7 @@ def test_catalogue_crud(gateway: Gateway) -> None:
     c = gateway.client
     r = c.post("/v1/catalogues", json={"name": "crud"}, headers=h)
     assert r.status_code == 201 and r.json()["name"] == "crud"
-    assert r.json()["model"] == {"name": "va-regression", "version": "1.0.0", "dim": 2}
+    assert r.json()["model"] == {"name": "va-regression", "version": VA.version, "dim": 2}
     assert r.json()["model_is_default"]
     assert c.post("/v1/catalogues", json={"name": "crud"}, headers=h).status_code == 200
     names = [x["name"] for x in c.get("/v1/catalogues", headers=h).json()["catalogues"]]
@@ -149,14 +151,17 @@ def test_models_and_active_model(gateway: Gateway) -> None:
     c = gateway.client
     models = c.get("/v1/models", headers=h).json()["models"]
     va = next(m for m in models if m["name"] == "va-regression")
-    assert va["version"] == "1.0.0" and va["default"] and va["shipped"] and va["dim"] == 2
-    detail = c.get("/v1/models/va-regression/1.0.0", headers=h).json()
+    va = next(m for m in models if m["name"] == "va-regression" and m["version"] == VA.version)
+    assert va["default"] and va["shipped"] and va["dim"] == 2
+    detail = c.get(f"/v1/models/va-regression/{VA.version}", headers=h).json()
     assert detail["registered"] and detail["checkpoint_sha256"]
     assert detail["checkpoint"]["identity"]["name"] == "va-regression"
     r = c.get("/v1/models/va-regression/9.9.9", headers=h)
     assert (r.status_code, r.json()["error"]["code"]) == (404, "not_found")
     r = c.put(
-        "/v1/catalogues/a-only/model", json={"name": "va-regression", "version": "1.0.0"}, headers=h
+        "/v1/catalogues/a-only/model",
+        json={"name": "va-regression", "version": VA.version},
+        headers=h,
     )
     assert r.status_code == 200, r.text
     body = r.json()
