@@ -44,7 +44,7 @@ def test_migrations_up_from_empty_match_orm_and_down_to_base(db_url: str) -> Non
         assert store.current_revision() is None
         assert not store.is_up_to_date()
         store.migrate()
-        assert store.current_revision() == head_revision() == "0002"
+        assert store.current_revision() == head_revision() == "0003"
         assert store.is_up_to_date()
         assert set(inspect(store.engine).get_table_names()) >= TABLES
         assert schema_diff(store) == []
@@ -60,6 +60,41 @@ def test_migrations_up_from_empty_match_orm_and_down_to_base(db_url: str) -> Non
         assert schema_diff(store) == []
     finally:
         store.close()
+
+
+def test_migration_0003_adds_and_drops_the_pending_model(store: MetadataStore) -> None:
+    """0003 keeps the catalogue-model rows both ways (SQLite recreates the table)."""
+    from storycue.storage.tenancy import TenantStore
+
+    tenancy = TenantStore(store)
+    cat = store.get_or_create_catalogue("c", "t")
+    old = store.register_model(VA, family="va-regression", distance="cosine")
+    new = store.register_model(
+        ModelIdentity(name="va-regression", version="2.0.0", dim=2),
+        family="va-regression",
+        distance="cosine",
+    )
+    tenancy.begin_switch("t", cat.id, active_model_id=old.id, pending_model_id=new.id, job_id="j1")
+    sw = tenancy.model_switch("t", cat.id)
+    assert (sw.active, sw.pending, sw.job_id) == (old, new, "j1")
+
+    def columns() -> set[str]:
+        return {c["name"] for c in inspect(store.engine).get_columns("catalogue_models")}
+
+    assert {"pending_model_id", "pending_job_id"} <= columns()
+    store.downgrade("0002")
+    assert not {"pending_model_id", "pending_job_id"} & columns()
+    store.migrate()
+    assert schema_diff(store) == []
+    sw = tenancy.model_switch("t", cat.id)
+    assert (sw.active, sw.pending, sw.job_id) == (old, None, None)
+    # the compare-and-set: only the switch's own job promotes or drops it
+    tenancy.begin_switch("t", cat.id, active_model_id=old.id, pending_model_id=new.id, job_id="j2")
+    assert tenancy.promote_pending("t", cat.id, "j1") is None
+    assert tenancy.clear_pending("t", cat.id, "j1") is False
+    assert tenancy.promote_pending("t", cat.id, "j2") == new
+    assert tenancy.promote_pending("t", cat.id, "j2") is None
+    assert tenancy.model_switch("t", cat.id).active == new
 
 
 def test_unmigrated_database_gives_a_clear_error(db_url: str) -> None:

@@ -16,7 +16,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
-from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
+from sqlalchemy.exc import DataError, DisconnectionError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -189,6 +189,15 @@ def _vectors_down(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+def _bad_data(request: Request, exc: Exception) -> JSONResponse:
+    # The database refused a value of the request (a NUL character, a number out of
+    # range, ...): the request was invalid, not the server.
+    log.warning("database refused request data", path=request.url.path, error=type(exc).__name__)
+    return error_response(
+        422, "invalid_input", "a value of the request cannot be stored or looked up"
+    )
+
+
 def _internal(request: Request, exc: Exception) -> JSONResponse:
     log.exception("unhandled error", path=request.url.path, error=type(exc).__name__)
     return error_response(500, "internal_error", "internal server error")
@@ -199,6 +208,7 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(StorycueError, _storycue)
     app.add_exception_handler(RequestValidationError, _validation)
     app.add_exception_handler(StarletteHTTPException, _http)
+    app.add_exception_handler(DataError, _bad_data)
     for db_exc in (OperationalError, InterfaceError, DisconnectionError, PoolTimeoutError):
         app.add_exception_handler(db_exc, _database_down)
     app.add_exception_handler(httpx.TransportError, _vectors_down)

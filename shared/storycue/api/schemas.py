@@ -136,8 +136,18 @@ class CatalogueOut(BaseModel):
     created_at: datetime
     tracks: int = Field(description="Ingested tracks.")
     sources: dict[str, int] = Field(description="Registered tracks per state.")
-    model: ModelRef = Field(description="The active model (the default unless set).")
+    model: ModelRef = Field(
+        description="The active model (the default unless set): searches use it."
+    )
     model_is_default: bool
+    pending_model: ModelRef | None = Field(
+        default=None,
+        description="The model a switch in progress re-embeds the catalogue with; it "
+        "becomes the active model when the re-embed job succeeds.",
+    )
+    reembed_job_id: str | None = Field(
+        default=None, description="The re-embed job of the switch in progress."
+    )
 
 
 class CatalogueList(BaseModel):
@@ -220,7 +230,13 @@ class TrackPage(BaseModel):
 
 
 def catalogue_out(
-    cat: Catalogue, tracks: int, sources: dict[str, int], model: ModelRef, is_default: bool
+    cat: Catalogue,
+    tracks: int,
+    sources: dict[str, int],
+    model: ModelRef,
+    is_default: bool,
+    pending_model: ModelRef | None = None,
+    reembed_job_id: str | None = None,
 ) -> CatalogueOut:
     return CatalogueOut(
         name=cat.name,
@@ -229,6 +245,8 @@ def catalogue_out(
         sources=sources,
         model=model,
         model_is_default=is_default,
+        pending_model=pending_model,
+        reembed_job_id=reembed_job_id,
     )
 
 
@@ -263,7 +281,8 @@ class SetModelRequest(_In):
 class SetModelResponse(BaseModel):
     catalogue: CatalogueOut
     reembed_job: JobOut | None = Field(
-        description="The ingest job embedding the catalogue's tracks with the new model."
+        description="The re-embed job of the switch (``null`` when nothing needed "
+        "re-embedding and the model switched at once, or the model was already active)."
     )
 
 

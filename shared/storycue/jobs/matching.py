@@ -47,6 +47,13 @@ def check_story(text: str, max_chars: int) -> None:
         )
     if "\x00" in text:
         raise InvalidInputError("story text contains NUL characters")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:  # lone surrogates (e.g. "\ud800" JSON escapes)
+        raise InvalidInputError(
+            f"story text is not valid Unicode (lone surrogate at {exc.start})",
+            detail={"position": exc.start},
+        ) from exc
 
 
 def _track(rank: int, hit: VectorHit) -> CueTrack:

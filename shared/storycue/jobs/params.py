@@ -64,6 +64,11 @@ class IngestParams(_Strict):
     """An ingest job of a catalogue's registered tracks."""
 
     catalogue: str = Field(min_length=1, max_length=200)
+    reembed: bool = Field(
+        default=False,
+        description="A model switch's re-embed job: embeds under the catalogue's pending "
+        "model and promotes it when every track has a vector of it.",
+    )
 
 
 class EvaluateParams(_Strict):

@@ -11,10 +11,18 @@ from storycue.jobs.matching import check_story
 from storycue.jobs.params import EvaluateParams, IngestParams, MatchParams, TrainParams
 from storycue.jobs.runtime import JobRuntime, find_model
 from storycue.jobs.tasks import model_name_for, trained_checkpoint_path
-from storycue.models.emotion import resolve_checkpoint
+from storycue.models.emotion import EmotionModel, resolve_checkpoint
 from storycue.storage.jobs import Job
 
 MAX_STORY_ID = 200
+
+
+def _utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _checked_stories(
@@ -31,6 +39,11 @@ def _checked_stories(
         if not isinstance(story_id, str) or not 1 <= len(story_id) <= MAX_STORY_ID:
             raise InvalidInputError(
                 f"story {n}: id must be a string of 1 to {MAX_STORY_ID} characters",
+                detail={"index": n},
+            )
+        if "\x00" in story_id or not _utf8(story_id):
+            raise InvalidInputError(
+                f"story {n}: id must be UTF-8 text without NUL characters",
                 detail={"index": n},
             )
         try:
@@ -74,11 +87,15 @@ def submit_match(
     )
 
 
-def submit_ingest(rt: JobRuntime, tenant: str, params: IngestParams) -> Job:
+def submit_ingest(
+    rt: JobRuntime, tenant: str, params: IngestParams, model: EmotionModel | None = None
+) -> Job:
     """A queued ingest job of every registered track of the catalogue that needs it
-    (not ingested yet, failed before, or lacking a vector of the active model)."""
+    (not ingested yet, failed before, or lacking a vector of ``model``: by default the
+    active model; a model switch's re-embed job passes the new one)."""
     cat = rt.tenancy.catalogue(tenant, params.catalogue)
-    model = rt.catalogue_model(tenant, cat.id)
+    if model is None:
+        model = rt.catalogue_model(tenant, cat.id)
     record = rt.register(model)
     sources = rt.tenancy.sources_to_ingest(tenant, cat.id, record.id)
     return rt.jobs.create(

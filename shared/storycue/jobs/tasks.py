@@ -28,8 +28,11 @@ from storycue.jobs.ingest import ingest_source
 from storycue.jobs.matching import MatchOptions, match_texts, search_scope
 from storycue.jobs.params import EvaluateParams, IngestParams, MatchParams, TrainParams
 from storycue.jobs.runtime import JobRuntime, get_runtime, trained_models_dir
+from storycue.jobs.switch import promote, sync_alias
 from storycue.log import get_logger
+from storycue.models.emotion import EmotionModel
 from storycue.storage.jobs import InvalidTransitionError, Job, JobNotRunningError
+from storycue.storage.records import Catalogue, ModelRecord
 
 log = get_logger(__name__)
 
@@ -188,10 +191,21 @@ def run_ingest(job_id: str, settings: Settings | None = None, *, redelivered: bo
         if job.catalogue_id is None:
             raise NotFoundError(f"catalogue {params.catalogue!r} was deleted")
         cat = rt.tenancy.catalogue_by_id(job.tenant, job.catalogue_id)
-        model = rt.catalogue_model(job.tenant, cat.id)
+        if params.reembed:
+            switch = rt.tenancy.model_switch(job.tenant, cat.id)
+            if switch.job_id != job.id or switch.pending is None:
+                log.info("re-embed job no longer owns the switch; cancelled", job_id=job.id)
+                _cancel(rt, job)
+                return
+            model = rt.load_model_version(switch.pending.name, switch.pending.version)
+        else:
+            model = rt.catalogue_model(job.tenant, cat.id)
         record = rt.register(model)
     except StorycueError as exc:
         _fail(rt, job, exc.code, exc.message)
+        if params.reembed and job.catalogue_id is not None:
+            with contextlib.suppress(NotFoundError):
+                rt.tenancy.clear_pending(job.tenant, job.catalogue_id, job.id)
         return
     rt.jobs.set_model(job.tenant, job.id, model.identity)
     items = rt.jobs.items(job.tenant, job.id)
@@ -203,6 +217,8 @@ def run_ingest(job_id: str, settings: Settings | None = None, *, redelivered: bo
                 continue
             if rt.jobs.cancel_requested(job.tenant, job.id):
                 _cancel(rt, job)
+                if params.reembed:
+                    rt.tenancy.clear_pending(job.tenant, cat.id, job.id)
                 return
             try:
                 source = rt.tenancy.source(job.tenant, cat.id, int(item.item_id))
@@ -224,11 +240,72 @@ def run_ingest(job_id: str, settings: Settings | None = None, *, redelivered: bo
             outcome = ingest_source(rt, s, model, record, cat, source)
             counts[outcome.outcome] += 1
             rt.jobs.record_result(job.tenant, job.id, item.index, outcome.to_dict(), ok=outcome.ok)
+        if params.reembed:
+            _reembed_stragglers(rt, s, job, cat, model, record, counts)
     except JobNotRunningError:
         log.info("job stopped while ingesting", job_id=job.id)
+        if params.reembed:
+            rt.tenancy.clear_pending(job.tenant, cat.id, job.id)
+        return
+    if params.reembed:
+        _finish_reembed(rt, job, cat, model, counts)
         return
     final = rt.jobs.finish_if_complete(job.tenant, job.id)
+    if final.state == "succeeded" and rt.tenancy.model_switch(job.tenant, cat.id).active in (
+        None,
+        record,
+    ):
+        sync_alias(rt, cat.id, model.identity)
     log.info("ingest job done", job_id=job.id, state=final.state, **counts)
+
+
+def _reembed_stragglers(
+    rt: JobRuntime,
+    s: Settings,
+    job: Job,
+    cat: Catalogue,
+    model: EmotionModel,
+    record: ModelRecord,
+    counts: dict[str, int],
+) -> None:
+    """Embed under the new model the tracks ingested (under the active model) since the
+    re-embed job was created, so that promotion leaves no searchable track behind."""
+    for source in rt.tenancy.sources_to_ingest(job.tenant, cat.id, record.id):
+        if source.state != "ingested":
+            continue  # never searchable under the active model either
+        if rt.jobs.cancel_requested(job.tenant, job.id):
+            raise JobNotRunningError(f"job {job.id} was cancelled")
+        outcome = ingest_source(rt, s, model, record, cat, source)
+        counts[outcome.outcome] += 1
+        counts["late_failed"] = counts.get("late_failed", 0) + int(not outcome.ok)
+
+
+def _finish_reembed(
+    rt: JobRuntime, job: Job, cat: Catalogue, model: EmotionModel, counts: dict[str, int]
+) -> None:
+    """Promote the pending model when every track has a vector of it; otherwise fail the
+    job and drop the switch (the active model stays)."""
+    failed = rt.jobs.result_counts(job.tenant, job.id)["failed"] + counts.get("late_failed", 0)
+    if failed:
+        _fail(
+            rt,
+            job,
+            "reembed_incomplete",
+            f"{failed} track(s) could not be embedded with {model.identity.key}; the "
+            "catalogue keeps its active model (fix or delete those tracks and switch again)",
+        )
+        rt.tenancy.clear_pending(job.tenant, cat.id, job.id)
+        log.info("re-embed failed; switch dropped", job_id=job.id, failed=failed)
+        return
+    final = rt.jobs.finish_if_complete(job.tenant, job.id)
+    promoted = promote(rt, job.tenant, cat.id, job.id) if final.state == "succeeded" else None
+    log.info(
+        "re-embed job done",
+        job_id=job.id,
+        state=final.state,
+        promoted=None if promoted is None else promoted.identity.key,
+        **counts,
+    )
 
 
 def run_evaluate(

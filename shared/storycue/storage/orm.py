@@ -299,7 +299,12 @@ class JobResultRow(Base):
 
 
 class CatalogueModelRow(Base):
-    """The active emotion model of a catalogue (absent: the configured default model)."""
+    """The active emotion model of a catalogue (absent: the configured default model).
+
+    ``pending_model_id`` / ``pending_job_id``: a model switch in progress (migration 0003):
+    the re-embed job embedding the catalogue under the pending model. Searches keep using
+    ``model_id`` until that job succeeds and the pending model is promoted.
+    """
 
     __tablename__ = "catalogue_models"
 
@@ -309,6 +314,10 @@ class CatalogueModelRow(Base):
     model_id: Mapped[int] = mapped_column(
         IdType, ForeignKey("models.id", ondelete="CASCADE"), nullable=False
     )
+    pending_model_id: Mapped[int | None] = mapped_column(
+        IdType, ForeignKey("models.id", ondelete="SET NULL"), nullable=True
+    )
+    pending_job_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
     updated_at: Mapped[datetime] = _updated()
 
 

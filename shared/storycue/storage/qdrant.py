@@ -43,6 +43,7 @@ from storycue.storage.vectors import (
     VectorLike,
     VectorPoint,
     as_vector,
+    check_alias_name,
     normalize_point_id,
 )
 
@@ -424,4 +425,58 @@ class QdrantVectorStore:
                 return False
             client.delete_collection(name)
         log.info("vector collection dropped", collection=name)
+        return True
+
+    # ---- aliases -----------------------------------------------------------------------
+    @staticmethod
+    def _aliases(client: QdrantClient) -> dict[str, str]:
+        return {a.alias_name: a.collection_name for a in client.get_aliases().aliases}
+
+    def set_alias(self, alias: str, identity: ModelIdentity) -> None:
+        """Point ``alias`` at the identity's collection: one ``update_collection_aliases``
+        call deleting the old alias (when there is one) and creating the new, so readers
+        of the alias never see it missing (server and local mode alike)."""
+        check_alias_name(alias)
+        with self._use() as client:
+            self._verify(client, identity)
+            if client.collection_exists(alias) and alias not in self._aliases(client):
+                raise InvalidInputError(
+                    f"{alias!r} is a collection; an alias cannot take its name",
+                    detail={"alias": alias},
+                )
+            ops: list[qm.AliasOperations] = []
+            if alias in self._aliases(client):
+                ops.append(qm.DeleteAliasOperation(delete_alias=qm.DeleteAlias(alias_name=alias)))
+            ops.append(
+                qm.CreateAliasOperation(
+                    create_alias=qm.CreateAlias(
+                        collection_name=identity.collection_name, alias_name=alias
+                    )
+                )
+            )
+            client.update_collection_aliases(change_aliases_operations=ops)
+        log.info("vector alias set", alias=alias, collection=identity.collection_name)
+
+    def resolve_alias(self, alias: str) -> ModelIdentity | None:
+        """The identity recorded with the collection ``alias`` points at, or ``None``."""
+        check_alias_name(alias)
+        with self._use() as client:
+            target = self._aliases(client).get(alias)
+            if target is None or not client.collection_exists(target):
+                return None
+            identity, _distance, _dim = self._describe(client.get_collection(target))
+        return identity
+
+    def delete_alias(self, alias: str) -> bool:
+        """Delete ``alias`` (its collection stays); whether it existed."""
+        check_alias_name(alias)
+        with self._use() as client:
+            if alias not in self._aliases(client):
+                return False
+            client.update_collection_aliases(
+                change_aliases_operations=[
+                    qm.DeleteAliasOperation(delete_alias=qm.DeleteAlias(alias_name=alias))
+                ]
+            )
+        log.info("vector alias deleted", alias=alias)
         return True

@@ -31,7 +31,6 @@ from storycue.storage.orm import (
     CatalogueModelRow,
     CatalogueRow,
     EmbeddingRow,
-    ModelRow,
     TrackRow,
     TrackSourceRow,
     utcnow,
@@ -202,6 +201,16 @@ def _source(row: TrackSourceRow) -> TrackSource:
         created_at=_aware(row.created_at),
         updated_at=_aware(row.updated_at),
     )
+
+
+@dataclass(frozen=True, slots=True)
+class ModelSwitch:
+    """A catalogue's active model (``None``: the configured default) and the model switch
+    in progress: the ``pending`` model and the re-embed ``job_id`` (both or neither)."""
+
+    active: ModelRecord | None
+    pending: ModelRecord | None
+    job_id: str | None
 
 
 def _uri_hash(uri: str) -> str:
@@ -487,38 +496,131 @@ class TenantStore:
         log.info("track source deleted", source_id=src.id, track_id=src.track_id, shared=shared)
         return src, gone
 
-    # ---- active model -------------------------------------------------------------------
-    def set_active_model(self, tenant: str, catalogue_id: int, model_id: int) -> None:
-        """Make ``model_id`` the active model of the tenant's catalogue."""
+    # ---- active model and model switches ------------------------------------------------
+    def set_active_model(self, tenant: str, catalogue_id: int, model_id: int) -> str | None:
+        """Make ``model_id`` the active model of the tenant's catalogue at once, dropping
+        any pending switch; the dropped switch's re-embed job id (to cancel), if any."""
+        return self._write_switch(tenant, catalogue_id, model_id, None, None)
+
+    def begin_switch(
+        self,
+        tenant: str,
+        catalogue_id: int,
+        *,
+        active_model_id: int,
+        pending_model_id: int,
+        job_id: str,
+    ) -> str | None:
+        """Record a model switch in progress: searches keep ``active_model_id`` while
+        ``job_id`` re-embeds the catalogue under ``pending_model_id``. Replaces a switch
+        already pending; returns that switch's job id (to cancel), if any."""
+        return self._write_switch(tenant, catalogue_id, active_model_id, pending_model_id, job_id)
+
+    def _write_switch(
+        self,
+        tenant: str,
+        catalogue_id: int,
+        model_id: int,
+        pending_model_id: int | None,
+        job_id: str | None,
+    ) -> str | None:
         self.catalogue_by_id(tenant, catalogue_id)
-        if self.metadata.get_model_by_id(model_id) is None:
-            raise NotFoundError(
-                f"model {model_id} is not registered", detail={"model_id": model_id}
-            )
+        for mid in (model_id, pending_model_id):
+            if mid is not None and self.metadata.get_model_by_id(mid) is None:
+                raise NotFoundError(f"model {mid} is not registered", detail={"model_id": mid})
         for _ in range(2):
             try:
                 with self._session() as s:
-                    row = s.get(CatalogueModelRow, catalogue_id)
+                    row = s.get(CatalogueModelRow, catalogue_id, with_for_update=True)
                     if row is None:
-                        s.add(CatalogueModelRow(catalogue_id=catalogue_id, model_id=model_id))
-                    else:
-                        row.model_id = model_id
-                        row.updated_at = utcnow()
-                return
+                        s.add(
+                            CatalogueModelRow(
+                                catalogue_id=catalogue_id,
+                                model_id=model_id,
+                                pending_model_id=pending_model_id,
+                                pending_job_id=job_id,
+                            )
+                        )
+                        return None
+                    replaced = row.pending_job_id
+                    row.model_id = model_id
+                    row.pending_model_id = pending_model_id
+                    row.pending_job_id = job_id
+                    row.updated_at = utcnow()
+                    return replaced if replaced != job_id else None
             except IntegrityError:
                 continue  # a concurrent first write: update it
         raise InvalidInputError(f"could not set the model of catalogue {catalogue_id}")
 
-    def active_model(self, tenant: str, catalogue_id: int) -> ModelRecord | None:
-        """The catalogue's active model (``None``: the configured default)."""
+    def promote_pending(self, tenant: str, catalogue_id: int, job_id: str) -> ModelRecord | None:
+        """Make the pending model active, if ``job_id`` is still the pending switch's job
+        (one compare-and-set UPDATE); the newly active model, or ``None`` when the switch
+        was replaced, dropped or already promoted."""
         self.catalogue_by_id(tenant, catalogue_id)
         with self._session() as s:
-            model_id = s.scalar(
-                select(CatalogueModelRow.model_id).where(
-                    CatalogueModelRow.catalogue_id == catalogue_id
+            pending = s.scalar(
+                select(CatalogueModelRow.pending_model_id).where(
+                    CatalogueModelRow.catalogue_id == catalogue_id,
+                    CatalogueModelRow.pending_job_id == job_id,
                 )
             )
-            if model_id is None:
+            if pending is None:
                 return None
-            row = s.get(ModelRow, model_id)
-        return None if row is None else self.metadata.get_model_by_id(row.id)
+            result = s.execute(
+                update(CatalogueModelRow)
+                .where(
+                    CatalogueModelRow.catalogue_id == catalogue_id,
+                    CatalogueModelRow.pending_job_id == job_id,
+                    CatalogueModelRow.pending_model_id == pending,
+                )
+                .values(
+                    model_id=pending,
+                    pending_model_id=None,
+                    pending_job_id=None,
+                    updated_at=utcnow(),
+                )
+                .execution_options(synchronize_session=False)
+            )
+            if getattr(result, "rowcount", 0) != 1:
+                return None
+        log.info("catalogue model promoted", catalogue_id=catalogue_id, model_id=pending)
+        return self.metadata.get_model_by_id(int(pending))
+
+    def clear_pending(self, tenant: str, catalogue_id: int, job_id: str) -> bool:
+        """Drop the pending switch if ``job_id`` is still its job (compare-and-set); the
+        active model stays. Whether a switch was dropped."""
+        self.catalogue_by_id(tenant, catalogue_id)
+        with self._session() as s:
+            result = s.execute(
+                update(CatalogueModelRow)
+                .where(
+                    CatalogueModelRow.catalogue_id == catalogue_id,
+                    CatalogueModelRow.pending_job_id == job_id,
+                )
+                .values(pending_model_id=None, pending_job_id=None, updated_at=utcnow())
+                .execution_options(synchronize_session=False)
+            )
+            dropped = getattr(result, "rowcount", 0) == 1
+        if dropped:
+            log.info("catalogue model switch dropped", catalogue_id=catalogue_id, job_id=job_id)
+        return dropped
+
+    def model_switch(self, tenant: str, catalogue_id: int) -> ModelSwitch:
+        """The catalogue's active model and the switch in progress, if any."""
+        self.catalogue_by_id(tenant, catalogue_id)
+        with self._session() as s:
+            row = s.get(CatalogueModelRow, catalogue_id)
+            ids = None if row is None else (row.model_id, row.pending_model_id, row.pending_job_id)
+        if ids is None:
+            return ModelSwitch(None, None, None)
+        model_id, pending_id, job_id = ids
+        pending = None if pending_id is None else self.metadata.get_model_by_id(pending_id)
+        return ModelSwitch(
+            active=self.metadata.get_model_by_id(model_id),
+            pending=pending,
+            job_id=job_id if pending is not None else None,
+        )
+
+    def active_model(self, tenant: str, catalogue_id: int) -> ModelRecord | None:
+        """The catalogue's active model (``None``: the configured default)."""
+        return self.model_switch(tenant, catalogue_id).active

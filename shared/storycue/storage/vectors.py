@@ -18,6 +18,7 @@ for ``euclid``), so callers comparing scores across distances should use it.
 from __future__ import annotations
 
 import math
+import re
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -60,6 +61,19 @@ def normalize_point_id(point_id: str | uuid.UUID) -> str:
             f"vector point ids must be UUID strings, got {point_id!r}",
             detail={"point_id": str(point_id)},
         ) from exc
+
+
+_ALIAS = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,199}$")
+
+
+def check_alias_name(alias: str) -> str:
+    """A valid alias name (1 to 200 letters, digits, ``_``, ``.``, ``-``; starts with a
+    letter or digit, so it is also a safe file name), or :class:`InvalidInputError`."""
+    if not isinstance(alias, str) or not _ALIAS.match(alias):
+        raise InvalidInputError(
+            f"invalid vector alias name {alias!r}", detail={"field": "alias", "alias": str(alias)}
+        )
+    return alias
 
 
 def as_vector(vector: VectorLike, dim: int | None = None) -> list[float]:
@@ -200,7 +214,13 @@ class CollectionInfo:
 
 @runtime_checkable
 class VectorStore(Protocol):
-    """Where vectors live: one collection per model identity."""
+    """Where vectors live: one collection per model identity.
+
+    Aliases are stable names for a collection (storycue keeps one per catalogue, see
+    :func:`storycue.jobs.switch.catalogue_alias`, pointing at the collection of the
+    catalogue's active model) so that readers of the store need not know model versions.
+    An alias name must be a valid collection name and not that of a collection.
+    """
 
     def ensure_collection(self, identity: ModelIdentity, distance: Distance) -> None:
         """Create the identity's collection, or check that the existing one matches."""
@@ -234,6 +254,20 @@ class VectorStore(Protocol):
 
     def collections(self) -> list[CollectionInfo]:
         """Every collection of the store."""
+        ...
+
+    def set_alias(self, alias: str, identity: ModelIdentity) -> None:
+        """Point ``alias`` at the identity's collection (which must exist), replacing
+        whatever it pointed at in one atomic operation."""
+        ...
+
+    def resolve_alias(self, alias: str) -> ModelIdentity | None:
+        """The identity of the collection ``alias`` points at (``None``: no such alias,
+        or a collection storycue did not create)."""
+        ...
+
+    def delete_alias(self, alias: str) -> bool:
+        """Delete ``alias`` (not its collection); whether it existed."""
         ...
 
     def close(self) -> None:

@@ -29,10 +29,11 @@ from storycue.api.schemas import (
 from storycue.jobs.params import IngestParams
 from storycue.jobs.runtime import JobRuntime
 from storycue.jobs.submit import submit_ingest
+from storycue.jobs.switch import abandon, drop_alias, settle_switch, sync_alias
 from storycue.log import get_logger
 from storycue.sources import check_uri
-from storycue.storage.jobs import decode_cursor, encode_cursor
-from storycue.storage.records import Catalogue, EmbeddingRecord
+from storycue.storage.jobs import Job, decode_cursor, encode_cursor
+from storycue.storage.records import Catalogue, EmbeddingRecord, ModelRecord
 from storycue.storage.tenancy import SourceState, TrackSource
 
 log = get_logger(__name__)
@@ -41,19 +42,24 @@ router = APIRouter(prefix="/catalogues", tags=["catalogues"], responses=ERROR_RE
 CatalogueName = Annotated[str, Path(pattern=CATALOGUE_NAME, description="Catalogue name.")]
 
 
+def _ref(rec: ModelRecord) -> ModelRef:
+    return ModelRef(name=rec.name, version=rec.version, dim=rec.dim)
+
+
 def _out(rt: JobRuntime, tenant: str, cat: Catalogue) -> CatalogueOut:
-    active = rt.tenancy.active_model(tenant, cat.id)
-    if active is None:
+    switch = settle_switch(rt, tenant, cat.id)
+    if switch.active is None:
         model, is_default = default_model_ref(rt.settings), True
     else:
-        model = ModelRef(name=active.name, version=active.version, dim=active.dim)
-        is_default = False
+        model, is_default = _ref(switch.active), False
     return catalogue_out(
         cat,
         rt.tenancy.count_tracks(tenant, cat.id),
         rt.tenancy.count_sources(tenant, cat.id),
         model,
         is_default,
+        None if switch.pending is None else _ref(switch.pending),
+        switch.job_id,
     )
 
 
@@ -108,8 +114,11 @@ def delete_catalogue(catalogue: CatalogueName, tenant: Tenant, rt: Runtime) -> R
     """Delete a catalogue with its tracks, their vectors and registrations."""
     cat = rt.tenancy.catalogue(tenant, catalogue)
     embeddings = rt.tenancy.catalogue_embeddings(tenant, cat.id)
+    switch = rt.tenancy.model_switch(tenant, cat.id)
     rt.tenancy.delete_catalogue(tenant, catalogue)
+    abandon(rt, tenant, switch.job_id)
     n = delete_vectors(rt, embeddings)
+    drop_alias(rt, cat.id)
     log.info("catalogue deleted", catalogue_id=cat.id, vectors=n)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
@@ -206,17 +215,54 @@ def set_model(
     rt: Runtime,
     dispatcher: Dispatcher,
 ) -> SetModelResponse:
-    """Make ``name@version`` the catalogue's model: searches use it from now on, and an
-    ingest job (``reembed_job``) embeds the catalogue's tracks with it."""
+    """Switch the catalogue to ``name@version`` without downtime.
+
+    The new model is recorded as ``pending_model`` and a re-embed job (``reembed_job``)
+    embeds every track with it; searches keep using the current model meanwhile. When
+    the job has embedded every track, the new model becomes the active one (and the
+    catalogue's vector alias ``storycue-cat-<id>`` points at its collection). A re-embed
+    that fails (a track that cannot be embedded: ``reembed_incomplete``) or is cancelled
+    leaves the current model active and drops the pending one.
+
+    The model already active: nothing changes (it is pinned, so a later change of the
+    configured default does not move the catalogue), and a pending switch is dropped.
+    The model already pending: nothing changes, the running switch is answered. Another
+    model while a switch is pending: it replaces the pending target (the earlier re-embed
+    job is cancelled). When every track already has a vector of the new model, it becomes
+    active at once and ``reembed_job`` is ``null``.
+    """
     cat = rt.tenancy.catalogue(tenant, catalogue)
     model = rt.load_model_version(body.name, body.version)
     record = rt.register(model)
-    rt.tenancy.set_active_model(tenant, cat.id, record.id)
-    job = None
-    if rt.tenancy.sources_to_ingest(tenant, cat.id, record.id):
-        job = JobOut.of(
-            dispatch_job(
-                rt, dispatcher, submit_ingest(rt, tenant, IngestParams(catalogue=catalogue))
-            )
+    switch = settle_switch(rt, tenant, cat.id)
+    active = switch.active or rt.register(rt.load_model())
+    job: Job | None = None
+    if record.id == active.id:
+        abandon(rt, tenant, rt.tenancy.set_active_model(tenant, cat.id, record.id))
+        sync_alias(rt, cat.id, record.identity)
+    elif switch.pending is not None and switch.pending.id == record.id:
+        assert switch.job_id is not None
+        job = rt.jobs.require(tenant, switch.job_id)
+    elif not rt.tenancy.sources_to_ingest(tenant, cat.id, record.id):
+        abandon(rt, tenant, rt.tenancy.set_active_model(tenant, cat.id, record.id))
+        sync_alias(rt, cat.id, record.identity)
+        log.info("catalogue model switched at once", catalogue_id=cat.id, model=model.identity.key)
+    else:
+        created = submit_ingest(
+            rt, tenant, IngestParams(catalogue=catalogue, reembed=True), model=model
         )
-    return SetModelResponse(catalogue=_out(rt, tenant, cat), reembed_job=job)
+        replaced = rt.tenancy.begin_switch(
+            tenant, cat.id, active_model_id=active.id, pending_model_id=record.id, job_id=created.id
+        )
+        abandon(rt, tenant, replaced)
+        log.info(
+            "catalogue model switch started",
+            catalogue_id=cat.id,
+            model=model.identity.key,
+            job_id=created.id,
+            replaced_job_id=replaced,
+        )
+        job = dispatch_job(rt, dispatcher, created)
+    return SetModelResponse(
+        catalogue=_out(rt, tenant, cat), reembed_job=None if job is None else JobOut.of(job)
+    )

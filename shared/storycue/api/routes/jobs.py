@@ -14,11 +14,12 @@ from pydantic import ValidationError
 from storycue.api.deps import AppSettings, Dispatcher, Runtime, Tenant
 from storycue.api.errors import ERROR_RESPONSES
 from storycue.api.schemas import JobOut, JobPage, MatchJobRequest, ResultOut, ResultPage
-from storycue.errors import InvalidInputError, StorycueError, TextDecodeError
+from storycue.errors import InvalidInputError, NotFoundError, StorycueError, TextDecodeError
 from storycue.jobs.dispatch import JobDispatcher
 from storycue.jobs.params import EvaluateParams, MatchParams, TrainParams
 from storycue.jobs.runtime import JobRuntime
 from storycue.jobs.submit import submit_evaluate, submit_match, submit_train
+from storycue.jobs.switch import settle_switch
 from storycue.log import get_logger
 from storycue.storage.jobs import InvalidTransitionError, Job, JobKind, JobState
 
@@ -77,6 +78,10 @@ def _jsonl_stories(stream: IO[bytes]) -> Iterator[tuple[str, str]]:
         except json.JSONDecodeError as exc:
             raise InvalidInputError(
                 f"line {lineno} is not valid JSON: {exc.msg}", detail={"line": lineno}
+            ) from exc
+        except RecursionError as exc:  # nesting deeper than the parser's recursion limit
+            raise InvalidInputError(
+                f"line {lineno} is nested too deeply", detail={"line": lineno}
             ) from exc
         if not isinstance(obj, dict) or set(obj) != {"id", "text"}:
             raise InvalidInputError(
@@ -219,4 +224,7 @@ def cancel_job(job_id: str, tenant: Tenant, rt: Runtime, dispatcher: Dispatcher)
         dispatcher.cancel(job_id)
     except Exception as exc:  # the database already records the cancel
         log.warning("dispatcher cancel failed", job_id=job_id, error=str(exc))
+    if job.terminal and job.kind == "ingest" and job.catalogue_id is not None:
+        with contextlib.suppress(NotFoundError):  # a model switch it was re-embedding ends
+            settle_switch(rt, tenant, job.catalogue_id)
     return JobOut.of(job)
