@@ -303,7 +303,8 @@ def _ingest_section(r: dict[str, Any]) -> list[str]:
         "",
         f"{r['config']['clips']} real 4Q clips ({_fmt(r['config']['audio_seconds'], 1)} s of "
         f"audio), median of {r['config']['repeats']} repeats; emotion model: "
-        f"{r['model']['kind']} (`{r['model']['identity']}`).",
+        f"{r['model']['kind']} (`{r['model']['identity']}`)."
+        + (" **Quick smoke run: not a measurement to quote.**" if r["config"].get("quick") else ""),
         "",
         "| path | clips/s | real-time factor | ms per clip |",
         "|---|---:|---:|---:|",
@@ -337,27 +338,50 @@ def _ingest_section(r: dict[str, Any]) -> list[str]:
 
 
 def _text_section(r: dict[str, Any]) -> list[str]:
+    cfg = r["config"]
+    quick = " **Quick smoke run: not a measurement to quote.**" if cfg.get("quick") else ""
     lines = [
-        "## Text: `EmotionModel.embed_text` vs bare encoder forward",
+        "## Text: the text paths vs the bare encoder forward",
         "",
-        f"Median of {r['config']['repeats']} repeats, batch size {r['config']['batch_size']}; "
-        f"emotion model: {r['model']['kind']} (`{r['model']['identity']}`).",
+        f"Median of {cfg['repeats']} repeats, batch size {cfg['batch_size']}; emotion model: "
+        f"{r['model']['kind']} (`{r['model']['identity']}`). Per runtime (`torch` eager, "
+        "`onnx` ONNX Runtime): (a) `EmotionModel.embed_text` vs (b) the bare forward of the "
+        f"same runtime on the same batches; (c) the text worker's micro-batcher with "
+        f"{cfg.get('clients')} concurrent requests of {cfg.get('request_size')} segments "
+        "(in-process, the queue is in the bulk benchmark) vs (d) the bare forward on the "
+        f"batches (c) formed.{quick}",
         "",
-        "| input | segments | mean tokens | (a) embed_text seg/s | (b) bare encoder seg/s | "
-        "ratio (a)/(b) | (a) tokens/s | (b) tokens/s |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| runtime/input | segments | mean tokens | (a) seg/s | (b) seg/s | **(a)/(b)** | "
+        "(c) seg/s | (d) seg/s | **(c)/(d)** |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name, w in r["workloads"].items():
-        full, bare = w["embed_text"], w["bare_encoder"]
+        a, b = w["embed_text"], w["bare_encoder"]
+        c, d = w.get("worker_batching"), w.get("bare_on_worker_batches")
         lines.append(
             f"| {name} | {w['segments']} | {_fmt(w['mean_tokens'], 1)} | "
-            f"{_fmt(full['segments_per_s'], 1)} | {_fmt(bare['segments_per_s'], 1)} | "
-            f"**{_fmt(w['ratio'], 3)}** | {_fmt(full['tokens_per_s'], 0)} | "
-            f"{_fmt(bare['tokens_per_s'], 0)} |"
+            f"{_fmt(a['segments_per_s'], 1)} | {_fmt(b['segments_per_s'], 1)} | "
+            f"**{_fmt(w['ratio'], 3)}** | "
+            f"{_fmt(c['segments_per_s'] if c else None, 1)} | "
+            f"{_fmt(d['segments_per_s'] if d else None, 1)} | "
+            f"**{_fmt(w.get('worker_ratio'), 3)}** |"
         )
+    cross = r.get("onnx_vs_torch") or {}
+    if cross:
+        lines += [
+            "",
+            "ONNX Runtime against eager PyTorch on the same segments: "
+            + "; ".join(
+                f"{name}: bare forward ×{_fmt(x['bare_onnx_over_bare_torch'])}, "
+                f"embed_text (onnx) over bare torch ×{_fmt(x['embed_text_onnx_over_bare_torch'])}"
+                for name, x in cross.items()
+            )
+            + ".",
+        ]
+    first = next(iter(r["workloads"].values()))
     lines += ["", f"Target ratio ≥ {r['target_ratio']}. Breakdown of (a) per workload (ms):", ""]
-    lines += ["| input | " + " | ".join(next(iter(r["workloads"].values()))["breakdown_ms"]) + " |"]
-    lines += ["|---|" + "---:|" * len(next(iter(r["workloads"].values()))["breakdown_ms"])]
+    lines += ["| runtime/input | " + " | ".join(first["breakdown_ms"]) + " |"]
+    lines += ["|---|" + "---:|" * len(first["breakdown_ms"])]
     for name, w in r["workloads"].items():
         lines.append(
             f"| {name} | " + " | ".join(_fmt(v, 1) for v in w["breakdown_ms"].values()) + " |"
@@ -366,10 +390,143 @@ def _text_section(r: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _search_section(r: dict[str, Any]) -> list[str]:
+    cfg = r["config"]
+    quick = " **Quick smoke run: not a measurement to quote.**" if cfg.get("quick") else ""
+    top_k = cfg["top_k"]
+    lines = [
+        f"## Search: vector store{' and `POST /v1/search`' if cfg.get('api') else ''} "
+        f"vs exact numpy scan ({cfg['dim']}-d, {cfg['distance']})",
+        "",
+        f"Synthetic {cfg['dim']}-d vectors ({cfg['vectors']}) spread over "
+        f"{cfg['catalogues']} catalogues; the filter keeps one catalogue (a tenth of the "
+        f"tracks). Up to {cfg['queries']} queries per case, top {top_k}; latencies in ms; "
+        f"speed-up = scan p50 / store p50; recall@{top_k} of the store against the exact "
+        f"scan.{quick}",
+        "",
+        f"| backend | tracks | filter | store p50 | store p99 | scan p50 | scan p99 | "
+        f"speed-up | recall@{top_k} |",
+        "|---|---:|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    api_rows: list[str] = []
+    inserts: list[str] = []
+    for backend, res in r["backends"].items():
+        for size, case in res["sizes"].items():
+            for label, c in case["search"].items():
+                st, sc = c["store"], c["exact_numpy_scan"]
+                lines.append(
+                    f"| {backend} | {int(size):,} | {label.replace('_', ' ')} | "
+                    f"{_fmt(st['p50_ms'], 3)} | {_fmt(st['p99_ms'], 3)} | "
+                    f"{_fmt(sc['p50_ms'], 3)} | {_fmt(sc['p99_ms'], 3)} | "
+                    f"×{_fmt(c['speedup_p50'])} | {_fmt(c.get(f'recall_at_{top_k}'), 3)} |"
+                )
+            ins = case["insert"]
+            build = f", index build {ins['index_build_s']:.1f} s" if "index_build_s" in ins else ""
+            inserts.append(f"{backend} {int(size):,}: upsert {ins['upsert_s']:.1f} s{build}")
+            for label, a in (case.get("api") or {}).items():
+                api_rows.append(
+                    f"| {backend} | {int(size):,} | {label.replace('_', ' ')} | "
+                    f"{_fmt(a['p50_ms'])} | {_fmt(a['p90_ms'])} | {_fmt(a['p99_ms'])} |"
+                )
+    if api_rows:
+        lines += [
+            "",
+            "`POST /v1/search` in process (one-sentence stories, top 10; the latency includes "
+            "segmenting and encoding the story, whose encoder forward alone is the last row "
+            "of each size):",
+            "",
+            "| backend | tracks | request | p50 | p90 | p99 |",
+            "|---|---:|---|---:|---:|---:|",
+            *api_rows,
+        ]
+    lines += [
+        "",
+        f"Target: p99 ≤ {r['target_p99_ms']:g} ms at 100k tracks with a catalogue filter "
+        "(embedded mode). Inserts (points added at this size, excluded above): "
+        + "; ".join(inserts)
+        + ".",
+        "",
+        f"_{_env_line(r)}_",
+        "",
+    ]
+    return lines
+
+
+def _bulk_section(r: dict[str, Any]) -> list[str]:
+    cfg = r["config"]
+    quick = " **Quick smoke run: not a measurement to quote.**" if cfg.get("quick") else ""
+    job, bare = r["job"], r["bare_encoder"]
+    where = (
+        f"through the Celery broker ({cfg['broker']}) to one text worker process "
+        f"(concurrency {cfg['concurrency']})"
+        if cfg["execution"] == "celery"
+        else "in the in-process dispatcher (embedded mode, 2 job threads)"
+    )
+    return [
+        f"## Bulk matching: a {cfg['stories']:,}-story job end to end vs the bare text encoder "
+        f"({cfg['execution']})",
+        "",
+        f"{cfg['stories']:,} stories ({cfg['story_source']}, {cfg['segments']:,} segments) "
+        f"matched {where}, chunks of {cfg['job_chunk_size']} stories, against a catalogue of "
+        f"{cfg['tracks']:,} tracks ({cfg['vector_backend']}), top {cfg['top_k']}; text runtime "
+        f"`{cfg['text_backend']}`.{quick}",
+        "",
+        "| path | stories/s | segments/s | wall s |",
+        "|---|---:|---:|---:|",
+        f"| (a) job: submit, segment, embed, search, record results | "
+        f"{_fmt(job['stories_per_s'], 1)} | {_fmt(job['segments_per_s'], 1)} | "
+        f"{_fmt(job['wall_s'], 1)} |",
+        f"| (b1) bare text encoder forward, same segments sorted by length | "
+        f"{_fmt(bare['stories_per_s'], 1)} | {_fmt(bare['segments_per_s'], 1)} | "
+        f"{_fmt(bare['wall_s'], 1)} |",
+        *(
+            [
+                f"| (b2) bare text encoder forward, in the job's batches | "
+                f"{_fmt(jb['stories_per_s'], 1)} | {_fmt(jb['segments_per_s'], 1)} | "
+                f"{_fmt(jb['wall_s'], 1)} |"
+            ]
+            if (jb := r.get("bare_encoder_job_batches"))
+            else []
+        ),
+        "",
+        f"**Ratio (a)/(b1): {_fmt(r['ratio'], 3)}** (target ≥ {r['target_ratio']}: "
+        f"{'met' if r['ratio'] >= r['target_ratio'] else 'not met'})"
+        + (
+            f"; (a)/(b2), same batches: {_fmt(r['ratio_same_batches'], 3)}."
+            if "ratio_same_batches" in r
+            else "."
+        )
+        + (
+            f" Per CPU second (the job runs chunks in parallel threads, the bare forward is "
+            f"one stream): (a)/(b1) {_fmt(r['ratio_per_cpu_second'], 3)}, (a)/(b2) "
+            f"{_fmt(r['ratio_same_batches_per_cpu_second'], 3)}."
+            if r.get("ratio_per_cpu_second")
+            else ""
+        ),
+        "",
+        f"_{_env_line(r)}_",
+        "",
+    ]
+
+
 _SECTIONS: dict[str, Callable[[dict[str, Any]], list[str]]] = {
     "ingest": _ingest_section,
     "text": _text_section,
+    "search": _search_section,
+    "bulk": _bulk_section,
 }
+
+
+def _result_files(results_dir: Path) -> list[tuple[str, Path]]:
+    """``(section, path)`` of every result file, in section order (``search-128d.json`` is
+    a ``search`` section)."""
+    out: list[tuple[str, Path]] = []
+    for name in _SECTIONS:
+        exact = results_dir / f"{name}.json"
+        if exact.is_file():
+            out.append((name, exact))
+        out += [(name, p) for p in sorted(results_dir.glob(f"{name}-*.json"))]
+    return out
 
 
 def write_summary(results_dir: Path = RESULTS_DIR) -> Path:
@@ -383,10 +540,8 @@ def write_summary(results_dir: Path = RESULTS_DIR) -> Path:
         "pipeline keeps.",
         "",
     ]
-    for name, render in _SECTIONS.items():
-        path = results_dir / f"{name}.json"
-        if not path.is_file():
-            continue
+    for name, path in _result_files(results_dir):
+        render = _SECTIONS[name]
         try:
             lines += render(json.loads(path.read_text(encoding="utf-8")))
         except (KeyError, ValueError, TypeError, StopIteration) as exc:

@@ -1,7 +1,7 @@
 """Ingest throughput: the full ``Engine.ingest`` path beside the bare musicnn forward.
 
 (a) ``Engine.ingest`` of N real 4Q clips into a fresh temporary ``STORYCUE_HOME`` (hash,
-    decode, resample, mel, backbone, head, SQLite + Qdrant local mode), one fresh home per
+    decode, resample, mel, backbone, head, SQLite + the embedded vector store), one fresh home per
     repeat; (b) ``MusicnnBackbone.forward_patches`` alone on the same clips' mel patches
     (computed beforehand), in the batches ``embed_waveform`` uses. The ratio (a)/(b) of
     clips per second is the share of the model's speed the pipeline keeps. A per-stage
@@ -248,7 +248,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="where <name>.json and SUMMARY.md go (bench/results)",
     )
     p.add_argument("--log-level", default="WARNING")
-    return p.parse_args(argv)  # fmt: skip
+    p.add_argument("--quick", action="store_true", help="smoke run: 4 clips, 1 repeat, no wait")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.clips, args.repeats, args.max_wait = min(args.clips, 4), 1, 0.0
+    return args
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -352,6 +356,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "patches": n_patches,
             "patch_batch_size": bs,
             "clip_files": [f"{c.parent.name}/{c.name}" for c in clips],
+            "quick": args.quick,
         },
         "model": model_record,
         "loads_s": {

@@ -17,13 +17,20 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
+from storycue.config import get_settings
 from storycue.errors import ConfigurationError, InvalidInputError
+from storycue.log import get_logger
+from storycue.metrics import observe_batch
 from storycue.models.base import LazyModel
 
 #: Names under which the bundled MiniLM is known.
 MINILM_ALIASES = frozenset({"all-minilm-l6-v2", "sentence-transformers/all-minilm-l6-v2", "minilm"})
 
 Pooling = Literal["mean", "cls"]
+#: Runtime of the transformer forward pass (see :mod:`storycue.models.text_onnx`).
+TextBackend = Literal["torch", "onnx"]
+
+log = get_logger(__name__)
 
 
 def resolve_text_encoder(name_or_path: str) -> tuple[str, str]:
@@ -55,6 +62,8 @@ class _Loaded:
 class TextEncoder(LazyModel[_Loaded]):
     """Encode text segments into fixed-size vectors (``dim``), L2-normalised by default."""
 
+    metric_component = "text_encoder"
+
     def __init__(
         self,
         name_or_path: str = "all-MiniLM-L6-v2",
@@ -64,10 +73,15 @@ class TextEncoder(LazyModel[_Loaded]):
         max_tokens: int = 256,
         pooling: Pooling = "mean",
         normalize: bool = True,
+        backend: TextBackend | None = None,
     ) -> None:
         super().__init__()
         self.name, self._source = resolve_text_encoder(name_or_path)
         self.device = device
+        #: ``torch`` or ``onnx`` (ONNX Runtime, CPU only); default ``Settings.text_backend``.
+        self.backend: TextBackend = backend or get_settings().text_backend
+        if self.backend not in ("torch", "onnx"):
+            raise ConfigurationError(f"text backend must be 'torch' or 'onnx', got {backend!r}")
         self.batch_size = batch_size
         self._max_tokens = max_tokens
         self.pooling: Pooling = pooling
@@ -80,9 +94,18 @@ class TextEncoder(LazyModel[_Loaded]):
         kwargs: dict[str, Any] = {"local_files_only": True} if local else {}
         if local:
             os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+        def load_model() -> Any:
+            try:
+                return AutoModel.from_pretrained(self._source, **kwargs)
+            except OSError as exc:
+                raise ConfigurationError(
+                    f"cannot load text encoder {self._source!r}: {exc}. Give a local folder or "
+                    "a hub id reachable from this machine (STORYCUE_TEXT_ENCODER)."
+                ) from exc
+
         try:
             tokenizer = AutoTokenizer.from_pretrained(self._source, **kwargs)  # type: ignore[no-untyped-call]
-            model = AutoModel.from_pretrained(self._source, **kwargs)
         except OSError as exc:
             raise ConfigurationError(
                 f"cannot load text encoder {self._source!r}: {exc}. Give a local folder or a "
@@ -94,6 +117,25 @@ class TextEncoder(LazyModel[_Loaded]):
         if isinstance(warned, dict):
             warned["Asking-to-pad-a-fast-tokenizer"] = True
         dev = torch.device(self.device)
+        if self.backend == "onnx":
+            if dev.type == "cpu":
+                from storycue.models.text_onnx import load_onnx_text_model
+
+                onnx_model = load_onnx_text_model(
+                    self.name,
+                    self._source,
+                    tokenizer,
+                    load_model,
+                    cache_dir=get_settings().home / "cache" / "onnx",
+                )
+                return _Loaded(tokenizer=tokenizer, model=onnx_model, device=dev)
+            log.warning(
+                "the ONNX text path runs on CPU only; using PyTorch on this device",
+                device=self.device,
+                encoder=self.name,
+            )
+            self.backend = "torch"
+        model = load_model()
         model.eval().to(dev)
         return _Loaded(tokenizer=tokenizer, model=model, device=dev)
 
@@ -155,6 +197,7 @@ class TextEncoder(LazyModel[_Loaded]):
         with torch.inference_mode():
             for start in range(0, len(texts), self.batch_size):
                 idx = order[start : start + self.batch_size]
+                observe_batch("text", len(idx))
                 enc = loaded.tokenizer.pad(
                     {"input_ids": [ids[int(i)] for i in idx]}, padding=True, return_tensors="pt"
                 ).to(loaded.device)

@@ -5,37 +5,96 @@ from __future__ import annotations
 import atexit
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from storycue.config import Settings, get_settings
+from storycue.errors import ConfigurationError
 from storycue.log import get_logger
 from storycue.storage.db import normalize_database_url
 from storycue.storage.metadata import MetadataStore
 from storycue.storage.qdrant import QdrantVectorStore
 from storycue.storage.vectors import VectorStore
 
+if TYPE_CHECKING:
+    from storycue.storage.edge import EdgeVectorStore
+
 log = get_logger(__name__)
 
 _lock = threading.Lock()
-_local_vector_stores: dict[Path, QdrantVectorStore] = {}
+_local_vector_stores: dict[Path, QdrantVectorStore | EdgeVectorStore] = {}
+
+#: Folder of the Qdrant Edge store under ``STORYCUE_HOME``.
+EDGE_DIR = "qdrant-edge"
+#: What ``vector_backend="auto"`` opens when no ``qdrant_url`` is set (see docs/scale.md).
+EMBEDDED_DEFAULT = "qdrant-edge"
+
+
+def _has_local_mode_data(path: Path) -> bool:
+    """Whether a qdrant-client local-mode folder already holds collections."""
+    folder = path / "collection"
+    try:
+        return folder.is_dir() and any(folder.iterdir())
+    except OSError:
+        return False
+
+
+def resolve_vector_backend(settings: Settings) -> str:
+    """The backend ``settings`` select: ``qdrant-server``, ``qdrant-local`` or ``qdrant-edge``.
+
+    ``auto`` means the server when ``qdrant_url`` is set; otherwise qdrant-client's local mode
+    when ``qdrant_path`` is set explicitly or the default local folder already holds
+    collections (an installation from before Qdrant Edge was the default keeps its vectors),
+    else Qdrant Edge. Explicit choices are checked against ``qdrant_url``.
+    """
+    backend = settings.vector_backend
+    if backend == "auto":
+        if settings.qdrant_url:
+            return "qdrant-server"
+        if settings.qdrant_path is not None or _has_local_mode_data(
+            Path(settings.resolved_qdrant_path).expanduser()
+        ):
+            return "qdrant-local"
+        return EMBEDDED_DEFAULT
+    if backend == "qdrant-server" and not settings.qdrant_url:
+        raise ConfigurationError(
+            "vector_backend 'qdrant-server' needs qdrant_url (STORYCUE_QDRANT_URL)"
+        )
+    if backend in ("qdrant-local", "qdrant-edge") and settings.qdrant_url:
+        raise ConfigurationError(
+            f"vector_backend {backend!r} is embedded but qdrant_url is set: unset "
+            "STORYCUE_QDRANT_URL or choose 'qdrant-server' (or 'auto')"
+        )
+    return backend
 
 
 def open_vector_store(settings: Settings | None = None) -> VectorStore:
-    """The vector store the settings describe.
+    """The vector store the settings describe (see :func:`resolve_vector_backend`).
 
-    With ``qdrant_url`` set: a new client of that server (``qdrant_api_key`` applies).
-    Otherwise Qdrant local mode in ``resolved_qdrant_path``; local mode locks its folder,
-    so one store per folder is cached and shared within the process (closing it ends
-    the share; the next call opens a fresh one). Cached stores are closed at exit.
+    A server: a new client of ``qdrant_url`` (``qdrant_api_key`` applies). Embedded stores
+    lock their folder (Qdrant Edge in ``<home>/qdrant-edge``, local mode in
+    ``resolved_qdrant_path``), so one store per folder is cached and shared within the
+    process (closing it ends the share; the next call opens a fresh one). Cached stores are
+    closed at exit.
     """
     s = settings or get_settings()
-    if s.qdrant_url:
+    backend = resolve_vector_backend(s)
+    if backend == "qdrant-server":
+        assert s.qdrant_url is not None
         key = s.qdrant_api_key.get_secret_value() if s.qdrant_api_key else None
         return QdrantVectorStore(url=s.qdrant_url, api_key=key)
-    path = Path(s.resolved_qdrant_path).expanduser().resolve()
+    if backend == "qdrant-edge":
+        path = (Path(s.home).expanduser() / EDGE_DIR).resolve()
+    else:
+        path = Path(s.resolved_qdrant_path).expanduser().resolve()
     with _lock:
         store = _local_vector_stores.get(path)
         if store is None or store.closed:
-            store = QdrantVectorStore(path=path)
+            if backend == "qdrant-edge":
+                from storycue.storage.edge import EdgeVectorStore
+
+                store = EdgeVectorStore(path)
+            else:
+                store = QdrantVectorStore(path=path)
             _local_vector_stores[path] = store
         return store
 
@@ -66,7 +125,7 @@ def open_metadata_store(
 
 
 def close_vector_stores() -> None:
-    """Close every cached local-mode vector store (also run at interpreter exit)."""
+    """Close every cached embedded vector store (also run at interpreter exit)."""
     with _lock:
         stores = list(_local_vector_stores.values())
         _local_vector_stores.clear()

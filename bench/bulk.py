@@ -1,0 +1,367 @@
+"""Bulk matching: stories per second of a match job end to end beside the bare text encoder.
+
+(a) A bulk match job of ``--stories`` stories (default 10,000) through the jobs layer, as
+    ``POST /v1/jobs`` runs it: ``storycue.jobs.submit.submit_match`` stores the job and its
+    stories, the dispatcher cuts it into chunks of ``queue.job_chunk_size`` stories, and
+    each chunk segments its stories, embeds the segments (text encoder + head, in batches),
+    searches the catalogue for every segment and records one cue sheet per story. Timed
+    from submission until the job has succeeded. ``--execution inprocess`` (default) runs
+    the chunks in the in-process dispatcher's threads (the embedded mode);
+    ``--execution celery`` sends them through the Redis broker to a text worker process
+    started by this script (``python -m storycue.runtime.worker text``), as deployed.
+(b) The bare text encoder forward on the same stories' segments, segmented and tokenised
+    beforehand: (b1) all segments sorted by length and cut into batches (the least padding
+    possible, the floor), (b2) in the very batches the job builds (per chunk, per group of
+    ``batch.text`` stories, sorted inside each group).
+
+The ratios (a)/(b1) and (a)/(b2) of stories per second are the share of the encoder's
+speed the bulk path keeps; (a)/(b1) is the headline. The catalogue searched holds
+``--tracks`` synthetic vectors of the model's dimension, inserted directly through the
+vector store.
+
+Run from the repository root: ``python bench/bulk.py`` (``--help``); ``--quick`` for a
+smoke run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from _common import (
+    DEFAULT_MAX_LOAD,
+    REPO_ROOT,
+    RESULTS_DIR,
+    environment,
+    loadavg,
+    resolve_emotion_checkpoint,
+    scratch_dir,
+    stopwatch,
+    wait_for_quiet,
+    write_results,
+)
+from search import payloads, synthetic_vectors
+from storycue.config import QueueSettings, Settings
+from storycue.data.isear import load_isear
+from storycue.errors import DatasetNotFoundError
+from storycue.log import configure_logging
+from storycue.storage.vectors import VectorPoint, point_id_for
+from text import pretokenise, pretokenise_calls, run_bare, synthetic_texts
+
+NAME = "bulk"
+TARGET_RATIO = 0.8
+TENANT = "default"
+CATALOGUE = "bench"
+
+
+def stories_for(settings: Settings, n: int, *, quick: bool) -> tuple[list[str], str]:
+    """``n`` stories: ISEAR test texts (cycled), or generated sentences when ISEAR is absent
+    in a quick run."""
+    try:
+        texts = [r.text for r in load_isear("test", settings=settings)]
+        source = "isear-test (cycled)"
+    except DatasetNotFoundError:
+        if not quick:
+            raise
+        texts, source = synthetic_texts(max(n, 64)), "synthetic"
+    return [texts[i % len(texts)] for i in range(n)], source
+
+
+def seed_catalogue(rt: Any, model: Any, tracks: int, seed: int) -> None:
+    cat, _ = rt.tenancy.create_catalogue(TENANT, CATALOGUE)
+    rt.register(model)
+    vectors = synthetic_vectors(tracks, model.identity.dim, model.distance, seed)
+    meta = payloads(tracks, [cat.id], seed)
+    for start in range(0, tracks, 4096):
+        end = min(tracks, start + 4096)
+        rt.vectors.upsert(
+            model.identity,
+            [
+                VectorPoint(id=point_id_for(i + 1), vector=vectors[i], payload=meta[i])
+                for i in range(start, end)
+            ],
+        )
+    if hasattr(rt.vectors, "optimize"):
+        rt.vectors.optimize(model.identity)
+
+
+def job_batching(encoder: Any, stories: list[str], settings: Settings) -> Any:
+    """The encoder batches the job builds: chunks of ``queue.job_chunk_size`` stories, in
+    each chunk groups of ``batch.text`` stories whose segments go to one ``embed_text`` call
+    (sorted by length and cut into ``batch_size`` batches inside that call)."""
+    from storycue.pipeline.segment import segment_story
+
+    chunk, group = settings.queue.job_chunk_size, max(1, settings.batch.text)
+    calls: list[list[str]] = []
+    for c in range(0, len(stories), chunk):
+        part = stories[c : c + chunk]
+        for g in range(0, len(part), group):
+            calls.append(
+                [
+                    s.text
+                    for story in part[g : g + group]
+                    for s in segment_story(story, encoder.count_tokens, encoder.max_tokens)
+                ]
+            )
+    return pretokenise_calls(encoder, calls)
+
+
+def wait_job(rt: Any, job_id: str, timeout_s: float) -> Any:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        job = rt.jobs.require(TENANT, job_id)
+        if job.state in ("succeeded", "failed", "cancelled"):
+            return job
+        if time.monotonic() > deadline:
+            raise SystemExit(f"job {job_id} still {job.state} after {timeout_s:.0f} s")
+        time.sleep(0.05)
+
+
+def start_worker(env: dict[str, str], concurrency: int, log_path: Path) -> subprocess.Popen[bytes]:
+    with log_path.open("wb") as log:
+        return subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "storycue.runtime.worker",
+                "text",
+                "--concurrency",
+                str(concurrency),
+            ],
+            cwd=REPO_ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+
+
+def wait_worker_ready(app: Any, proc: subprocess.Popen[bytes], timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"the text worker exited with {proc.returncode} (see its log)")
+        try:
+            if app.control.ping(timeout=1.0):
+                return
+        except Exception:  # broker still connecting
+            time.sleep(0.5)
+    raise SystemExit("the text worker did not answer a ping in time")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--stories", type=int, default=10_000, help="stories in the job (10000)")
+    p.add_argument("--tracks", type=int, default=10_000, help="tracks in the catalogue (10000)")
+    p.add_argument("--top-k", type=int, default=5)
+    p.add_argument("--execution", choices=["inprocess", "celery"], default="inprocess")
+    p.add_argument(
+        "--broker-url",
+        default="redis://127.0.0.1:6379/13",
+        help="Celery broker for --execution celery (a Redis database of its own: 13)",
+    )
+    p.add_argument("--concurrency", type=int, default=2, help="worker tasks at once (2)")
+    p.add_argument("--backend", choices=["torch", "onnx"], default=None, help="text runtime")
+    p.add_argument("--model", default=None, help="emotion model (default: shipped va-regression)")
+    p.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
+    p.add_argument("--timeout", type=float, default=3600.0, help="longest wait for the job, s")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--max-load", type=float, default=DEFAULT_MAX_LOAD)
+    p.add_argument("--max-wait", type=float, default=180.0)
+    p.add_argument("--quick", action="store_true", help="smoke run: 40 stories, 500 tracks")
+    p.add_argument("--results-dir", type=Path, default=None, help="default bench/results")
+    p.add_argument("--log-level", default="WARNING")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.stories, args.tracks, args.max_wait = min(args.stories, 40), 500, 0.0
+    if args.stories < 1 or args.tracks < 1:
+        raise SystemExit("--stories and --tracks must be at least 1")
+    return args
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    args = parse_args(argv)
+    configure_logging(args.log_level)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    base = Settings()
+    stories, source = stories_for(base, args.stories, quick=args.quick)
+    load = wait_for_quiet(args.max_load, args.max_wait)
+    from storycue.jobs.dispatch import InProcessDispatcher
+    from storycue.jobs.params import MatchParams
+    from storycue.jobs.runtime import close_runtimes, get_runtime
+    from storycue.jobs.submit import submit_match
+    from storycue.pipeline.segment import segment_story
+    from storycue.storage.factory import close_vector_stores, resolve_vector_backend
+
+    with scratch_dir() as tmp:
+        checkpoint, model_record = resolve_emotion_checkpoint(args.model, Path(tmp))
+        env_over = {
+            "STORYCUE_HOME": str(Path(tmp) / "home"),
+            "STORYCUE_EMOTION_MODEL": checkpoint,
+            "STORYCUE_QUEUE__EXECUTION": args.execution,
+            "STORYCUE_QUEUE__BROKER_URL": args.broker_url,
+            "STORYCUE_LOG_LEVEL": args.log_level,
+        }
+        if args.backend:
+            env_over["STORYCUE_TEXT_BACKEND"] = args.backend
+        settings = Settings(
+            home=Path(env_over["STORYCUE_HOME"]),
+            emotion_model=checkpoint,
+            text_backend=args.backend or base.text_backend,
+            queue=QueueSettings(execution=args.execution, broker_url=args.broker_url),
+        )
+        rt = get_runtime(settings)
+        model = rt.load_model()
+        with stopwatch() as t_load:
+            encoder = model.text_encoder
+            encoder.model()
+        seed_catalogue(rt, model, args.tracks, args.seed)
+
+        # (b) first: segments and batches, then the bare forward (one run, warmed up).
+        segments = [
+            s.text
+            for story in stories
+            for s in segment_story(story, encoder.count_tokens, encoder.max_tokens)
+        ]
+        batches = pretokenise(encoder, segments)
+        job_batches = job_batching(encoder, stories, settings)
+        run_bare(encoder, type(batches)(batches.encodings[:1], 0, 0), None)
+        bare = run_bare(encoder, batches, None)
+        bare_job = run_bare(encoder, job_batches, None)
+        print(
+            f"bare encoder: {bare.wall_s:.2f} s for {len(segments)} segments sorted globally, "
+            f"{bare_job.wall_s:.2f} s in the job's batches",
+            file=sys.stderr,
+        )
+
+        worker: subprocess.Popen[bytes] | None = None
+        worker_log = Path(tmp) / "worker.log"
+        try:
+            if args.execution == "celery":
+                from storycue.runtime.dispatcher import CeleryDispatcher
+
+                close_runtimes()  # the worker process must own the embedded vector store
+                close_vector_stores()
+                env = {**os.environ, **env_over, "OMP_NUM_THREADS": str(torch.get_num_threads())}
+                dispatcher: Any = CeleryDispatcher(settings)
+                dispatcher.app.control.purge()
+                worker = start_worker(env, args.concurrency, worker_log)
+                wait_worker_ready(dispatcher.app, worker, 180.0)
+                rt = get_runtime(settings)
+            else:
+                dispatcher = InProcessDispatcher(settings)
+                # warm the search path and the encoder at this shape, outside the clock
+                model.embed_text(stories[:8])
+            with stopwatch() as t_job:
+                job = submit_match(
+                    rt,
+                    TENANT,
+                    ((f"s{i}", text) for i, text in enumerate(stories)),
+                    MatchParams(catalogue=CATALOGUE, top_k=args.top_k),
+                    settings,
+                )
+                dispatcher.dispatch(job)
+                final = wait_job(rt, job.id, args.timeout)
+            if final.state != "succeeded":
+                raise SystemExit(f"the job ended {final.state}: {final}")
+            ok = rt.jobs.done_indexes(TENANT, job.id, list(range(len(stories))))
+            if len(ok) != len(stories):
+                raise SystemExit(f"the job recorded {len(ok)} of {len(stories)} results")
+        finally:
+            if worker is not None:
+                worker.terminate()
+                try:
+                    worker.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    worker.kill()
+            if isinstance(dispatcher, InProcessDispatcher):
+                dispatcher.shutdown(wait=True)
+            close_runtimes()
+            close_vector_stores()
+        worker_tail = worker_log.read_text(errors="replace")[-2000:] if worker_log.is_file() else ""
+
+    n = len(stories)
+    job_s, bare_s = t_job[0].wall_s, bare.wall_s
+    load["load_after"] = loadavg()
+    results: dict[str, Any] = {
+        "benchmark": NAME,
+        "environment": environment("cpu"),
+        "load": load,
+        "config": {
+            "stories": n,
+            "story_source": source,
+            "segments": len(segments),
+            "tracks": args.tracks,
+            "top_k": args.top_k,
+            "execution": args.execution,
+            "broker": args.broker_url if args.execution == "celery" else None,
+            "concurrency": args.concurrency if args.execution == "celery" else 2,
+            "job_chunk_size": settings.queue.job_chunk_size,
+            "batch_size": settings.batch.text,
+            "text_backend": encoder.backend,
+            "vector_backend": resolve_vector_backend(settings),
+            "quick": args.quick,
+        },
+        "model": model_record,
+        "loads_s": {"text_encoder": round(t_load[0].wall_s, 3)},
+        "job": {
+            "wall_s": round(job_s, 3),
+            "stories_per_s": n / job_s,
+            "segments_per_s": len(segments) / job_s,
+            "cpu_util_this_process": round(t_job[0].cpu_util, 2),
+        },
+        "bare_encoder": {
+            "wall_s": round(bare_s, 3),
+            "stories_per_s": n / bare_s,
+            "segments_per_s": len(segments) / bare_s,
+            "tokens": batches.real_tokens,
+            "padded_tokens": batches.padded_tokens,
+            "batches": "all segments sorted by length, then cut (the least padding possible)",
+            "cpu_util": round(bare.cpu_util, 2),
+        },
+        "bare_encoder_job_batches": {
+            "wall_s": round(bare_job.wall_s, 3),
+            "stories_per_s": n / bare_job.wall_s,
+            "segments_per_s": len(segments) / bare_job.wall_s,
+            "padded_tokens": job_batches.padded_tokens,
+            "batches": "the job's: per chunk, per group of batch.text stories, sorted inside",
+            "cpu_util": round(bare_job.cpu_util, 2),
+        },
+        "ratio": round(bare_s / job_s, 4),
+        "ratio_same_batches": round(bare_job.wall_s / job_s, 4),
+        # CPU seconds of the bare forward over those of the job (this process: in-process
+        # execution only; the job may use more cores than the one-stream bare forward).
+        "ratio_per_cpu_second": (
+            round(bare.cpu_s / t_job[0].cpu_s, 4) if args.execution == "inprocess" else None
+        ),
+        "ratio_same_batches_per_cpu_second": (
+            round(bare_job.cpu_s / t_job[0].cpu_s, 4) if args.execution == "inprocess" else None
+        ),
+        "target_ratio": TARGET_RATIO,
+        "worker_log_tail": worker_tail if args.execution == "celery" else None,
+    }
+    path = write_results(
+        NAME if args.execution == "inprocess" else f"{NAME}-celery",
+        results,
+        args.results_dir or RESULTS_DIR,
+    )
+    print(
+        f"job: {results['job']['stories_per_s']:.1f} stories/s; bare encoder "
+        f"{results['bare_encoder']['stories_per_s']:.1f} stories/s (in the job's batches "
+        f"{results['bare_encoder_job_batches']['stories_per_s']:.1f}); ratio "
+        f"{results['ratio']:.3f}, same batches {results['ratio_same_batches']:.3f} "
+        f"(target >= {TARGET_RATIO})"
+    )
+    print(f"wrote {path} and SUMMARY.md", file=sys.stderr)
+    return results
+
+
+if __name__ == "__main__":
+    main()
