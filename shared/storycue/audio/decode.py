@@ -43,6 +43,12 @@ log = get_logger(__name__)
 
 #: The sample rate every storycue audio model expects.
 TARGET_SAMPLE_RATE = 16_000
+#: Sample rates and channel counts outside these bounds are refused as corrupt headers.
+MIN_SAMPLE_RATE = 1_000
+MAX_SAMPLE_RATE = 768_000
+MAX_CHANNELS = 64
+#: Most taps of the resampling kernel (sr/gcd x target/gcd) accepted.
+MAX_RESAMPLE_KERNEL = 4_000_000
 _BLOCK_SECONDS = 10.0
 _SUPPORTED = "WAV, FLAC, OGG/Vorbis/Opus or MP3"
 
@@ -203,8 +209,21 @@ def load_audio(
     f, head, label = _open(src, limits.max_audio_bytes)
     with f:
         sr, channels, header_frames = f.samplerate, f.channels, f.frames
-        if sr <= 0 or channels <= 0:
-            raise AudioDecodeError(f"{label}: invalid header (sample rate {sr}, {channels} ch)")
+        if not (MIN_SAMPLE_RATE <= sr <= MAX_SAMPLE_RATE) or not 0 < channels <= MAX_CHANNELS:
+            # Checked before any allocation: blocks and the resampler's buffers scale with
+            # the header's rate and channels, so a forged header could exhaust memory.
+            raise AudioDecodeError(
+                f"{label}: invalid header (sample rate {sr} Hz, {channels} channels; "
+                f"supported: {MIN_SAMPLE_RATE}-{MAX_SAMPLE_RATE} Hz, 1-{MAX_CHANNELS} channels)"
+            )
+        g = math.gcd(sr, target_sr)
+        if (sr // g) * (target_sr // g) > MAX_RESAMPLE_KERNEL:
+            # torchaudio's sinc kernel has (sr/g) x (target/g) taps: an odd rate such as
+            # 44101 Hz would need gigabytes. Real-world rates are far below the bound.
+            raise AudioDecodeError(
+                f"{label}: unsupported sample rate {sr} Hz (cannot be resampled to "
+                f"{target_sr} Hz exactly); re-encode it at a standard rate"
+            )
         declared = _wav_declared_frames(head, channels, f.subtype) if f.format == "WAV" else None
         header_s = max(header_frames, declared or 0) / sr
         if header_s > limits.max_audio_seconds:

@@ -31,7 +31,7 @@ from typing import Any
 
 from kafka import KafkaConsumer, KafkaProducer
 from kafka.consumer.fetcher import ConsumerRecord
-from kafka.errors import KafkaError
+from kafka.errors import KafkaError, MessageSizeTooLargeError
 from kafka.structs import OffsetAndMetadata, TopicPartition
 
 from storycue.config import Settings, get_settings
@@ -59,6 +59,8 @@ DLQ_PARTITION = "storycue.dlq.partition"
 DLQ_OFFSET = "storycue.dlq.offset"
 DLQ_GROUP = "storycue.dlq.group"
 DLQ_FAILED_AT = "storycue.dlq.failed_at"
+#: Set (to the value's size in bytes) when the value was too large to copy.
+DLQ_VALUE_DROPPED = "storycue.dlq.value_dropped"
 
 
 @dataclass
@@ -273,9 +275,20 @@ class IngestConsumer:
         ]
         headers += [(n, v) for n, v in (record.headers or []) if not n.startswith("storycue.dlq.")]
         try:
-            self.producer.send(
-                k.topic_dead_letter, key=record.key, value=record.value, headers=headers
-            ).get(timeout=30)
+            try:
+                self.producer.send(
+                    k.topic_dead_letter, key=record.key, value=record.value, headers=headers
+                ).get(timeout=30)
+            except MessageSizeTooLargeError:
+                # Too large to copy (the producer's or broker's limit): dead-letter it
+                # without its value, else it would block its partition for ever.
+                size = str(len(record.value or b"")).encode()
+                self.producer.send(
+                    k.topic_dead_letter,
+                    key=record.key,
+                    value=None,
+                    headers=[*headers, (DLQ_VALUE_DROPPED, size)],
+                ).get(timeout=30)
         except KafkaError as exc:
             # Not committing is the only safe answer: the message stays to be re-read.
             raise ConnectionError(f"dead-letter topic unavailable: {exc}") from exc

@@ -146,6 +146,8 @@ def decode_track_event(value: bytes | None) -> TrackEvent:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise InvalidInputError(f"message is not JSON: {exc.msg} at {exc.pos}") from exc
+    except RecursionError as exc:
+        raise InvalidInputError("message is JSON nested too deeply") from exc
     if not isinstance(data, dict):
         raise InvalidInputError(f"message must be a JSON object, got {type(data).__name__}")
     kind = data.get("type")

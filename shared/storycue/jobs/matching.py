@@ -160,7 +160,7 @@ def search_scope(runtime: JobRuntime, tenant: str, options: MatchOptions) -> Sea
     if options.catalogue is not None:
         cat = runtime.tenancy.catalogue(tenant, options.catalogue)
         ids = [cat.id]
-        model = runtime.catalogue_model(tenant, cat.id)
+        model = runtime.catalogue_model(tenant, cat.id, cached=True)
     else:
         ids = runtime.tenancy.catalogue_ids(tenant)
         if not ids:

@@ -92,6 +92,11 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "broker_connection_retry_on_startup": True,
         "broker_transport_options": {
             "visibility_timeout": q.visibility_timeout_s,
+            # Redis: how often a worker sweeps for messages of lost workers. kombu's
+            # default (every 10th call of a 10 s timer) delays redelivery by minutes
+            # whatever the visibility timeout; sweep every call, a few times per timeout.
+            "unacked_restore_interval": max(1, min(10, round(q.visibility_timeout_s / 4))),
+            "unacked_restore_throttle": 1,
             "confirm_publish": True,
         },
         "worker_cancel_long_running_tasks_on_connection_loss": True,

@@ -1,0 +1,104 @@
+"""Fixtures of the bad-input tests: one gateway (in-process FastAPI app) on a throw-away
+PostgreSQL database and a local vector store, with a small catalogue ``good`` of synthetic
+clips; a Tansu broker for the consumer path."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg
+import pytest
+from badgw import MAX_REQUEST, MAX_STORIES, MAX_UPLOAD, Gateway
+from fastapi.testclient import TestClient
+from psycopg import sql
+
+from storycue.config import (
+    IngestSourceSettings,
+    LimitSettings,
+    QueueSettings,
+    ServiceSettings,
+    Settings,
+)
+
+PG_ADMIN_DSN = os.environ.get(
+    "STORYCUE_TEST_PG_ADMIN_DSN", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+
+
+def absent(reason: str) -> None:
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{reason} (required under CI=true)")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="module")
+def pg_url() -> Iterator[str]:
+    """A fresh PostgreSQL database (the production metadata store), dropped afterwards."""
+    try:
+        admin = psycopg.connect(PG_ADMIN_DSN, autocommit=True, connect_timeout=3)
+    except psycopg.OperationalError as exc:
+        absent(f"PostgreSQL is not reachable at {PG_ADMIN_DSN}: {exc}")
+    name = f"storycue_bad_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+    with admin:
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        try:
+            yield f"postgresql://postgres@127.0.0.1:5432/{name}"
+        finally:
+            admin.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
+
+
+@pytest.fixture(scope="module")
+def gateway(
+    tmp_path_factory: pytest.TempPathFactory, pg_url: str, text_encoder: Any
+) -> Iterator[Gateway]:
+    from storycue.api import create_app
+    from storycue.cli import synthesise_clips
+    from storycue.jobs import InProcessDispatcher, close_runtimes, get_runtime
+    from storycue.storage import MetadataStore
+    from storycue.storage.factory import close_vector_stores
+
+    with MetadataStore(pg_url) as md:
+        md.migrate()
+    root = tmp_path_factory.mktemp("badinput")
+    music = root / "music"
+    clips = synthesise_clips(music, seconds=3.0)
+    empty = root / "no-data"
+    empty.mkdir()
+    settings = Settings(
+        home=root / "home",
+        data_dir=empty,
+        database_url=pg_url,
+        device="cpu",
+        sources=IngestSourceSettings(allowed_roots=[music]),
+        service=ServiceSettings(
+            max_request_bytes=MAX_REQUEST,
+            max_upload_bytes=MAX_UPLOAD,
+            max_stories_per_job=MAX_STORIES,
+        ),
+        queue=QueueSettings(job_chunk_size=4),
+        limits=LimitSettings(max_story_chars=2_000_000, max_top_k=20),
+    )
+    rt = get_runtime(settings)
+    rt.load_model().use_text_encoder(text_encoder)
+    dispatcher = InProcessDispatcher(settings, max_workers=2)
+    client = TestClient(create_app(settings, dispatcher), raise_server_exceptions=False)
+    gw = Gateway(client, settings, rt, dispatcher, music, pg_url)
+    r = client.post("/v1/catalogues", json={"name": "good"})
+    assert r.status_code == 201, r.text
+    r = client.post("/v1/catalogues/good/tracks", json={"tracks": [{"uri": str(p)} for p in clips]})
+    assert r.status_code == 201, r.text
+    r = client.post("/v1/catalogues/good/ingest")
+    assert r.status_code == 202, r.text
+    assert gw.wait(r.json()["id"])["state"] == "succeeded"
+    try:
+        yield gw
+    finally:
+        client.close()
+        dispatcher.shutdown()
+        close_runtimes()
+        close_vector_stores()
