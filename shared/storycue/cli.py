@@ -780,6 +780,53 @@ def worker(
 
 
 @app.command()
+def supervise(
+    once: Annotated[bool, typer.Option("--once", help="Run one pass and exit.")] = False,
+    interval: Annotated[
+        float | None,
+        typer.Option(
+            "--interval", min=0.1, help="Seconds between passes (default: stall timeout / 4)."
+        ),
+    ] = None,
+) -> None:
+    """Re-dispatch the missing work of stalled jobs (queue.stall_timeout_s) to Celery."""
+    from storycue.runtime.supervisor import JobSupervisor, interval_for
+    from storycue.storage.factory import open_metadata_store
+    from storycue.storage.jobs import JobStore
+
+    s = _settings()
+    try:
+        md = open_metadata_store(s)
+    except StorycueError as exc:
+        raise _fail(exc) from exc
+    try:
+        supervisor = JobSupervisor(s, jobs=JobStore(md.engine))
+        if once:
+            actions = supervisor.run_once()
+            for a in actions:
+                typer.echo(
+                    json.dumps(
+                        {
+                            "job_id": a.job_id,
+                            "kind": a.kind,
+                            "action": a.action,
+                            "items": list(a.item_indexes),
+                            "tasks": a.tasks,
+                            "redispatches": a.redispatches,
+                        }
+                    )
+                )
+            return
+        every = interval if interval is not None else interval_for(s)
+        try:
+            supervisor.run_forever(every)
+        except KeyboardInterrupt:
+            supervisor.stop()
+    finally:
+        md.close()
+
+
+@app.command()
 def consume() -> None:
     """Run the Kafka ingest consumer (track events in, vectors and rows out)."""
     from storycue.events.consumer import main as consumer_main

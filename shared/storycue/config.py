@@ -89,8 +89,9 @@ class QueueSettings(BaseModel):
         "confluentkafka://host:9092 (Kafka as a broker, see docs).",
     )
     result_backend: str | None = Field(
-        default=None, description="Celery result backend; default: none for jobs (state lives "
-        "in the database), redis for synchronous encoder calls when the broker is redis."
+        default=None,
+        description="Celery result backend; default: none for jobs (state lives "
+        "in the database), redis for synchronous encoder calls when the broker is redis.",
     )
     task_max_retries: int = Field(default=5, ge=0, le=100)
     task_retry_backoff_s: float = Field(default=2.0, gt=0)
@@ -102,6 +103,15 @@ class QueueSettings(BaseModel):
         gt=0,
         description="Redis/SQS brokers: a task taken by a worker that died unacknowledged is "
         "redelivered after this long (keep it above the longest task).",
+    )
+    stall_timeout_s: float = Field(
+        default=600.0,
+        gt=0,
+        description="Job supervisor (celery execution): a queued or running job with no "
+        "progress or update for this long is taken as lost by the broker and its missing "
+        "work is dispatched again (at most task_max_retries times, then it fails with "
+        "job_stalled). Keep it above the longest time a task goes without writing a "
+        "result (a match chunk, an ingest track, a whole evaluation or training run).",
     )
 
 

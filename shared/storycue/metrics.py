@@ -121,6 +121,16 @@ TASKS: Final = Counter(
     "(succeeded, failed, retried, rejected, dead_lettered).",
     ["queue", "task", "outcome"],
 )
+JOBS_REDISPATCHED: Final = Counter(
+    "storycue_jobs_redispatched",
+    "Stalled jobs whose missing work the supervisor dispatched again, by job kind.",
+    ["kind"],
+)
+JOBS_STALLED: Final = Counter(
+    "storycue_jobs_stalled_failed",
+    "Jobs the supervisor gave up on (failed with job_stalled), by job kind.",
+    ["kind"],
+)
 QUEUE_DEPTH: Final = Gauge(
     "storycue_queue_depth",
     "Messages waiting in a broker queue (text, audio, train, ...).",
@@ -215,7 +225,8 @@ BUILD_INFO.labels(version=__version__).set(1)
 #: _sum and _count; counters add _total).
 ALL_METRICS: Final[tuple[Counter | Gauge | Histogram, ...]] = (
     HTTP_REQUESTS, HTTP_ERRORS, HTTP_LATENCY, HTTP_IN_PROGRESS, TASK_LATENCY, TASKS,
-    QUEUE_DEPTH, BATCH_SIZE, STAGE_DURATION, KAFKA_LAG, KAFKA_PROCESSED, KAFKA_DEAD_LETTERED,
+    JOBS_REDISPATCHED, JOBS_STALLED, QUEUE_DEPTH, BATCH_SIZE, STAGE_DURATION, KAFKA_LAG,
+    KAFKA_PROCESSED, KAFKA_DEAD_LETTERED,
     JOBS, MODEL_LOAD_SECONDS, EMBEDDINGS_WRITTEN, DEPENDENCY_UP, BUILD_INFO,
 )  # fmt: skip
 
@@ -286,6 +297,11 @@ def observe_batch(kind: str, size: int) -> None:
     if size < 0:
         raise InvalidInputError(f"batch size must be >= 0, got {size}")
     BATCH_SIZE.labels(kind=kind).observe(size)
+
+
+def count_redispatch(kind: str, *, gave_up: bool = False) -> None:
+    """Count a stalled job re-dispatched by the supervisor (or failed, ``gave_up``)."""
+    (JOBS_STALLED if gave_up else JOBS_REDISPATCHED).labels(kind=kind).inc()
 
 
 def set_queue_depth(queue: str, depth: int) -> None:

@@ -119,6 +119,7 @@ def make_stack(
             "STORYCUE_QUEUE__BROKER_URL": broker_url,
             "STORYCUE_QUEUE__JOB_CHUNK_SIZE": str(CHUNK),
             # A lost worker's unacknowledged task comes back after this long (Redis).
+            "STORYCUE_QUEUE__STALL_TIMEOUT_S": "20",  # the supervisor re-sends lost work
             "STORYCUE_QUEUE__VISIBILITY_TIMEOUT_S": "8",
             "STORYCUE_QUEUE__TASK_RETRY_BACKOFF_S": "0.5",
             "STORYCUE_QUEUE__TASK_RETRY_BACKOFF_MAX_S": "4",

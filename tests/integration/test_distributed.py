@@ -151,6 +151,7 @@ def start_stack(
             "STORYCUE_QUEUE__BROKER_URL": redis_url,
             "STORYCUE_QUEUE__JOB_CHUNK_SIZE": str(scenario.chunk_size),
             # A SIGKILLed worker's unacknowledged tasks come back after this long (Redis).
+            "STORYCUE_QUEUE__STALL_TIMEOUT_S": "40",  # the supervisor re-sends lost work
             "STORYCUE_QUEUE__VISIBILITY_TIMEOUT_S": "30",
             "STORYCUE_QUEUE__TASK_RETRY_BACKOFF_S": "0.5",
             "STORYCUE_KAFKA__BOOTSTRAP_SERVERS": tansu.bootstrap_servers,

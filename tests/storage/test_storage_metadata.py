@@ -44,7 +44,7 @@ def test_migrations_up_from_empty_match_orm_and_down_to_base(db_url: str) -> Non
         assert store.current_revision() is None
         assert not store.is_up_to_date()
         store.migrate()
-        assert store.current_revision() == head_revision() == "0003"
+        assert store.current_revision() == head_revision() == "0004"
         assert store.is_up_to_date()
         assert set(inspect(store.engine).get_table_names()) >= TABLES
         assert schema_diff(store) == []

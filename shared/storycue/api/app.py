@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
 
 from fastapi import APIRouter, Depends, FastAPI
 
@@ -26,6 +27,9 @@ from storycue.config import Settings, get_settings
 from storycue.jobs.dispatch import InProcessDispatcher, JobDispatcher
 from storycue.jobs.runtime import JobRuntime, get_runtime
 from storycue.log import get_logger
+
+if TYPE_CHECKING:
+    from storycue.runtime.supervisor import JobSupervisor
 
 log = get_logger(__name__)
 
@@ -42,6 +46,22 @@ def default_dispatcher(settings: Settings) -> JobDispatcher:
     return InProcessDispatcher(settings)
 
 
+def job_supervisor(
+    settings: Settings, runtime: JobRuntime, dispatcher: JobDispatcher
+) -> JobSupervisor | None:
+    """The job supervisor the gateway runs (a daemon thread while the app is up) with
+    ``queue.execution=celery``: it re-dispatches work the broker lost
+    (:mod:`storycue.runtime.supervisor`). ``None`` in-process, where nothing is lost."""
+    if settings.queue.execution != "celery":
+        return None
+    from storycue.runtime.dispatcher import CeleryDispatcher
+    from storycue.runtime.supervisor import JobSupervisor
+
+    if not isinstance(dispatcher, CeleryDispatcher):
+        return None
+    return JobSupervisor(settings, jobs=runtime.jobs, dispatcher=dispatcher)
+
+
 def create_app(
     settings: Settings | None = None,
     dispatcher: JobDispatcher | None = None,
@@ -53,12 +73,20 @@ def create_app(
     rt = runtime or get_runtime(s)
     disp = dispatcher or default_dispatcher(s)
 
+    supervisor = job_supervisor(s, rt, disp)
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         log.info("gateway started", execution=s.queue.execution, auth=s.service.auth_required)
-        yield
-        if isinstance(disp, InProcessDispatcher) and dispatcher is None:
-            disp.shutdown(wait=False)
+        if supervisor is not None:
+            supervisor.start()
+        try:
+            yield
+        finally:
+            if supervisor is not None:
+                supervisor.stop()
+            if isinstance(disp, InProcessDispatcher) and dispatcher is None:
+                disp.shutdown(wait=False)
 
     app = FastAPI(
         title="storycue",
@@ -70,6 +98,7 @@ def create_app(
     app.state.settings = s
     app.state.runtime = rt
     app.state.dispatcher = disp
+    app.state.supervisor = supervisor
 
     v1 = APIRouter(prefix=API_PREFIX, dependencies=[Depends(get_tenant)])
     for module in (search, jobs, catalogues, models):

@@ -8,6 +8,7 @@ database: a message carries only the job id (and, for a chunk, its item indexes)
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from celery import Celery
@@ -76,6 +77,26 @@ class CeleryDispatcher:
             fail_job(job.id, exc.code, exc.message, self.settings)
             raise
         log.info("job dispatched", job_id=job.id, kind=job.kind, tasks=n, mode="celery")
+
+    def redispatch(self, job: Job, item_indexes: Sequence[int] | None = None) -> int:
+        """Send a stalled job's missing work again (:mod:`storycue.runtime.supervisor`).
+
+        A match job gets one ``match_chunk`` task per ``job_chunk_size`` of
+        ``item_indexes`` (one empty chunk when none is missing: it finishes the job);
+        other kinds their whole job task, flagged ``redispatched`` so that it resumes a
+        job left ``running`` by a lost task. Returns the number of tasks sent.
+        """
+        if job.kind == "match":
+            todo = list(item_indexes or [])
+            size = self.settings.queue.job_chunk_size
+            chunks = [todo[i : i + size] for i in range(0, len(todo), size)] or [[]]
+            for chunk in chunks:
+                self._send(job, TASK_MATCH_CHUNK, job_id=job.id, item_indexes=chunk)
+            return len(chunks)
+        if job.kind in _JOB_TASKS:
+            self._send(job, _JOB_TASKS[job.kind], job_id=job.id, redispatched=True)
+            return 1
+        raise InvalidInputError(f"unknown job kind {job.kind!r}")
 
     def cancel(self, job_id: str) -> None:
         """Revoke the job's tasks still queued (workers also see the cancel flag)."""

@@ -3,11 +3,16 @@
 Every task is idempotent: the job functions of :mod:`storycue.jobs.tasks` skip items that
 already have a result and upsert results; single-track ingest is idempotent by content
 (:mod:`storycue.runtime.ingest`). A task that runs again after a worker was lost (the
-broker redelivered it) or after a transient error (a retry) resumes the job.
+broker redelivered it), after a transient error (a retry) or because the supervisor sent
+it again (``redispatched``: the broker lost it, :mod:`storycue.runtime.supervisor`)
+resumes the job.
 """
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from celery import Celery
@@ -39,6 +44,31 @@ def _resumed(task: Any) -> bool:
     return bool(task.request.retries) or bool(info.get("redelivered"))
 
 
+@contextmanager
+def heartbeat(settings: Settings, job_id: str) -> Iterator[None]:
+    """While the block runs, touch the job's ``updated_at`` every quarter of
+    ``queue.stall_timeout_s`` (at least 1 s), so that the supervisor
+    (:mod:`storycue.runtime.supervisor`) never takes a job whose task is alive (a long
+    training run, a slow chunk) for one whose message the broker lost."""
+    stop = threading.Event()
+    every = max(1.0, settings.queue.stall_timeout_s / 4)
+
+    def beat() -> None:
+        while not stop.wait(every):
+            try:
+                get_runtime(settings).jobs.touch(job_id)
+            except Exception as exc:  # the database is down: the task itself will notice
+                log.warning("job heartbeat failed", job_id=job_id, error=str(exc))
+
+    thread = threading.Thread(target=beat, name=f"heartbeat-{job_id[:8]}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(5)
+
+
 def register_tasks(app: Celery, settings: Settings) -> None:
     """Register every storycue task on ``app`` (bound to ``settings``)."""
     opts: dict[str, Any] = {"base": StorycueTask, "bind": True, "acks_late": True}
@@ -47,15 +77,18 @@ def register_tasks(app: Celery, settings: Settings) -> None:
     @app.task(name=TASK_MATCH_CHUNK, **opts)  # type: ignore[untyped-decorator]
     def match_chunk(self: Any, *, job_id: str, item_indexes: list[int]) -> int:
         """Match the stories ``item_indexes`` of a bulk match job (``text`` queue)."""
-        with track_task(TASK_ROUTES[TASK_MATCH_CHUNK], TASK_MATCH_CHUNK):
+        with (
+            track_task(TASK_ROUTES[TASK_MATCH_CHUNK], TASK_MATCH_CHUNK),
+            heartbeat(settings, job_id),
+        ):
             run_match_items(job_id, item_indexes, settings)
         return len(item_indexes)
 
     @app.task(name=TASK_INGEST_JOB, **opts)  # type: ignore[untyped-decorator]
-    def ingest_job(self: Any, *, job_id: str) -> None:
+    def ingest_job(self: Any, *, job_id: str, redispatched: bool = False) -> None:
         """Ingest the registered tracks of an ingest job (``audio`` queue)."""
-        with track_task(TASK_ROUTES[TASK_INGEST_JOB], TASK_INGEST_JOB):
-            run_ingest(job_id, settings, redelivered=_resumed(self))
+        with track_task(TASK_ROUTES[TASK_INGEST_JOB], TASK_INGEST_JOB), heartbeat(settings, job_id):
+            run_ingest(job_id, settings, redelivered=redispatched or _resumed(self))
 
     @app.task(name=TASK_INGEST_TRACK, **opts)  # type: ignore[untyped-decorator]
     def ingest_track(
@@ -89,16 +122,19 @@ def register_tasks(app: Celery, settings: Settings) -> None:
         }
 
     @app.task(name=TASK_EVALUATE_JOB, **opts)  # type: ignore[untyped-decorator]
-    def evaluate_job(self: Any, *, job_id: str) -> None:
+    def evaluate_job(self: Any, *, job_id: str, redispatched: bool = False) -> None:
         """Run an evaluation job (``train`` queue)."""
-        with track_task(TASK_ROUTES[TASK_EVALUATE_JOB], TASK_EVALUATE_JOB):
-            run_evaluate(job_id, settings, redelivered=_resumed(self))
+        with (
+            track_task(TASK_ROUTES[TASK_EVALUATE_JOB], TASK_EVALUATE_JOB),
+            heartbeat(settings, job_id),
+        ):
+            run_evaluate(job_id, settings, redelivered=redispatched or _resumed(self))
 
     @app.task(name=TASK_TRAIN_JOB, **opts)  # type: ignore[untyped-decorator]
-    def train_job(self: Any, *, job_id: str) -> None:
+    def train_job(self: Any, *, job_id: str, redispatched: bool = False) -> None:
         """Run a training job (``train`` queue)."""
-        with track_task(TASK_ROUTES[TASK_TRAIN_JOB], TASK_TRAIN_JOB):
-            run_train(job_id, settings, redelivered=_resumed(self))
+        with track_task(TASK_ROUTES[TASK_TRAIN_JOB], TASK_TRAIN_JOB), heartbeat(settings, job_id):
+            run_train(job_id, settings, redelivered=redispatched or _resumed(self))
 
     @app.task(name=TASK_PING, bind=True, acks_late=True)  # type: ignore[untyped-decorator]
     def ping(self: Any) -> dict[str, Any]:

@@ -101,6 +101,8 @@ class Job:
     started_at: datetime | None
     finished_at: datetime | None
     updated_at: datetime
+    #: Times the supervisor sent the job's missing work again (it was stalled).
+    redispatches: int = 0
 
     @property
     def terminal(self) -> bool:
@@ -153,6 +155,7 @@ def _job(row: JobRow) -> Job:
         started_at=_aware(row.started_at),
         finished_at=_aware(row.finished_at),
         updated_at=updated,
+        redispatches=int(row.redispatches or 0),
     )
 
 
@@ -255,6 +258,7 @@ class JobStore:
                 progress_total=0,
                 cancel_requested=False,
                 attempts=0,
+                redispatches=0,
                 model_name=model.name if model else None,
                 model_version=model.version if model else None,
                 model_dim=model.dim if model else None,
@@ -524,6 +528,82 @@ class JobStore:
                 )
                 .execution_options(synchronize_session=False)
             )
+
+    # ---- the supervisor: stalled jobs --------------------------------------------------------
+    def stalled(self, older_than: datetime, *, limit: int = 100) -> list[Job]:
+        """Unfinished jobs of every tenant not updated since ``older_than``, oldest first.
+
+        Running jobs whose progress stopped, and queued jobs (dispatched at creation)
+        that no worker started: in both cases the broker may have lost their messages.
+        Any write to a job (a result, a state change, a re-dispatch) moves its
+        ``updated_at``.
+        """
+        _check_limit(limit)
+        stmt = (
+            select(JobRow)
+            .where(JobRow.state.in_(("queued", "running")), JobRow.updated_at < older_than)
+            .order_by(JobRow.updated_at, JobRow.id)
+            .limit(limit)
+        )
+        with self._session() as s:
+            return [_job(r) for r in s.scalars(stmt)]
+
+    def missing_indexes(self, tenant: str, job_id: str) -> list[int]:
+        """Item indexes of a job's stored inputs that have no result yet, ascending."""
+        has_result = (
+            select(JobResultRow.item_index)
+            .where(
+                JobResultRow.job_id == JobItemRow.job_id,
+                JobResultRow.item_index == JobItemRow.item_index,
+            )
+            .exists()
+        )
+        stmt = (
+            select(JobItemRow.item_index)
+            .join(JobRow, JobRow.id == JobItemRow.job_id)
+            .where(JobItemRow.job_id == job_id, JobRow.tenant == tenant, ~has_result)
+            .order_by(JobItemRow.item_index)
+        )
+        with self._session() as s:
+            return [int(i) for i in s.scalars(stmt)]
+
+    def touch(self, job_id: str) -> bool:
+        """Move a running job's ``updated_at`` to now (a task's heartbeat, so that a long
+        task that writes no result yet is not taken as stalled); ``False`` when the job
+        is not running."""
+        with self._session() as s:
+            result = s.execute(
+                update(JobRow)
+                .where(JobRow.id == job_id, JobRow.state == "running")
+                .values(updated_at=utcnow())
+                .execution_options(synchronize_session=False)
+            )
+            return getattr(result, "rowcount", 0) == 1
+
+    def claim_redispatch(self, job: Job, older_than: datetime) -> Job | None:
+        """Compare-and-set: claim the re-dispatch of a stalled job seen as ``job``.
+
+        Succeeds (returns the job as updated: ``redispatches`` + 1, ``updated_at`` now)
+        only while the job is still unfinished, still not updated since ``older_than``
+        and not re-dispatched by anyone else since it was read; ``None`` otherwise, so
+        that of several supervisors exactly one re-dispatches a job in one stall window.
+        """
+        with self._session() as s:
+            result = s.execute(
+                update(JobRow)
+                .where(
+                    JobRow.id == job.id,
+                    JobRow.tenant == job.tenant,
+                    JobRow.state.in_(("queued", "running")),
+                    JobRow.updated_at < older_than,
+                    JobRow.redispatches == job.redispatches,
+                )
+                .values(redispatches=JobRow.redispatches + 1, updated_at=utcnow())
+                .execution_options(synchronize_session=False)
+            )
+            if getattr(result, "rowcount", 0) != 1:
+                return None
+        return self.get(job.tenant, job.id)
 
     # ---- inputs and results ----------------------------------------------------------------
     def items(

@@ -257,6 +257,8 @@ class JobRow(Base):
     model_version: Mapped[str | None] = mapped_column(String(40))
     model_dim: Mapped[int | None] = mapped_column(Integer)
     attempts: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
+    #: Times the supervisor sent a stalled job's missing work again (migration 0004).
+    redispatches: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
     created_at: Mapped[datetime] = _created()
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
