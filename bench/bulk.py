@@ -11,8 +11,8 @@
     started by this script (``python -m storycue.runtime.worker text``), as deployed.
 (b) The bare text encoder forward on the same stories' segments, segmented and tokenised
     beforehand: (b1) all segments sorted by length and cut into batches (the least padding
-    possible, the floor), (b2) in the very batches the job builds (per chunk, per group of
-    ``batch.text`` stories, sorted inside each group).
+    possible, the floor), (b2) in the very batches the job builds (per chunk, all its
+    stories' segments sorted by length inside the chunk).
 
 The ratios (a)/(b1) and (a)/(b2) of stories per second are the share of the encoder's
 speed the bulk path keeps; (a)/(b1) is the headline. The catalogue searched holds
@@ -93,12 +93,12 @@ def seed_catalogue(rt: Any, model: Any, tracks: int, seed: int) -> None:
 
 
 def job_batching(encoder: Any, stories: list[str], settings: Settings) -> Any:
-    """The encoder batches the job builds: chunks of ``queue.job_chunk_size`` stories, in
-    each chunk groups of ``batch.text`` stories whose segments go to one ``embed_text`` call
-    (sorted by length and cut into ``batch_size`` batches inside that call)."""
+    """The encoder batches the job builds: chunks of ``queue.job_chunk_size`` stories, each
+    chunk's segments in one ``embed_text`` call (sorted by length and cut into
+    ``batch_size`` batches inside that call)."""
     from storycue.pipeline.segment import segment_story
 
-    chunk, group = settings.queue.job_chunk_size, max(1, settings.batch.text)
+    chunk = group = settings.queue.job_chunk_size
     calls: list[list[str]] = []
     for c in range(0, len(stories), chunk):
         part = stories[c : c + chunk]
@@ -331,7 +331,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "stories_per_s": n / bare_job.wall_s,
             "segments_per_s": len(segments) / bare_job.wall_s,
             "padded_tokens": job_batches.padded_tokens,
-            "batches": "the job's: per chunk, per group of batch.text stories, sorted inside",
+            "batches": "the job's: per chunk, its segments sorted by length inside",
             "cpu_util": round(bare_job.cpu_util, 2),
         },
         "ratio": round(bare_s / job_s, 4),

@@ -263,3 +263,42 @@ def test_a_replaced_switch_job_does_not_promote(gw: Gateway) -> None:
     sw = rt.tenancy.model_switch("t", cat_id)
     assert sw.active is not None and sw.active.identity == NEW and sw.pending is None
     assert alias_of(gw, "replace") == NEW
+
+
+def test_searches_cache_the_catalogue_model_and_every_change_here_invalidates_it(
+    gw: Gateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Searches reuse the resolved model; with a TTL far longer than the test, a promotion,
+    a ``PUT .../model`` or a deletion in this process must still be seen at once."""
+    monkeypatch.setattr("storycue.jobs.runtime.CATALOGUE_MODEL_TTL_S", 3600.0)
+    clips: list[Path] = gw.clips  # type: ignore[attr-defined]
+    rt = gw.runtime
+    ingest(gw, "cached", clips[:2])
+    cat_id = rt.tenancy.catalogue("t", "cached").id
+    assert search(gw, "cached")["model"]["version"] == OLD.version
+    # a change the process is not told about (another process's) is seen after the TTL
+    new_id = rt.register(rt.load_model_version(NEW.name, NEW.version)).id
+    old_id = rt.register(rt.load_model()).id
+    rt.tenancy.set_active_model("t", cat_id, new_id)
+    assert search(gw, "cached")["model"]["version"] == OLD.version  # cached
+    rt.forget_catalogue_model("t", cat_id)
+    rt.tenancy.set_active_model("t", cat_id, old_id)
+    assert search(gw, "cached")["model"]["version"] == OLD.version
+    # switch promotion (the re-embed job, run in this process)
+    job = put_model(gw, "cached", NEW)["reembed_job"]
+    assert job is not None
+    assert search(gw, "cached")["model"]["version"] == OLD.version
+    run_held(gw)
+    assert search(gw, "cached")["model"]["version"] == NEW.version
+    # PUT of a model every track already has: active at once
+    assert put_model(gw, "cached", OLD)["reembed_job"] is None
+    assert search(gw, "cached")["model"]["version"] == OLD.version
+    assert put_model(gw, "cached", NEW)["reembed_job"] is None
+    assert search(gw, "cached")["model"]["version"] == NEW.version
+    # deletion
+    assert gw.client.delete("/v1/catalogues/cached", headers=gw.h("t")).status_code == 204
+    assert ("t", cat_id) not in rt._model_cache
+    r = gw.client.post(
+        "/v1/search", json={"text": STORY, "top_k": 3, "catalogue": "cached"}, headers=gw.h("t")
+    )
+    assert r.status_code == 404

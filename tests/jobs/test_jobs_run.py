@@ -23,8 +23,10 @@ from storycue.jobs import (
     run_ingest,
     run_match_items,
 )
+from storycue.jobs.matching import MatchOptions, match_texts, search_scope
 from storycue.jobs.params import IngestParams, MatchParams
 from storycue.jobs.submit import submit_ingest, submit_match
+from storycue.pipeline.cuesheet import CueSheet
 from storycue.storage import MetadataStore
 from storycue.storage.factory import close_vector_stores
 from storycue.storage.vectors import SearchFilter
@@ -140,12 +142,57 @@ def test_match_job_chunks_resume_and_results(env: tuple[Settings, JobRuntime, li
     assert final.model is not None and final.model.name == "va-regression"
 
 
+def test_chunk_embedded_in_one_call_gives_the_same_results(
+    env: tuple[Settings, JobRuntime, list[Path]],
+) -> None:
+    """A chunk's segments go to one encoder call (sorted by length across the chunk); the
+    cue sheets equal those of the previous behaviour, one call per ``batch.text`` stories."""
+    settings, rt, clips = env
+    _ingest(settings, rt, "t1", clips)
+    long_story = "\n\n".join(text for _, text in STORIES * 6)  # several segments
+    stories = [
+        ("tiny", "Joy."),
+        ("long", long_story),
+        ("mid", " ".join(text for _, text in STORIES[:3])),
+    ]
+    params = MatchParams(top_k=3, catalogue="music")
+    job = submit_match(rt, "t1", stories, params, settings)
+    run_match_items(job.id, [0, 1, 2], settings)
+    results, _ = rt.jobs.results("t1", job.id, limit=10)
+    assert rt.jobs.require("t1", job.id).state == "succeeded"
+    scope = search_scope(rt, "t1", MatchOptions(top_k=3, catalogue="music"))
+    before: list[CueSheet] = []
+    for g in range(0, len(stories), settings.batch.text):  # the previous grouping
+        sheets = match_texts(
+            scope.model,
+            rt.vectors,
+            [text for _, text in stories[g : g + settings.batch.text]],
+            top_k=3,
+            flt=scope.flt,
+            catalogue="music",
+            max_chars=settings.limits.max_story_chars,
+        )
+        before += [sh for sh in sheets if isinstance(sh, CueSheet)]
+    assert len(before) == 3 and len(before[1].segments) > 2
+    for r, old in zip(results, before, strict=True):
+        new = r.result["cue_sheet"]
+        ref = old.model_dump(mode="json")
+        assert len(new["segments"]) == len(ref["segments"])
+        for ns, rs in zip(new["segments"], ref["segments"], strict=True):
+            assert (ns["text"], ns["tokens"]) == (rs["text"], rs["tokens"])
+            assert [t["track_id"] for t in ns["tracks"]] == [t["track_id"] for t in rs["tracks"]]
+            for nt, rt_ in zip(ns["tracks"], rs["tracks"], strict=True):
+                assert abs(nt["score"] - rt_["score"]) <= 1e-5
+            for k in ("valence", "arousal"):
+                assert abs(ns["emotion"][k] - rs["emotion"][k]) <= 1e-5
+
+
 def test_cancel_between_batches(env: tuple[Settings, JobRuntime, list[Path]]) -> None:
     settings, rt, clips = env
     _ingest(settings, rt, "t1", clips[:2])
     job = submit_match(rt, "t1", STORIES, MatchParams(top_k=1), settings)
     assert rt.jobs.start("t1", job.id)
-    run_match_items(job.id, [0, 1], settings)  # one batch (batch.text = 2)
+    run_match_items(job.id, [0, 1], settings)  # one group (job_chunk_size = 3)
     rt.jobs.request_cancel("t1", job.id)
     run_match_items(job.id, [2, 3, 4, 5, 6], settings)
     final = rt.jobs.require("t1", job.id)

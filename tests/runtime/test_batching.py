@@ -122,3 +122,69 @@ def test_batched_audio_backbone_gives_the_backbone_features() -> None:
         for k in p:
             np.testing.assert_allclose(g[k], p[k], rtol=1e-4, atol=1e-5)
     assert batched.batcher.stats.largest_batch_units <= 3
+
+
+def test_a_backlog_joins_a_closed_batch_up_to_max_gather() -> None:
+    release = threading.Event()
+    seen: list[list[int]] = []
+
+    def fn(items: list[int]) -> list[int]:
+        seen.append(list(items))
+        release.wait(timeout=5)
+        return [i + 1 for i in items]
+
+    b: MicroBatcher[int, int] = MicroBatcher(fn, max_batch=4, max_wait_ms=0, max_gather=8)
+    try:
+        first = b.submit(0)
+        while not seen:  # the batcher is busy with [0]
+            time.sleep(0.001)
+        futures = [b.submit(i) for i in range(1, 11)]  # a backlog of 10
+        release.set()
+        assert first.result(timeout=5) == 1
+        assert [f.result(timeout=5) for f in futures] == list(range(2, 12))
+    finally:
+        b.close()
+    assert seen == [[0], list(range(1, 9)), [9, 10]]
+    assert b.stats.largest_batch_units == 8
+    with pytest.raises(ConfigurationError):
+        MicroBatcher(lambda xs: xs, max_batch=4, max_wait_ms=1, max_gather=3)
+
+
+def test_batched_text_encoder_sorts_mixed_lengths_and_matches_the_plain_encoder(
+    text_encoder: object,
+) -> None:
+    words = [
+        "the",
+        "night",
+        "was",
+        "long",
+        "and",
+        "the",
+        "river",
+        "ran",
+        "cold",
+        "under",
+        "a",
+        "grey",
+        "and",
+        "silent",
+        "sky",
+    ]
+    texts = [" ".join(words[: 1 + (i * 7) % len(words)]) * (1 + i % 5) for i in range(40)]
+    plain = np.asarray(text_encoder.encode(texts))  # type: ignore[attr-defined]
+    calls: list[list[str]] = []
+
+    class Recording:
+        def encode(self, batch: list[str], *, allow_truncation: bool = False) -> np.ndarray:
+            calls.append(list(batch))
+            return np.asarray(text_encoder.encode(batch))  # type: ignore[attr-defined]
+
+    batched = BatchedTextEncoder(Recording(), max_batch=4, max_wait_ms=20, gather=4)
+    try:
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            rows = list(pool.map(lambda k: batched.encode(texts[k : k + 5]), range(0, 40, 5)))
+    finally:
+        batched.close()
+    np.testing.assert_allclose(np.concatenate(rows), plain, atol=1e-5)
+    assert sorted(t for c in calls for t in c) == sorted(texts)
+    assert max(len(c) for c in calls) <= 16

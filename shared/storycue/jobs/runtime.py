@@ -8,6 +8,7 @@ functions of ``(settings, job id, items)`` that are cheap to call many times.
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,6 +32,10 @@ from storycue.storage.tenancy import ApiKeyStore, TenantStore
 from storycue.storage.vectors import VectorStore
 
 log = get_logger(__name__)
+
+#: Seconds a search reuses a catalogue's resolved active model (see
+#: :meth:`JobRuntime.catalogue_model`); changes made by this process invalidate at once.
+CATALOGUE_MODEL_TTL_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -92,6 +97,13 @@ class JobRuntime:
     jobs: JobStore = field(init=False)
     tenancy: TenantStore = field(init=False)
     keys: ApiKeyStore = field(init=False)
+    _model_cache: dict[tuple[str, int], tuple[float, EmotionModel]] = field(
+        init=False, default_factory=dict, repr=False
+    )
+    _model_cache_gen: int = field(init=False, default=0, repr=False)
+    _model_cache_lock: threading.Lock = field(
+        init=False, default_factory=threading.Lock, repr=False
+    )
 
     def __post_init__(self) -> None:
         self.jobs = JobStore(self.metadata.engine)
@@ -137,13 +149,39 @@ class JobRuntime:
         self.vectors.ensure_collection(model.identity, model.distance)
         return rec
 
-    def catalogue_model(self, tenant: str, catalogue_id: int | None) -> EmotionModel:
-        """The active model of a catalogue of ``tenant`` (the default model when unset)."""
-        if catalogue_id is not None:
-            rec = self.tenancy.active_model(tenant, catalogue_id)
-            if rec is not None:
-                return self.load_model_version(rec.name, rec.version)
-        return self.load_model()
+    def catalogue_model(
+        self, tenant: str, catalogue_id: int | None, *, cached: bool = False
+    ) -> EmotionModel:
+        """The active model of a catalogue of ``tenant`` (the default model when unset).
+
+        ``cached`` (searches): reuse this process's resolution for up to
+        :data:`CATALOGUE_MODEL_TTL_S`. Every change of a catalogue's active model made in
+        this process (``PUT /v1/catalogues/{c}/model``, catalogue deletion, a switch's
+        promotion) calls :meth:`forget_catalogue_model`, so the TTL only bounds how long
+        a change made by *another* process (a worker promoting a switch) goes unseen.
+        """
+        if catalogue_id is None:
+            return self.load_model()
+        key = (tenant, int(catalogue_id))
+        if cached:
+            with self._model_cache_lock:
+                hit = self._model_cache.get(key)
+                gen = self._model_cache_gen
+            if hit is not None and time.monotonic() < hit[0]:
+                return hit[1]
+        rec = self.tenancy.active_model(tenant, catalogue_id)
+        model = self.load_model() if rec is None else self.load_model_version(rec.name, rec.version)
+        if cached:
+            with self._model_cache_lock:
+                if gen == self._model_cache_gen:  # no invalidation while resolving
+                    self._model_cache[key] = (time.monotonic() + CATALOGUE_MODEL_TTL_S, model)
+        return model
+
+    def forget_catalogue_model(self, tenant: str, catalogue_id: int) -> None:
+        """Drop the cached active model of a catalogue (its model changed or it is gone)."""
+        with self._model_cache_lock:
+            self._model_cache_gen += 1
+            self._model_cache.pop((tenant, int(catalogue_id)), None)
 
     def close(self) -> None:
         self.metadata.close()

@@ -64,6 +64,7 @@ def promote(rt: JobRuntime, tenant: str, catalogue_id: int, job_id: str) -> Mode
     alias; the newly active model, or ``None`` when this job no longer owns the switch."""
     rec = rt.tenancy.promote_pending(tenant, catalogue_id, job_id)
     if rec is not None:
+        rt.forget_catalogue_model(tenant, catalogue_id)
         sync_alias(rt, catalogue_id, rec.identity)
     return rec
 

@@ -104,9 +104,11 @@ def run_match_items(
 ) -> None:
     """Match the stories of a bulk match job at ``item_indexes`` (default: all).
 
-    Stories are embedded in batches of ``settings.batch.text`` stories' segments and a
-    cancel request is honoured between batches. The job succeeds when its last item has
-    a result, whichever chunk writes it.
+    The segments of up to ``settings.queue.job_chunk_size`` stories (one chunk) go to one
+    ``embed_text`` call, which sorts them by token length and cuts them into batches of
+    ``settings.batch.text``, so batches pad little; a cancel request is honoured between
+    those groups. The job succeeds when its last item has a result, whichever chunk
+    writes it.
     """
     s = _settings(settings)
     rt = get_runtime(s)
@@ -138,12 +140,12 @@ def run_match_items(
     wanted = list(range(job.progress_total)) if item_indexes is None else list(item_indexes)
     done = rt.jobs.done_indexes(job.tenant, job.id, wanted)
     todo = sorted(set(wanted) - done)
-    batch = max(1, s.batch.text)
-    for start in range(0, len(todo), batch):
+    group = max(1, s.queue.job_chunk_size)
+    for start in range(0, len(todo), group):
         if rt.jobs.cancel_requested(job.tenant, job.id):
             _cancel(rt, job)
             return
-        items = rt.jobs.items(job.tenant, job.id, todo[start : start + batch])
+        items = rt.jobs.items(job.tenant, job.id, todo[start : start + group])
         sheets = match_texts(
             scope.model,
             rt.vectors,

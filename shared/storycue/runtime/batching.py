@@ -62,6 +62,12 @@ class MicroBatcher(Generic[T, R]):
     ``weight`` gives the units one item counts for (default 1); a batch never exceeds
     ``max_batch`` units, except an item that alone weighs more, which runs on its own.
     Requests from any number of threads; ``fn`` always runs on the batcher's one thread.
+
+    ``max_gather`` (default ``max_batch``): once a batch has closed, requests that are
+    already queued (a backlog) join it without any further wait, up to ``max_gather``
+    units, for an ``fn`` that cuts its input into forward passes itself (the text encoder
+    sorts a call's segments by length before cutting them into batches, so a larger call
+    pads less). It never delays a flush.
     """
 
     def __init__(
@@ -72,13 +78,19 @@ class MicroBatcher(Generic[T, R]):
         max_wait_ms: float,
         weight: Callable[[T], int] | None = None,
         name: str = "batcher",
+        max_gather: int | None = None,
     ) -> None:
         if max_batch < 1:
             raise ConfigurationError(f"max_batch must be >= 1, got {max_batch}")
+        if max_gather is not None and max_gather < max_batch:
+            raise ConfigurationError(
+                f"max_gather must be >= max_batch ({max_batch}), got {max_gather}"
+            )
         if max_wait_ms < 0:
             raise ConfigurationError(f"max_wait_ms must be >= 0, got {max_wait_ms}")
         self._fn = fn
         self.max_batch = max_batch
+        self.max_gather = max_batch if max_gather is None else max_gather
         self.max_wait_s = max_wait_ms / 1000.0
         self._weight = weight or (lambda _item: 1)
         self.name = name
@@ -155,6 +167,19 @@ class MicroBatcher(Generic[T, R]):
                     break
                 batch.append(nxt)
                 units += nxt.units
+            while not stopping and units < self.max_gather:  # the backlog, no waiting
+                nxt = self._next(0)
+                if nxt is None:
+                    break
+                if nxt is _STOP:
+                    stopping = True
+                    break
+                assert isinstance(nxt, _Request)
+                if units + nxt.units > self.max_gather:
+                    self._held = nxt
+                    break
+                batch.append(nxt)
+                units += nxt.units
             self._execute(batch, units)
         # Drain whatever was queued before close().
         while True:
@@ -195,15 +220,31 @@ class BatchedTextEncoder:
 
     Everything else (``name``, ``dim``, ``max_tokens``, ``count_tokens`` ...) is the
     wrapped encoder's, so it can stand in for it (``EmotionModel.use_text_encoder``).
+
+    A flush closes at ``max_batch`` segments (or the wait) as before, then takes the
+    segments already queued behind it, up to ``gather`` × ``max_batch``; the wrapped
+    encoder's ``encode`` sorts that flush by token length and runs it in
+    length-homogeneous forward passes of its own batch size (``settings.batch.text``),
+    and the rows go back to their requests. Arrival order thus no longer decides which
+    lengths share a forward pass whenever there is a backlog to choose from.
     """
 
-    def __init__(self, encoder: Any, *, max_batch: int, max_wait_ms: float) -> None:
+    def __init__(
+        self, encoder: Any, *, max_batch: int, max_wait_ms: float, gather: int = 4
+    ) -> None:
+        if gather < 1:
+            raise ConfigurationError(f"gather must be >= 1, got {gather}")
         self._encoder = encoder
         self.batcher: MicroBatcher[str, np.ndarray] = MicroBatcher(
-            self._encode_batch, max_batch=max_batch, max_wait_ms=max_wait_ms, name="text"
+            self._encode_batch,
+            max_batch=max_batch,
+            max_wait_ms=max_wait_ms,
+            name="text",
+            max_gather=gather * max_batch,
         )
 
     def _encode_batch(self, texts: list[str]) -> list[np.ndarray]:
+        # encode() sorts by token length and cuts forward passes of batch_size itself.
         out = np.asarray(self._encoder.encode(texts), dtype=np.float32)
         return [out[i] for i in range(out.shape[0])]
 

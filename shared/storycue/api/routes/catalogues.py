@@ -116,6 +116,7 @@ def delete_catalogue(catalogue: CatalogueName, tenant: Tenant, rt: Runtime) -> R
     embeddings = rt.tenancy.catalogue_embeddings(tenant, cat.id)
     switch = rt.tenancy.model_switch(tenant, cat.id)
     rt.tenancy.delete_catalogue(tenant, catalogue)
+    rt.forget_catalogue_model(tenant, cat.id)
     abandon(rt, tenant, switch.job_id)
     n = delete_vectors(rt, embeddings)
     drop_alias(rt, cat.id)
@@ -239,12 +240,14 @@ def set_model(
     job: Job | None = None
     if record.id == active.id:
         abandon(rt, tenant, rt.tenancy.set_active_model(tenant, cat.id, record.id))
+        rt.forget_catalogue_model(tenant, cat.id)
         sync_alias(rt, cat.id, record.identity)
     elif switch.pending is not None and switch.pending.id == record.id:
         assert switch.job_id is not None
         job = rt.jobs.require(tenant, switch.job_id)
     elif not rt.tenancy.sources_to_ingest(tenant, cat.id, record.id):
         abandon(rt, tenant, rt.tenancy.set_active_model(tenant, cat.id, record.id))
+        rt.forget_catalogue_model(tenant, cat.id)
         sync_alias(rt, cat.id, record.identity)
         log.info("catalogue model switched at once", catalogue_id=cat.id, model=model.identity.key)
     else:
