@@ -206,6 +206,14 @@ class Settings(BaseSettings):
     text_backend: Literal["torch", "onnx"] = Field(
         default="torch", description="Text encoder runtime: eager PyTorch or ONNX Runtime."
     )
+    precision: Literal["fp32", "auto", "bf16", "fp16"] = Field(
+        default="auto",
+        description=(
+            "Autocast precision of the musicnn backbone and torch text encoder forward passes: "
+            "'auto' = fp16 autocast on CUDA when the probe check passes, fp32 on CPU; 'bf16'/"
+            "'fp16' are probed too (fp32 fallback when outside tolerance); 'fp32' = never."
+        ),
+    )
     vector_backend: Literal["auto", "qdrant-local", "qdrant-edge", "qdrant-server"] = Field(
         default="auto",
         description="'auto': qdrant-server when qdrant_url is set, else the embedded default.",

@@ -22,6 +22,7 @@ from storycue.errors import ConfigurationError, InvalidInputError
 from storycue.log import get_logger
 from storycue.metrics import observe_batch
 from storycue.models.base import LazyModel
+from storycue.models.precision import Precision, PrecisionGate, autocast
 
 #: Names under which the bundled MiniLM is known.
 MINILM_ALIASES = frozenset({"all-minilm-l6-v2", "sentence-transformers/all-minilm-l6-v2", "minilm"})
@@ -31,6 +32,14 @@ Pooling = Literal["mean", "cls"]
 TextBackend = Literal["torch", "onnx"]
 
 log = get_logger(__name__)
+
+#: Fixed sentences of the precision probe (see :mod:`storycue.models.precision`).
+_PROBE_SENTENCES = (
+    "The rain kept falling on the empty harbour while she waited for the last ferry.",
+    "A triumphant crowd cheered as the band played one more song.",
+    "He whispered that everything would be fine, but nobody believed him.",
+    "Quiet.",
+)
 
 
 def resolve_text_encoder(name_or_path: str) -> tuple[str, str]:
@@ -57,10 +66,18 @@ class _Loaded:
     tokenizer: Any
     model: Any
     device: torch.device
+    #: Autocast decision of the PyTorch path (``None`` for ONNX Runtime).
+    gate: PrecisionGate | None = None
 
 
 class TextEncoder(LazyModel[_Loaded]):
-    """Encode text segments into fixed-size vectors (``dim``), L2-normalised by default."""
+    """Encode text segments into fixed-size vectors (``dim``), L2-normalised by default.
+
+    ``precision`` (default ``Settings.precision``) sets the autocast dtype of the PyTorch
+    transformer forward pass, accepted only after a probe on first use (see
+    :mod:`storycue.models.precision`); pooling and normalisation stay float32. The ONNX
+    Runtime path ignores it.
+    """
 
     metric_component = "text_encoder"
 
@@ -74,6 +91,7 @@ class TextEncoder(LazyModel[_Loaded]):
         pooling: Pooling = "mean",
         normalize: bool = True,
         backend: TextBackend | None = None,
+        precision: Precision | None = None,
     ) -> None:
         super().__init__()
         self.name, self._source = resolve_text_encoder(name_or_path)
@@ -86,6 +104,7 @@ class TextEncoder(LazyModel[_Loaded]):
         self._max_tokens = max_tokens
         self.pooling: Pooling = pooling
         self.normalize = normalize
+        self.precision: Precision = precision or get_settings().precision
 
     def _load(self) -> _Loaded:
         from transformers import AutoModel, AutoTokenizer
@@ -137,7 +156,13 @@ class TextEncoder(LazyModel[_Loaded]):
             self.backend = "torch"
         model = load_model()
         model.eval().to(dev)
-        return _Loaded(tokenizer=tokenizer, model=model, device=dev)
+        gate = PrecisionGate(self.precision, dev, model=self.name)
+        return _Loaded(tokenizer=tokenizer, model=model, device=dev, gate=gate)
+
+    @property
+    def precision_gate(self) -> PrecisionGate | None:
+        """The autocast decision of the PyTorch path (loads the model; ``None`` for ONNX)."""
+        return self.model().gate
 
     # ---- facts about the encoder ---------------------------------------------------
     @property
@@ -194,6 +219,7 @@ class TextEncoder(LazyModel[_Loaded]):
         # Sort by length so each batch pads little; restore order at the end.
         order = np.argsort(lengths, kind="stable")
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        dtype = loaded.gate.dtype(lambda d: self._probe(loaded, d)) if loaded.gate else None
         with torch.inference_mode():
             for start in range(0, len(texts), self.batch_size):
                 idx = order[start : start + self.batch_size]
@@ -201,12 +227,28 @@ class TextEncoder(LazyModel[_Loaded]):
                 enc = loaded.tokenizer.pad(
                     {"input_ids": [ids[int(i)] for i in idx]}, padding=True, return_tensors="pt"
                 ).to(loaded.device)
-                hidden = loaded.model(**enc).last_hidden_state
-                pooled = self._pool(hidden, enc["attention_mask"])
+                pooled = self._pool(self._hidden(loaded, enc, dtype), enc["attention_mask"])
                 if self.normalize:
                     pooled = torch.nn.functional.normalize(pooled, dim=-1)
                 out[idx] = pooled.float().cpu().numpy()
         return out
+
+    @staticmethod
+    def _hidden(loaded: _Loaded, enc: Any, dtype: torch.dtype | None) -> torch.Tensor:
+        """Last hidden states as float32, the forward pass under ``autocast(dtype)``."""
+        with autocast(loaded.device, dtype):
+            hidden: torch.Tensor = loaded.model(**enc).last_hidden_state
+        return hidden.float()
+
+    def _probe(self, loaded: _Loaded, dtype: torch.dtype | None) -> torch.Tensor:
+        """Precision probe: the fixed sentences' pooled, L2-normalised embeddings."""
+        enc = loaded.tokenizer(
+            list(_PROBE_SENTENCES), padding=True, truncation=True, max_length=64,
+            return_tensors="pt",
+        ).to(loaded.device)  # fmt: skip
+        with torch.inference_mode():
+            pooled = self._pool(self._hidden(loaded, enc, dtype), enc["attention_mask"])
+        return torch.nn.functional.normalize(pooled, dim=-1).flatten()
 
     def _pool(self, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         if self.pooling == "cls":

@@ -18,6 +18,7 @@ from typing import Literal
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from storycue.audio.mel import N_MELS, PATCH_FRAMES, MelFrontend, PatchPolicy
@@ -27,6 +28,7 @@ from storycue.log import get_logger
 from storycue.metrics import observe_batch, record_model_load, time_stage
 from storycue.models.musicnn.checkpoint import read_bundle
 from storycue.models.musicnn.nets import MusicnnNet, VggNet
+from storycue.models.precision import Precision, PrecisionGate, autocast
 
 __all__ = [
     "BACKBONES",
@@ -93,6 +95,10 @@ BACKBONES: dict[str, BackboneSpec] = {
 #: Patches per network call on CPU (bounds peak memory to a few hundred MB).
 _CPU_MICRO_BATCH = 16
 
+#: Synthetic log-mel patches of the precision probe (see :mod:`storycue.models.precision`).
+_PROBE_PATCHES = 3
+_PROBE_SEED = 1234
+
 _INSTALL_HINT = (
     "install the weights with `pip install --no-deps musicnn==0.1.0` (only its files are "
     "needed, not TensorFlow) or set STORYCUE_MUSICNN_WEIGHTS_DIR to the folder holding the "
@@ -127,11 +133,21 @@ class MusicnnBackbone:
 
     Build it with :func:`load_backbone`. Thread-safe for concurrent inference (eval mode,
     no state changes under ``torch.inference_mode``).
+
+    The network *and* the mel front end live on ``device``: :class:`MelFrontend`'s window
+    and filterbank buffers are moved there with the network, and its methods move the
+    waveform to those buffers' device, so on CUDA the STFT and mel projection run on the GPU
+    and only the waveform crosses from the host.
+
+    ``precision`` (default ``Settings.precision``) sets the autocast dtype of the network's
+    forward pass, accepted only after a probe on first use (:attr:`precision_gate`, see
+    :mod:`storycue.models.precision`); the mel front end and the pooling over patches stay
+    float32, and every output is returned as float32.
     """
 
     def __init__(
         self, spec: BackboneSpec, net: nn.Module, *, device: str, weights_dir: Path,
-        settings: Settings | None = None,
+        settings: Settings | None = None, precision: Precision | None = None,
     ) -> None:  # fmt: skip
         self.spec = spec
         self.name = spec.name
@@ -142,6 +158,9 @@ class MusicnnBackbone:
         self._settings = settings
         self.net = net.to(self.device).eval()
         self.mel = MelFrontend().to(self.device).eval()
+        self.precision_gate = PrecisionGate(
+            precision or (settings or get_settings()).precision, self.device, model=self.name
+        )
 
     @property
     def feature_dims(self) -> dict[str, int]:
@@ -172,17 +191,32 @@ class MusicnnBackbone:
                 f"{self.name} (VGG) only accepts {PATCH_FRAMES}-frame patches, "
                 f"got {patches.shape[1]}"
             )
-        x = patches.to(device=self.device, dtype=torch.float32)
+        dtype = self.precision_gate.dtype(self._probe)
+        return self._run(patches.to(device=self.device, dtype=torch.float32), dtype)
+
+    def _run(self, x: Tensor, dtype: torch.dtype | None) -> dict[str, Tensor]:
+        """The network on float32 patches ``x`` under ``autocast(dtype)``; float32 outputs."""
         # On CPU, run at most _CPU_MICRO_BATCH patches at once: the first layers' maps are
         # ~10 MB per patch (plus the convolution's workspace), the speed is the same.
         step = _CPU_MICRO_BATCH if self.device.type == "cpu" else max(1, x.shape[0])
         outs: list[dict[str, Tensor]] = []
         with torch.inference_mode():
             for i in range(0, max(1, x.shape[0]), step):
-                outs.append(self.net(x[i : i + step]))
+                with autocast(self.device, dtype):
+                    out = self.net(x[i : i + step])
+                outs.append({k: v.float() for k, v in out.items() if k != "logits"})
         if len(outs) == 1:
-            return {k: v for k, v in outs[0].items() if k != "logits"}
-        return {k: torch.cat([o[k] for o in outs]) for k in outs[0] if k != "logits"}
+            return outs[0]
+        return {k: torch.cat([o[k] for o in outs]) for k in outs[0]}
+
+    def _probe(self, dtype: torch.dtype | None) -> Tensor:
+        """Precision probe: fixed synthetic log-mel patches (seeded, in the range of real
+        ``log10(10000·mel + 1)`` values), every output averaged over the patches and
+        L2-normalised, concatenated."""
+        gen = torch.Generator().manual_seed(_PROBE_SEED)
+        x = 4.0 * torch.rand(_PROBE_PATCHES, PATCH_FRAMES, N_MELS, generator=gen)
+        out = self._run(x.to(self.device), dtype)
+        return torch.cat([F.normalize(out[k].mean(dim=0), dim=0) for k in sorted(out)])
 
     def _batch_size(self) -> int:
         return (self._settings or get_settings()).batch.audio_patches
@@ -245,9 +279,9 @@ class MusicnnBackbone:
         )
 
 
-_cache: dict[tuple[str, str, str], MusicnnBackbone] = {}
+_cache: dict[tuple[str, str, str, str], MusicnnBackbone] = {}
 _cache_lock = threading.Lock()
-_key_locks: dict[tuple[str, str, str], threading.Lock] = {}
+_key_locks: dict[tuple[str, str, str, str], threading.Lock] = {}
 
 
 def load_backbone(
@@ -256,11 +290,13 @@ def load_backbone(
     weights_dir: Path | str | None = None,
     device: str | None = None,
     settings: Settings | None = None,
+    precision: Precision | None = None,
 ) -> MusicnnBackbone:
     """The backbone ``name`` (one of :data:`BACKBONES`), loaded once per
-    ``(name, weights_dir, device)`` and cached; concurrent callers wait for one load.
+    ``(name, weights_dir, device, precision)`` and cached; concurrent callers wait for one load.
 
-    ``device`` defaults to ``Settings.torch_device()`` (CUDA when present under ``auto``).
+    ``device`` defaults to ``Settings.torch_device()`` (CUDA when present under ``auto``);
+    the mel front end runs there too. ``precision`` defaults to ``Settings.precision``.
     Raises :class:`ModelNotFoundError` for an unknown name, :class:`ConfigurationError` when
     the weights are missing.
     """
@@ -271,7 +307,8 @@ def load_backbone(
     settings = settings or get_settings()
     wdir = resolve_weights_dir(weights_dir, settings)
     dev = str(torch.device(device or settings.torch_device()))
-    key = (name, str(wdir), dev)
+    prec: Precision = precision or settings.precision
+    key = (name, str(wdir), dev, prec)
     with _cache_lock:
         if key in _cache:
             return _cache[key]
@@ -287,7 +324,9 @@ def load_backbone(
         t0 = time.perf_counter()
         net: MusicnnNet | VggNet = MusicnnNet() if spec.arch == "musicnn" else VggNet()
         net.load_tf_weights(read_bundle(str(ckpt) + "/"))
-        backbone = MusicnnBackbone(spec, net, device=dev, weights_dir=wdir, settings=settings)
+        backbone = MusicnnBackbone(
+            spec, net, device=dev, weights_dir=wdir, settings=settings, precision=prec
+        )
         seconds = time.perf_counter() - t0
         record_model_load("audio_backbone", name, seconds)
         log.info("backbone_loaded", name=name, device=dev, seconds=round(seconds, 3))
