@@ -391,6 +391,20 @@ def start_metrics_server(port: int, addr: str = "0.0.0.0") -> tuple[WSGIServer, 
     return server, thread
 
 
+def start_metrics_server_if_enabled(port: int) -> bool:
+    """Start :func:`start_metrics_server` unless ``port`` is 0; a port already taken (several
+    workers on one development host) is logged and skipped rather than fatal, since in a pod
+    the liveness probe on ``/metrics`` reports it. Returns whether a server was started."""
+    if port == 0:
+        return False
+    try:
+        start_metrics_server(port)
+    except OSError as exc:
+        log.warning("metrics_server_unavailable", port=port, error=str(exc))
+        return False
+    return True
+
+
 def mark_process_dead(pid: int) -> None:
     """Drop the live gauges of a child process that exited (gunicorn ``child_exit``, Celery
     ``worker_process_shutdown``); a no-op outside multiprocess mode."""

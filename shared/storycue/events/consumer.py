@@ -330,6 +330,9 @@ def main() -> None:
 
     settings = get_settings()
     configure_logging(settings.log_level, settings.log_format)
+    from storycue.metrics import start_metrics_server_if_enabled
+
+    start_metrics_server_if_enabled(settings.metrics_port)  # probes and Prometheus scrape it
     consumer = IngestConsumer(settings)
     signal.signal(signal.SIGTERM, lambda *_: consumer.stop())
     signal.signal(signal.SIGINT, lambda *_: consumer.stop())

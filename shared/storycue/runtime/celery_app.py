@@ -23,6 +23,7 @@ The broker is whatever ``Settings.queue.broker_url`` names: ``redis://`` or ``am
 
 from __future__ import annotations
 
+import contextlib
 import json
 import traceback
 from collections.abc import Mapping
@@ -217,3 +218,22 @@ def create_celery_app(settings: Settings | None = None) -> Celery:
     app.storycue_settings = s  # type: ignore[attr-defined]
     register_tasks(app, s)
     return app
+
+
+def queue_depths(app: Celery) -> dict[str, int]:
+    """Messages waiting in each worker queue (a passive declare per queue, each on its own
+    channel: AMQP closes a channel whose passive declare names a missing queue). Queues the
+    broker does not know yet are left out."""
+    depths: dict[str, int] = {}
+    with app.connection_for_read() as conn:
+        for name in QUEUES:
+            channel = conn.channel()
+            try:
+                declared = channel.queue_declare(queue=name, passive=True)
+                depths[name] = int(declared.message_count)
+            except Exception as exc:  # a missing queue or a broker hiccup
+                log.debug("queue_depth_unavailable", queue=name, error=str(exc))
+            finally:
+                with contextlib.suppress(Exception):  # a channel AMQP already closed
+                    channel.close()
+    return depths

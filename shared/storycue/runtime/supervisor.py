@@ -109,7 +109,23 @@ class JobSupervisor:
                 continue
             if action is not None:
                 actions.append(action)
+        self.sample_queue_depths()
         return actions
+
+    def sample_queue_depths(self) -> dict[str, int]:
+        """Set ``storycue_queue_depth`` for every worker queue (what the backlog alerts
+        read); a broker that cannot be asked is logged and skipped."""
+        from storycue.metrics import set_queue_depth
+        from storycue.runtime.celery_app import queue_depths
+
+        try:
+            depths = queue_depths(self.dispatcher.app)
+        except Exception as exc:  # the broker is down: try again next pass
+            log.warning("queue_depths_unavailable", error=str(exc))
+            return {}
+        for queue, depth in depths.items():
+            set_queue_depth(queue, depth)
+        return depths
 
     def _handle(self, job: Job, cutoff: datetime) -> SupervisorAction | None:
         claimed = self.jobs.claim_redispatch(job, cutoff)

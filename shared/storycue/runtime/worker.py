@@ -40,6 +40,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     settings = get_settings()
     configure_logging(settings.log_level, settings.log_format)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from storycue.metrics import start_metrics_server_if_enabled
+
+    start_metrics_server_if_enabled(settings.metrics_port)  # probes and Prometheus scrape it
     warm_up(settings, args.queues)
     app = create_celery_app(settings)
     name = args.name or f"{'+'.join(args.queues)}@{socket.gethostname()}-{os.getpid()}"
