@@ -8,6 +8,9 @@ text side replaced by the true label ("perfect text"), and the music side replac
 true quadrant ("perfect music"). Writes ``bench/results/model_ceiling.json``.
 
     python bench/model_ceiling.py [--part validation] [--backbone MSD_musicnn]
+        [--text-encoder NAME] [--out bench/results/model_ceiling.json]
+
+``--text-encoder`` takes any encoder name, a fine-tuned one (``<base>+ft-<digest>``) too.
 """
 
 from __future__ import annotations
@@ -50,13 +53,15 @@ def main() -> None:
     ap.add_argument("--part", default="validation", choices=["validation", "test"])
     ap.add_argument("--backbone", default="MSD_musicnn")
     ap.add_argument("--layer", default="penultimate")
+    ap.add_argument("--text-encoder", default=None, help="default: STORYCUE_TEXT_ENCODER")
+    ap.add_argument("--out", type=Path, default=OUT)
     args = ap.parse_args()
 
     s = get_settings()
     cache = s.home / "cache" / "features"
     split = split_fourq(load_fourq(settings=s))
     audio = fourq_features(split, load_backbone(args.backbone), cache)
-    enc = TextEncoder(s.text_encoder)
+    enc = TextEncoder(args.text_encoder or s.text_encoder)
 
     def isear(part: str) -> tuple[np.ndarray, list[str]]:
         rs = load_isear(part, settings=s)  # type: ignore[arg-type]
@@ -88,8 +93,8 @@ def main() -> None:
         "perfect_text_x_real_music": _macro(true_t @ w @ pm.T, yq, gal),
         "real_text_x_perfect_music": _macro(pt @ w @ true_m.T, yq, gal),
     }
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_text(json.dumps(result, indent=2) + "\n")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
 
 

@@ -373,6 +373,7 @@ def train(
         text_sources=sources,
         music_target=music_target,
         audio_backbone=audio_backbone,
+        text_encoder=text_encoder,
     )
     try:
         encoder = TextEncoder(

@@ -292,3 +292,20 @@ def test_build_mel_bank_decodes_clips_and_skips_broken_ones(tmp_path: Path) -> N
     assert bank.song_ids == ["a"] and bank.part == ["train"] and bank.quadrants == ["Q1"]
     assert bank.mels[0].shape[1] == N_MELS and 240 <= bank.mels[0].shape[0] <= 260
     np.testing.assert_allclose(bank.va, [[0.8, 0.8]])
+
+
+def test_model_card_describes_a_fine_tuned_text_encoder(tuned_text: Tuned) -> None:
+    from storycue.models.emotion import checkpoint_info, resolve_checkpoint
+    from storycue.training.modelcard import render_model_card
+
+    _, delta, path = tuned_text
+    home_dir = get_settings().home / "models" / "encoders"
+    home_dir.mkdir(parents=True, exist_ok=True)
+    (home_dir / path.name).write_bytes(path.read_bytes())
+    info = checkpoint_info(resolve_checkpoint("va-regression"))
+    card = render_model_card(info.model_copy(update={"text_encoder": delta.name}), "0" * 64)
+    assert f"| text encoder | {delta.name} (mean pooling, fine-tuned from {delta.base}" in card
+    assert "### Fine-tuned encoders" in card and "'layers': 1" in card
+    missing = info.model_copy(update={"text_encoder": delta.base + "+ft-ffffffffff"})
+    assert "delta not found on this machine" in render_model_card(missing, "0" * 64)
+    assert "(frozen)" in render_model_card(info, "0" * 64)

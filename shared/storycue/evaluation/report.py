@@ -223,6 +223,7 @@ def evaluate_table(
     from storycue.evaluation.baseline import evaluate_baseline, fit_bridge_baseline
     from storycue.evaluation.harness import evaluate, fourq_gallery, load_queries
     from storycue.models.emotion import load_emotion_model
+    from storycue.models.finetuned import base_of, is_finetuned_name
 
     if not models and not baseline:
         raise InvalidInputError("nothing to evaluate: give models or keep the baseline")
@@ -257,6 +258,26 @@ def evaluate_table(
             max_tokens=settings.text_max_tokens,
         )
     gallery = fourq_gallery(split, backbone, settings, progress=progress)
+    # The bridge baseline is defined on the *frozen* pretrained features
+    # (../shared/EVALUATION.md): models on fine-tuned encoders are compared with the
+    # baseline of their bases, never with a baseline that inherits their fine-tuning.
+    base_encoder, base_backbone, base_gallery = encoder, backbone, gallery
+    if baseline and is_finetuned_name(encoder.name):
+        from storycue.models.text import TextEncoder
+
+        base_encoder = TextEncoder(
+            base_of(encoder.name),
+            device=settings.torch_device(),
+            batch_size=settings.batch.text,
+            max_tokens=settings.text_max_tokens,
+        )
+    if baseline and is_finetuned_name(backbone.name):
+        from storycue.models.musicnn import load_backbone
+
+        base_backbone = load_backbone(
+            base_of(backbone.name), weights_dir=settings.musicnn_weights_dir
+        )
+        base_gallery = fourq_gallery(split, base_backbone, settings, progress=progress)
     results: list[dict[str, Any]] = []
     total = len(query_sets) * (len(loaded) + int(baseline))
     done = 0
@@ -268,10 +289,15 @@ def evaluate_table(
             if progress is not None:
                 progress("evaluations", done, total)
         if baseline:
-            fitted = fit_bridge_baseline(settings, qs, backbone, text_encoder=encoder)
+            fitted = fit_bridge_baseline(settings, qs, base_backbone, text_encoder=base_encoder)
             results.append(
                 evaluate_baseline(
-                    fitted, queries, gallery, settings, text_encoder=encoder, mappings=mappings
+                    fitted,
+                    queries,
+                    base_gallery,
+                    settings,
+                    text_encoder=base_encoder,
+                    mappings=mappings,
                 )
             )
             done += 1

@@ -5,11 +5,46 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from storycue.errors import StorycueError
 from storycue.models.emotion import CheckpointInfo
+from storycue.models.finetuned import base_of, find_delta, is_finetuned_name
 
 
 def _fmt(v: Any) -> str:
     return f"{v:.3f}" if isinstance(v, float) else str(v)
+
+
+def _tuning(encoder: str) -> str:
+    if not is_finetuned_name(encoder):
+        return "frozen"
+    return f"fine-tuned from {base_of(encoder)}; the delta's metadata holds how"
+
+
+def _finetuning_lines(info: CheckpointInfo) -> list[str]:
+    """What the fine-tuned encoders of ``info`` were trained on, read from their deltas."""
+    lines: list[str] = []
+    for kind, name in (("text", info.text_encoder), ("audio", info.audio_backbone)):
+        if not is_finetuned_name(name):
+            continue
+        try:
+            delta = find_delta(name, "text" if kind == "text" else "audio")
+        except StorycueError:
+            lines.append(f"- {kind} encoder `{name}`: delta not found on this machine")
+            continue
+        d = delta.info
+        cfg = d.get("config", {})
+        metrics = {k: round(v, 4) if isinstance(v, float) else v
+                   for k, v in d.get("metrics", {}).items()}  # fmt: skip
+        lines += [
+            f"- {kind} encoder `{name}`: {delta.n_params:,} values fine-tuned from "
+            f"`{delta.base}` ({d.get('objective', '')}), on {d.get('device', '?')}, "
+            f"{d.get('created', '')}",
+            f"  - data: `{d.get('data', {})}`; examples/clips: "
+            f"`{d.get('examples') or d.get('clips')}`",
+            f"  - configuration: `{cfg}`",
+            f"  - best validation epoch: `{metrics}`",
+        ]
+    return lines
 
 
 def render_model_card(info: CheckpointInfo, sha256: str, extra: str = "") -> str:
@@ -25,8 +60,10 @@ def render_model_card(info: CheckpointInfo, sha256: str, extra: str = "") -> str
         f"| family | {info.family} |",
         f"| embedding dimension | {ident.dim} ({axes}) |",
         f"| distance | {info.distance} |",
-        f"| text encoder | {info.text_encoder} ({info.text_pooling} pooling, frozen) |",
-        f"| audio backbone | {info.audio_backbone} {info.audio_backbone_version} (frozen), "
+        f"| text encoder | {info.text_encoder} ({info.text_pooling} pooling, "
+        f"{_tuning(info.text_encoder)}) |",
+        f"| audio backbone | {info.audio_backbone} {info.audio_backbone_version} "
+        f"({_tuning(info.audio_backbone)}), "
         f"features {' + '.join(info.audio_features)} pooled over 3 s patches |",
         "| heads | "
         + "; ".join(
@@ -54,6 +91,9 @@ def render_model_card(info: CheckpointInfo, sha256: str, extra: str = "") -> str
     if cfg:
         lines.append(f"- text sources: {', '.join(cfg.get('text_sources', []))}")
         lines.append(f"- configuration: `{cfg}`")
+    tuned = _finetuning_lines(info)
+    if tuned:
+        lines += ["", "### Fine-tuned encoders", "", *tuned]
     lines += ["", "## Licences", "", "| component | licence |", "|---|---|"]
     lines += [f"| {k} | {v} |" for k, v in info.licences.items()]
     lines += ["", "## Metrics", ""]

@@ -34,6 +34,8 @@ class TrainOptions:
     text_sources: Sequence[str] | None = None
     music_target: str | None = None
     audio_backbone: str | None = None
+    #: A hub id, local folder or fine-tuned encoder (``<base>+ft-<digest>``).
+    text_encoder: str | None = None
 
     @property
     def family_name(self) -> str:
@@ -50,7 +52,8 @@ def train_model(
 ) -> EmotionHeads:
     """Train ``options.family`` on the datasets under ``settings.data_dir``.
 
-    The encoders default to the configured ones (``settings.text_encoder`` and
+    The encoders default to the configured ones (``options.text_encoder`` or
+    ``settings.text_encoder``, and
     ``options.audio_backbone`` or ``settings.audio_backbone``); features are cached under
     ``<home>/cache/features`` so a second run only trains the heads.
     """
@@ -89,7 +92,7 @@ def train_model(
     device = settings.torch_device()
     if text_encoder is None:
         text_encoder = TextEncoder(
-            settings.text_encoder,
+            options.text_encoder or settings.text_encoder,
             device=device,
             batch_size=settings.batch.text,
             max_tokens=settings.text_max_tokens,
