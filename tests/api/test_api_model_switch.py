@@ -29,7 +29,8 @@ from storycue.storage.factory import close_vector_stores
 from storycue.storage.jobs import Job
 from storycue.storage.vectors import SearchFilter
 
-OLD = ModelIdentity(name="va-regression", version="2.0.0", dim=2)  # the default
+OLD = ModelIdentity(name="va-regression", version="3.0.0", dim=2)  # the default
+# Another text encoder (the pretrained one) and backbone: a switch changes both.
 NEW = ModelIdentity(name="va-regression", version="1.0.0", dim=2)
 STORY = (
     "The sun rose over the meadow and the children ran laughing to the river.\n\n"
@@ -57,14 +58,16 @@ class HeldDispatcher:
 
 
 @pytest.fixture(scope="module")
-def gw(tmp_path_factory: pytest.TempPathFactory, text_encoder: Any) -> Iterator[Gateway]:
+def gw(
+    tmp_path_factory: pytest.TempPathFactory, text_encoder: Any, base_text_encoder: Any
+) -> Iterator[Gateway]:
     root = tmp_path_factory.mktemp("switch")
     music = root / "music"
     clips = synthesise_clips(music, seconds=3.0)
     settings = make_settings(root, music)
     rt = get_runtime(settings)
     rt.load_model().use_text_encoder(text_encoder)
-    rt.load_model_version(NEW.name, NEW.version).use_text_encoder(text_encoder)
+    rt.load_model_version(NEW.name, NEW.version).use_text_encoder(base_text_encoder)
     dispatcher = HeldDispatcher(settings)
     assert isinstance(dispatcher, JobDispatcher)
     client = TestClient(create_app(settings, dispatcher))
