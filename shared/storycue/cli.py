@@ -741,6 +741,9 @@ def finetune_text_cmd(
     max_examples: Annotated[
         int | None, typer.Option(help="Train on at most this many texts (quick runs).")
     ] = None,
+    max_validation: Annotated[
+        int | None, typer.Option(help="Validate on at most this many texts (quick runs).")
+    ] = None,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="Folder for the delta file.")
@@ -753,7 +756,7 @@ def finetune_text_cmd(
     settings = _settings()
     cfg = TextFinetuneConfig(layers=layers, epochs=epochs, lr=lr, batch_size=batch_size,
                              max_tokens=max_tokens, max_examples=max_examples,
-                             seed=seed)  # fmt: skip
+                             max_validation=max_validation, seed=seed)  # fmt: skip
     try:
         cfg.check()
         sources = [t.strip() for t in text_sources.split(",") if t.strip()]

@@ -108,6 +108,8 @@ class TextFinetuneConfig:
     validation_sources: tuple[str, ...] = ("isear",)
     #: Cap on training examples (quick runs, tests); ``None`` uses them all.
     max_examples: int | None = None
+    #: Cap on validation examples, drawn from the validation sources; ``None``: all.
+    max_validation: int | None = None
     seed: int = 0
     #: bf16 autocast on CUDA (weights and optimiser stay float32).
     amp: bool = True
@@ -225,6 +227,14 @@ def finetune_text(
         train = TextExamples([train.texts[i] for i in keep], [train.labels[i] for i in keep],
                              [train.sources[i] for i in keep], train.va[keep],
                              train.weights[keep])  # fmt: skip
+    if cfg.max_validation is not None and len(validation) > cfg.max_validation:
+        pool = np.flatnonzero(np.isin(np.asarray(validation.sources), cfg.validation_sources))
+        pool = pool if pool.size else np.arange(len(validation))
+        keep = np.sort(rng.choice(pool, min(cfg.max_validation, pool.size), replace=False))
+        validation = TextExamples([validation.texts[i] for i in keep],
+                                  [validation.labels[i] for i in keep],
+                                  [validation.sources[i] for i in keep], validation.va[keep],
+                                  validation.weights[keep])  # fmt: skip
     labels = sorted({lab for lab in train.labels if lab})
     if not labels:
         raise InvalidInputError("text fine-tuning needs labelled training texts")
@@ -474,8 +484,12 @@ class MelBank:
 
     @classmethod
     def load(cls, path: Path) -> MelBank:
+        import zipfile
+
+        if not path.is_file() or not zipfile.is_zipfile(path):
+            raise InvalidInputError(f"{path} is not a mel bank (not an .npz archive)")
         try:
-            z = np.load(path)
+            z = np.load(path, allow_pickle=False)
         except (OSError, ValueError) as exc:
             raise InvalidInputError(f"{path} is not a mel bank: {exc}") from exc
         with z:
