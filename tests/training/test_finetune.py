@@ -231,6 +231,7 @@ def test_audio_finetuning_trains_every_layer_and_loads_by_name(
     result = finetune_audio(bb, synthetic_bank(), cfg)
     delta = result.delta
     assert delta.kind == "audio" and delta.base == "MTT_musicnn"
+    assert bb.name == delta.name  # the tuned object carries its new identity
     assert set(delta.tensors) == set(bb.net.state_dict())
     assert [h["epoch"] for h in result.history] == [1, 2]
     assert delta.info["clips"] == {"train": 4, "validation": 4}
@@ -309,3 +310,29 @@ def test_model_card_describes_a_fine_tuned_text_encoder(tuned_text: Tuned) -> No
     missing = info.model_copy(update={"text_encoder": delta.base + "+ft-ffffffffff"})
     assert "delta not found on this machine" in render_model_card(missing, "0" * 64)
     assert "(frozen)" in render_model_card(info, "0" * 64)
+
+
+def test_word_mapping_uses_the_pretrained_base_of_a_fine_tuned_encoder(
+    tuned_text: Tuned,
+) -> None:
+    from types import SimpleNamespace
+
+    from storycue.evaluation import harness
+    from storycue.models.text import TextEncoder
+
+    tuned, delta, path = tuned_text
+    home_dir = get_settings().home / "models" / "encoders"
+    home_dir.mkdir(parents=True, exist_ok=True)
+    (home_dir / path.name).write_bytes(path.read_bytes())
+    by_name = TextEncoder(delta.name, backend="torch")
+    records = [
+        SimpleNamespace(quadrant=q, moods=moods)
+        for q, moods in (("Q1", ("cheerful", "happy")), ("Q2", ("angry", "tense")),
+                         ("Q3", ("sad", "melancholy")), ("Q4", ("calm", "tender")))
+    ]  # fmt: skip
+    labels = ["joy", "anger", "sadness", "fear"]
+    args = ("word", labels, None, get_settings(), records)
+    base = harness.build_mapping(*args, text_encoder=TextEncoder(backend="torch"))  # type: ignore[arg-type]
+    assert harness.build_mapping(*args, text_encoder=by_name) == base  # type: ignore[arg-type]
+    assert harness._pretrained_encoder(delta.base).name == delta.base
+    assert tuned.name == delta.name  # the tuned object carries its new identity

@@ -31,6 +31,7 @@ scores never depend on it.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -61,6 +62,7 @@ from storycue.evaluation.metrics import (
 )
 from storycue.log import get_logger
 from storycue.models.emotion import EmotionModel
+from storycue.models.finetuned import base_of, is_finetuned_name
 
 log = get_logger(__name__)
 
@@ -167,6 +169,14 @@ def _cache_dir(settings: Settings) -> Path:
     return settings.home / "cache" / "features"
 
 
+@functools.lru_cache(maxsize=4)
+def _pretrained_encoder(name: str) -> Any:
+    """A pretrained text encoder for the word mapping, loaded once per name."""
+    from storycue.models.text import TextEncoder
+
+    return TextEncoder(name, backend="torch")
+
+
 def build_mapping(
     name: MappingName,
     labels: Sequence[str],
@@ -179,7 +189,9 @@ def build_mapping(
     """The text-label → quadrant mapping ``name`` for ``labels``.
 
     The word mapping embeds labels and mood tags with ``text_encoder`` (default: the
-    model's); a caller without a model (the bridge baseline) passes the encoder.
+    model's); a caller without a model (the bridge baseline) passes the encoder. A
+    fine-tuned encoder is replaced by its pretrained base: the mapping belongs to the
+    evaluation protocol, so models must not move it by fine-tuning their encoder.
     """
     uniq = sorted(set(labels))
     if name == "manual":
@@ -198,6 +210,8 @@ def build_mapping(
             if model is None:
                 raise InvalidInputError("the word mapping needs a model or a text encoder")
             encoder = model.text_encoder
+        if is_finetuned_name(str(encoder.name)):
+            encoder = _pretrained_encoder(base_of(str(encoder.name)))
         return word_mapping(uniq, lambda xs: encoder.encode(list(xs)), quadrant_tags(records))
     raise InvalidInputError(f"unknown mapping {name!r}; choose from {', '.join(MAPPINGS)}")
 

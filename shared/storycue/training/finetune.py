@@ -35,7 +35,7 @@ import platform
 import re
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -404,6 +404,10 @@ def finetune_text(
     }
     delta = make_delta("text", encoder.name, model, trained, info=info)
     delta.apply(model)  # the model now holds exactly the stored, rounded weights
+    # The encoder object now *is* the fine-tuned encoder: rename it, so features it computes
+    # are never cached or recorded under the pretrained base's name.
+    encoder.delta = delta
+    encoder.name = delta.name
     log.info("text_finetune_done", name=delta.name, best_epoch=best_epoch,
              score=round(best_score, 4), params=delta.n_params)  # fmt: skip
     return FinetuneResult(delta=delta, metrics=best_metrics, history=history)
@@ -695,6 +699,8 @@ def finetune_audio(
     }
     delta = make_delta("audio", backbone.name, net, None, dtype=torch.float32, info=info)
     delta.apply(net)
+    backbone.spec = replace(backbone.spec, name=delta.name)  # see finetune_text: renamed
+    backbone.name = delta.name
     log.info("audio_finetune_done", name=delta.name, best_epoch=best_epoch,
              score=round(best_score, 4))  # fmt: skip
     return FinetuneResult(delta=delta, metrics=best_metrics, history=history)
