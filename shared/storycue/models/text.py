@@ -134,7 +134,7 @@ class TextEncoder(LazyModel[_Loaded]):
         def load_model() -> Any:
             try:
                 model = AutoModel.from_pretrained(self._source, **kwargs)
-            except OSError as exc:
+            except (OSError, ValueError) as exc:  # ValueError: a malformed hub id
                 raise ConfigurationError(
                     f"cannot load text encoder {self._source!r}: {exc}. Give a local folder or "
                     "a hub id reachable from this machine (STORYCUE_TEXT_ENCODER)."
@@ -145,7 +145,7 @@ class TextEncoder(LazyModel[_Loaded]):
 
         try:
             tokenizer = AutoTokenizer.from_pretrained(self._source, **kwargs)  # type: ignore[no-untyped-call]
-        except OSError as exc:
+        except (OSError, ValueError) as exc:  # ValueError: a malformed hub id
             raise ConfigurationError(
                 f"cannot load text encoder {self._source!r}: {exc}. Give a local folder or a "
                 "hub id reachable from this machine (STORYCUE_TEXT_ENCODER)."
