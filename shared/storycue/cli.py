@@ -735,6 +735,9 @@ def finetune_text_cmd(
     lr: Annotated[float, typer.Option(help="Learning rate of the encoder.")] = 4e-5,
     batch_size: Annotated[int, typer.Option(help="Texts per step.")] = 64,
     max_tokens: Annotated[int, typer.Option(help="Tokens per text (longer are cut).")] = 128,
+    va_weight: Annotated[
+        float, typer.Option(help="Weight of the valence-arousal MSE against the label loss.")
+    ] = 5.0,
     text_sources: Annotated[
         str, typer.Option(help="Comma-separated sources: isear,goemotions,emobank.")
     ] = "isear,goemotions,emobank",
@@ -756,7 +759,8 @@ def finetune_text_cmd(
     settings = _settings()
     cfg = TextFinetuneConfig(layers=layers, epochs=epochs, lr=lr, batch_size=batch_size,
                              max_tokens=max_tokens, max_examples=max_examples,
-                             max_validation=max_validation, seed=seed)  # fmt: skip
+                             max_validation=max_validation, va_weight=va_weight,
+                             seed=seed)  # fmt: skip
     try:
         cfg.check()
         sources = [t.strip() for t in text_sources.split(",") if t.strip()]

@@ -17,7 +17,7 @@ def test_malformed_hub_ids_are_configuration_errors(name: str) -> None:
 
 
 def test_a_folder_without_config_is_refused(tmp_path: Path) -> None:
-    with pytest.raises(ConfigurationError, match="no config.json"):
+    with pytest.raises(ConfigurationError, match=r"no config\.json"):
         TextEncoder(str(tmp_path))
 
 

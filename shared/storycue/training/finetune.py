@@ -121,6 +121,8 @@ class TextFinetuneConfig:
             raise InvalidInputError("epochs and batch_size must be >= 1, max_tokens >= 8")
         if not (self.lr > 0 and self.head_lr > 0):
             raise InvalidInputError("learning rates must be positive")
+        if self.va_weight < 0:
+            raise InvalidInputError("va_weight must be >= 0")
 
 
 @dataclass
