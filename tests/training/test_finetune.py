@@ -336,3 +336,19 @@ def test_word_mapping_uses_the_pretrained_base_of_a_fine_tuned_encoder(
     assert harness.build_mapping(*args, text_encoder=by_name) == base  # type: ignore[arg-type]
     assert harness._pretrained_encoder(delta.base).name == delta.base
     assert tuned.name == delta.name  # the tuned object carries its new identity
+
+
+def test_quick_runs_cap_the_clips_and_texts(musicnn_dir: Path) -> None:
+    from storycue.models.musicnn import clear_backbone_cache, load_backbone
+
+    bb = load_backbone("MTT_musicnn", weights_dir=musicnn_dir, device="cpu", precision="fp32")
+    clear_backbone_cache()
+    cfg = AudioFinetuneConfig(epochs=1, batch_size=2, crops_per_clip=1, max_clips=2)
+    assert finetune_audio(bb, synthetic_bank(), cfg).delta.info["clips"] == {
+        "train": 2,
+        "validation": 4,
+    }
+    ex = examples()
+    sub = ex.subset([3, 0])
+    assert sub.texts == [ex.texts[3], ex.texts[0]] and sub.labels == [ex.labels[3], ex.labels[0]]
+    np.testing.assert_array_equal(sub.va, ex.va[[3, 0]])

@@ -146,6 +146,13 @@ class TextExamples:
     def __len__(self) -> int:
         return len(self.texts)
 
+    def subset(self, idx: Sequence[int] | np.ndarray) -> TextExamples:
+        """The examples at ``idx``, in that order."""
+        rows = np.asarray(idx, np.int64)
+        return TextExamples([self.texts[i] for i in rows], [self.labels[i] for i in rows],
+                            [self.sources[i] for i in rows], self.va[rows],
+                            self.weights[rows])  # fmt: skip
+
     @classmethod
     def from_text_set(cls, tset: Any) -> TextExamples:
         """From :class:`storycue.training.va.TextSet`."""
@@ -225,18 +232,12 @@ def finetune_text(
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     if cfg.max_examples is not None and len(train) > cfg.max_examples:
-        keep = np.sort(rng.choice(len(train), cfg.max_examples, replace=False))
-        train = TextExamples([train.texts[i] for i in keep], [train.labels[i] for i in keep],
-                             [train.sources[i] for i in keep], train.va[keep],
-                             train.weights[keep])  # fmt: skip
+        train = train.subset(np.sort(rng.choice(len(train), cfg.max_examples, replace=False)))
     if cfg.max_validation is not None and len(validation) > cfg.max_validation:
         pool = np.flatnonzero(np.isin(np.asarray(validation.sources), cfg.validation_sources))
         pool = pool if pool.size else np.arange(len(validation))
         keep = np.sort(rng.choice(pool, min(cfg.max_validation, pool.size), replace=False))
-        validation = TextExamples([validation.texts[i] for i in keep],
-                                  [validation.labels[i] for i in keep],
-                                  [validation.sources[i] for i in keep], validation.va[keep],
-                                  validation.weights[keep])  # fmt: skip
+        validation = validation.subset(keep)
     labels = sorted({lab for lab in train.labels if lab})
     if not labels:
         raise InvalidInputError("text fine-tuning needs labelled training texts")
@@ -466,10 +467,15 @@ class MelBank:
             raise InvalidInputError(f"mel bank: unknown quadrants {bad}")
 
     def select(self, part: str) -> MelBank:
-        idx = [i for i, p in enumerate(self.part) if p == part]
-        return MelBank([self.mels[i] for i in idx], [self.quadrants[i] for i in idx],
-                       self.va[idx], [self.song_ids[i] for i in idx],
-                       [self.part[i] for i in idx])  # fmt: skip
+        """The clips of split part ``part``."""
+        return self.subset([i for i, p in enumerate(self.part) if p == part])
+
+    def subset(self, idx: Sequence[int]) -> MelBank:
+        """The clips at ``idx``, in that order."""
+        rows = [int(i) for i in idx]
+        return MelBank([self.mels[i] for i in rows], [self.quadrants[i] for i in rows],
+                       self.va[rows], [self.song_ids[i] for i in rows],
+                       [self.part[i] for i in rows])  # fmt: skip
 
     def __len__(self) -> int:
         return len(self.mels)
@@ -602,10 +608,7 @@ def finetune_audio(
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     if cfg.max_clips is not None and len(train) > cfg.max_clips:
-        keep = sorted(rng.choice(len(train), cfg.max_clips, replace=False).tolist())
-        train = MelBank([train.mels[i] for i in keep], [train.quadrants[i] for i in keep],
-                        train.va[keep], [train.song_ids[i] for i in keep],
-                        [train.part[i] for i in keep])  # fmt: skip
+        train = train.subset(sorted(rng.choice(len(train), cfg.max_clips, replace=False)))
     device: torch.device = backbone.device
     net: nn.Module = backbone.net
     in_dim = int(sum(dims[f] for f in cfg.features))
