@@ -347,16 +347,24 @@ def train(
             "(<base>+ft-<digest>, see `storycue finetune`); default STORYCUE_TEXT_ENCODER."
         ),
     ] = None,
+    finetune: Annotated[
+        str,
+        typer.Option(
+            help="Fine-tune encoders first, with `storycue finetune`'s defaults (a GPU "
+            "option): none, text, audio or both; deltas go to <home>/models/encoders."
+        ),
+    ] = "none",
     evaluate_after: Annotated[
         bool, typer.Option("--evaluate/--no-evaluate", help="Score on the test split and store it.")
     ] = True,
 ) -> None:
-    """Train an emotion-space model on frozen, cached encoder features.
+    """Train an emotion-space model on cached encoder features.
 
-    The encoders stay frozen; to train on fine-tuned ones, fine-tune them first with
-    `storycue finetune text|audio` (a GPU machine) and name them with --text-encoder and
-    --audio-backbone."""
+    The encoders are frozen by default. --finetune text|audio|both fine-tunes them end to
+    end first (minutes on a GPU, hours on CPU); or fine-tune with `storycue finetune` and
+    name the results with --text-encoder and --audio-backbone."""
     from storycue.models.emotion import EmotionHeads, EmotionModel
+    from storycue.models.finetuned import is_finetuned_name
     from storycue.models.musicnn import load_backbone
     from storycue.models.text import TextEncoder
     from storycue.training.run import TrainOptions, train_model
@@ -364,6 +372,38 @@ def train(
     settings = _settings()
     sources = [t.strip() for t in text_sources.split(",") if t.strip()] if text_sources else None
     device = settings.torch_device()
+    if finetune not in ("none", "text", "audio", "both"):
+        raise _fail(InvalidInputError("--finetune must be none, text, audio or both"))
+    if finetune in ("text", "both") and text_encoder:
+        raise _fail(InvalidInputError("give --text-encoder or --finetune text, not both"))
+    if finetune in ("audio", "both") and audio_backbone and is_finetuned_name(audio_backbone):
+        raise _fail(InvalidInputError(f"{audio_backbone} is already fine-tuned"))
+    if finetune != "none":
+        from storycue.training.finetune import (
+            AudioFinetuneConfig,
+            TextFinetuneConfig,
+            run_audio_finetuning,
+            run_text_finetuning,
+        )
+
+        try:
+            with _progress() as progress:
+                report = _stage_reporter(progress)
+                if finetune in ("text", "both"):
+                    tuned, path = run_text_finetuning(
+                        settings, TextFinetuneConfig(seed=seed), progress=report
+                    )
+                    _report_delta(tuned, path)
+                    text_encoder = tuned.delta.name
+                if finetune in ("audio", "both"):
+                    tuned, path = run_audio_finetuning(
+                        settings, AudioFinetuneConfig(seed=seed), backbone=audio_backbone,
+                        progress=report,
+                    )  # fmt: skip
+                    _report_delta(tuned, path)
+                    audio_backbone = tuned.delta.name
+        except StorycueError as exc:
+            raise _fail(exc) from exc
     options = TrainOptions(
         family=family,
         name=name,
@@ -715,10 +755,6 @@ finetune_app = typer.Typer(
 app.add_typer(finetune_app, name="finetune")
 
 
-def _delta_dir(settings: Settings, output: Path | None) -> Path:
-    return output or (settings.home / "models" / "encoders")
-
-
 def _report_delta(result: Any, path: Path) -> None:
     out.print(f"saved {path}")
     out.print(f"  name: {result.delta.name} ({result.delta.n_params:,} tensors' values)")
@@ -753,8 +789,7 @@ def finetune_text_cmd(
     ] = None,
 ) -> None:
     """Fine-tune the text encoder (label cross-entropy + valence-arousal regression)."""
-    from storycue.models.text import TextEncoder
-    from storycue.training.finetune import TextFinetuneConfig, finetune_text, text_examples
+    from storycue.training.finetune import TextFinetuneConfig, run_text_finetuning
 
     settings = _settings()
     cfg = TextFinetuneConfig(layers=layers, epochs=epochs, lr=lr, batch_size=batch_size,
@@ -762,15 +797,10 @@ def finetune_text_cmd(
                              max_validation=max_validation, va_weight=va_weight,
                              seed=seed)  # fmt: skip
     try:
-        cfg.check()
         sources = [t.strip() for t in text_sources.split(",") if t.strip()]
-        train_set, val_set, info = text_examples(settings, sources)
-        encoder = TextEncoder(settings.text_encoder, device=settings.torch_device(),
-                              backend="torch", precision="fp32")  # fmt: skip
         with _progress() as progress:
-            result = finetune_text(encoder, train_set, val_set, cfg, data_info=info,
-                                   progress=_stage_reporter(progress))  # fmt: skip
-        path = result.delta.save(_delta_dir(settings, output))
+            result, path = run_text_finetuning(settings, cfg, sources=sources, output_dir=output,
+                                               progress=_stage_reporter(progress))  # fmt: skip
     except StorycueError as exc:
         raise _fail(exc) from exc
     _report_delta(result, path)
@@ -819,35 +849,17 @@ def finetune_audio_cmd(
     ] = None,
 ) -> None:
     """Fine-tune every layer of the musicnn backbone (quadrant + valence-arousal)."""
-    from storycue.models.musicnn import load_backbone
-    from storycue.training.finetune import (
-        AudioFinetuneConfig,
-        MelBank,
-        finetune_audio,
-        fourq_mel_bank,
-    )
+    from storycue.training.finetune import AudioFinetuneConfig, run_audio_finetuning
 
     settings = _settings()
     cfg = AudioFinetuneConfig(epochs=epochs, lr=lr, batch_size=batch_size,
                               crops_per_clip=crops_per_clip, max_clips=max_clips,
                               seed=seed)  # fmt: skip
     try:
-        cfg.check()
         with _progress() as progress:
-            report = _stage_reporter(progress)
-            if mels is not None:
-                bank, info = MelBank.load(mels), {"mel_bank": mels.name}
-            else:
-                bank, info = fourq_mel_bank(settings, progress=report)
-            # A private, fp32 copy: fine-tuning must not alter the cached inference backbone.
-            from storycue.models.musicnn import clear_backbone_cache
-
-            bb = load_backbone(backbone or settings.audio_backbone, device=settings.torch_device(),
-                               weights_dir=settings.musicnn_weights_dir,
-                               precision="fp32")  # fmt: skip
-            clear_backbone_cache()
-            result = finetune_audio(bb, bank, cfg, data_info=info, progress=report)
-        path = result.delta.save(_delta_dir(settings, output))
+            result, path = run_audio_finetuning(settings, cfg, backbone=backbone, mels=mels,
+                                                output_dir=output,
+                                                progress=_stage_reporter(progress))  # fmt: skip
     except StorycueError as exc:
         raise _fail(exc) from exc
     _report_delta(result, path)

@@ -88,4 +88,10 @@ def test_finetune_and_train_refuse_bad_options(home: Path, tmp_path: Path) -> No
         app, ["train", "va", "--text-encoder", "sentence-transformers/all-MiniLM-L6-v2+ft-0000"]
     )
     assert unknown.exit_code == 2 and "not found" in flat(unknown.output)
+    bad_choice = runner.invoke(app, ["train", "va", "--finetune", "everything"])
+    assert bad_choice.exit_code == 2 and "none, text, audio or both" in flat(bad_choice.output)
+    both = runner.invoke(
+        app, ["train", "va", "--finetune", "both", "--text-encoder", "all-MiniLM-L6-v2"]
+    )
+    assert both.exit_code == 2 and "not both" in flat(both.output)
     assert Settings().home == home

@@ -352,3 +352,14 @@ def test_quick_runs_cap_the_clips_and_texts(musicnn_dir: Path) -> None:
     sub = ex.subset([3, 0])
     assert sub.texts == [ex.texts[3], ex.texts[0]] and sub.labels == [ex.labels[3], ex.labels[0]]
     np.testing.assert_array_equal(sub.va, ex.va[[3, 0]])
+
+
+def test_private_backbones_are_not_shared(musicnn_dir: Path) -> None:
+    from storycue.models.musicnn import clear_backbone_cache, load_backbone
+
+    clear_backbone_cache()
+    shared = load_backbone("MTT_musicnn", weights_dir=musicnn_dir, device="cpu")
+    private = load_backbone("MTT_musicnn", weights_dir=musicnn_dir, device="cpu", cached=False)
+    assert private is not shared and private.net is not shared.net
+    assert load_backbone("MTT_musicnn", weights_dir=musicnn_dir, device="cpu") is shared
+    clear_backbone_cache()

@@ -760,3 +760,53 @@ def fourq_mel_bank(
     info = {"fourq_split_fingerprint": split.fingerprint, "parts": list(parts),
             "va_target": "blend"}  # fmt: skip
     return bank, info
+
+
+def run_text_finetuning(
+    settings: Any,
+    config: TextFinetuneConfig,
+    *,
+    sources: Sequence[str] = ("isear", "goemotions", "emobank"),
+    output_dir: Path | None = None,
+    progress: Progress | None = None,
+) -> tuple[FinetuneResult, Path]:
+    """Fine-tune ``settings.text_encoder`` on the project's text sets and save the delta
+    (default folder ``<home>/models/encoders``, where encoders are looked up by name)."""
+    from storycue.models.text import TextEncoder
+
+    config.check()
+    train_set, val_set, info = text_examples(settings, sources)
+    encoder = TextEncoder(settings.text_encoder, device=settings.torch_device(),
+                          backend="torch", precision="fp32")  # fmt: skip
+    result = finetune_text(encoder, train_set, val_set, config, data_info=info,
+                           progress=progress)  # fmt: skip
+    path = result.delta.save(output_dir or Path(settings.home) / "models" / "encoders")
+    return result, path
+
+
+def run_audio_finetuning(
+    settings: Any,
+    config: AudioFinetuneConfig,
+    *,
+    backbone: str | None = None,
+    mels: Path | None = None,
+    output_dir: Path | None = None,
+    progress: Progress | None = None,
+) -> tuple[FinetuneResult, Path]:
+    """Fine-tune ``backbone`` (default ``settings.audio_backbone``) on the 4Q train clips
+    (decoded here, or read from a mel bank) and save the delta like
+    :func:`run_text_finetuning`."""
+    from storycue.models.musicnn import load_backbone
+
+    config.check()
+    if mels is not None:
+        bank, info = MelBank.load(mels), {"mel_bank": mels.name}
+    else:
+        bank, info = fourq_mel_bank(settings, progress=progress)
+    # A private float32 copy: fine-tuning changes the network in place.
+    bb = load_backbone(backbone or settings.audio_backbone, device=settings.torch_device(),
+                       weights_dir=settings.musicnn_weights_dir, precision="fp32",
+                       cached=False)  # fmt: skip
+    result = finetune_audio(bb, bank, config, data_info=info, progress=progress)
+    path = result.delta.save(output_dir or Path(settings.home) / "models" / "encoders")
+    return result, path

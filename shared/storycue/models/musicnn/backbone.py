@@ -292,9 +292,12 @@ def load_backbone(
     device: str | None = None,
     settings: Settings | None = None,
     precision: Precision | None = None,
+    cached: bool = True,
 ) -> MusicnnBackbone:
     """The backbone ``name`` (one of :data:`BACKBONES`), loaded once per
     ``(name, weights_dir, device, precision)`` and cached; concurrent callers wait for one load.
+    ``cached=False`` builds a private copy that nobody else shares (for fine-tuning, which
+    changes the network in place).
 
     ``device`` defaults to ``Settings.torch_device()`` (CUDA when present under ``auto``);
     the mel front end runs there too. ``precision`` defaults to ``Settings.precision``.
@@ -317,12 +320,12 @@ def load_backbone(
     prec: Precision = precision or settings.precision
     key = (name, str(wdir), dev, prec)
     with _cache_lock:
-        if key in _cache:
+        if cached and key in _cache:
             return _cache[key]
-        key_lock = _key_locks.setdefault(key, threading.Lock())
+        key_lock = _key_locks.setdefault(key, threading.Lock()) if cached else threading.Lock()
     with key_lock:
         with _cache_lock:
-            if key in _cache:
+            if cached and key in _cache:
                 return _cache[key]
         spec = BACKBONES[base_of(name)]
         ckpt = wdir / spec.name
@@ -340,8 +343,9 @@ def load_backbone(
         seconds = time.perf_counter() - t0
         record_model_load("audio_backbone", name, seconds)
         log.info("backbone_loaded", name=name, device=dev, seconds=round(seconds, 3))
-        with _cache_lock:
-            _cache[key] = backbone
+        if cached:
+            with _cache_lock:
+                _cache[key] = backbone
         return backbone
 
 
