@@ -238,7 +238,11 @@ def test_metric_3branch_has_tag_branch(bank: FeatureBank, trained: dict[str, Pat
     heads = EmotionHeads.load(trained["metric-3branch"])
     assert "tag" in heads.heads and heads.info.heads["tag"].in_dim == bank.word_dim
     near = heads.info.training["relations"]["near_tags"]
-    assert set(near["anger"]) <= set(TAGS["Q2"])
+    k = heads.info.training["config"]["k_nearest_tags"]
+    n_tags = len({t for tags in TAGS.values() for t in tags})
+    assert len(near["anger"]) == min(k, n_tags)
+    # Ordered by similarity in the word space: the label's own quadrant's tags come first.
+    assert set(near["anger"][: len(TAGS["Q2"])]) == set(TAGS["Q2"])
     assert heads.mood_positions.shape == (1, heads.info.identity.dim)
 
 
