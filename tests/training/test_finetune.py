@@ -363,3 +363,22 @@ def test_private_backbones_are_not_shared(musicnn_dir: Path) -> None:
     assert private is not shared and private.net is not shared.net
     assert load_backbone("MTT_musicnn", weights_dir=musicnn_dir, device="cpu") is shared
     clear_backbone_cache()
+
+
+def test_a_cached_fine_tuned_backbone_is_not_reread(
+    musicnn_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from storycue.models import finetuned
+    from storycue.models.musicnn import clear_backbone_cache, load_backbone
+
+    net = load_backbone("MTT_musicnn", weights_dir=musicnn_dir, device="cpu", cached=False).net
+    delta = make_delta("audio", "MTT_musicnn", net, None, dtype=torch.float32)
+    path = delta.save(tmp_path)
+    clear_backbone_cache()
+    first = load_backbone(str(path), weights_dir=musicnn_dir, device="cpu")
+    assert first.name == delta.name
+    reads: list[str] = []
+    monkeypatch.setattr(finetuned.EncoderDelta, "load", lambda p: reads.append(str(p)))
+    assert load_backbone(delta.name, weights_dir=musicnn_dir, device="cpu") is first
+    assert reads == []
+    clear_backbone_cache()

@@ -47,7 +47,7 @@ def resolve_text_encoder(name_or_path: str) -> tuple[str, str]:
     """Map a configured encoder to ``(canonical name, path or hub id to load from)``.
 
     For a fine-tuned encoder (``<base>+ft-<digest>`` or a delta file, see
-    :mod:`storycue.models.finetuned`) the source is its base's; use :func:`resolve_delta`
+    :mod:`storycue.models.finetuned`) the source is its base's; use :func:`find_delta`
     for the delta itself.
     """
     if is_finetuned_name(name_or_path):

@@ -304,7 +304,21 @@ def load_backbone(
     Raises :class:`ModelNotFoundError` for an unknown name, :class:`ConfigurationError` when
     the weights are missing.
     """
+    if not is_finetuned_name(name) and name not in BACKBONES:
+        raise ModelNotFoundError(
+            f"unknown audio backbone {name!r}; choose one of {', '.join(BACKBONES)} "
+            "or a fine-tuned one (<base>+ft-<digest>)"
+        )
     settings = settings or get_settings()
+    wdir = resolve_weights_dir(weights_dir, settings)
+    dev = str(torch.device(device or settings.torch_device()))
+    prec: Precision = precision or settings.precision
+    if cached and is_finetuned_name(name):
+        # A cache hit by name must not re-read (and re-hash) the delta file on every call.
+        with _cache_lock:
+            hit = _cache.get((name, str(wdir), dev, prec))
+        if hit is not None:
+            return hit
     delta: EncoderDelta | None = None
     if is_finetuned_name(name):
         # A fine-tuned backbone: its base's network with the delta's tensors applied.
@@ -315,9 +329,6 @@ def load_backbone(
             f"unknown audio backbone {name!r}; choose one of {', '.join(BACKBONES)} "
             "or a fine-tuned one (<base>+ft-<digest>)"
         )
-    wdir = resolve_weights_dir(weights_dir, settings)
-    dev = str(torch.device(device or settings.torch_device()))
-    prec: Precision = precision or settings.precision
     key = (name, str(wdir), dev, prec)
     with _cache_lock:
         if cached and key in _cache:
