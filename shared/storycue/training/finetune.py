@@ -78,6 +78,31 @@ def _autocast(device: torch.device, amp: bool) -> Any:
     return torch.autocast(device.type, enabled=False)
 
 
+def _delta_info(
+    objective: str,
+    config: dict[str, Any],
+    history: list[dict[str, float]],
+    best_epoch: int,
+    data_info: dict[str, Any] | None,
+    device: torch.device,
+    **extra: Any,
+) -> dict[str, Any]:
+    """What a delta records about its training: objective, configuration, the best
+    epoch's validation metrics (``history[best_epoch - 1]``), the history, data, device."""
+    best = {k: v for k, v in history[best_epoch - 1].items() if k != "seconds"}
+    return {
+        "created": _now(),
+        "objective": objective,
+        "config": config,
+        **extra,
+        "metrics": best,
+        "history": history,
+        "data": dict(data_info or {}),
+        "device": str(device),
+        "versions": _versions(),
+    }
+
+
 def _balanced_accuracy(y: np.ndarray, pred: np.ndarray) -> float:
     classes = np.unique(y)
     if classes.size == 0:
@@ -390,21 +415,12 @@ def finetune_text(
     for p in model.parameters():
         p.requires_grad_(False)
     model.eval()
-    best = history[best_epoch - 1]
-    best_metrics: dict[str, Any] = {k: v for k, v in best.items() if k != "seconds"}
-    info: dict[str, Any] = {
-        "created": _now(),
-        "objective": "label cross-entropy + valence-arousal MSE",
-        "config": asdict(cfg),
-        "labels": labels,
-        "trained_tensors": len(trained),
-        "metrics": best_metrics,
-        "history": history,
-        "data": dict(data_info or {}),
-        "examples": {"train": len(train), "validation": len(validation)},
-        "device": str(device),
-        "versions": _versions(),
-    }
+    info = _delta_info(
+        "label cross-entropy + valence-arousal MSE", asdict(cfg), history, best_epoch,
+        data_info, device, labels=labels, trained_tensors=len(trained),
+        examples={"train": len(train), "validation": len(validation)},
+    )  # fmt: skip
+    best_metrics: dict[str, Any] = info["metrics"]
     delta = make_delta("text", encoder.name, model, trained, info=info)
     delta.apply(model)  # the model now holds exactly the stored, rounded weights
     # The encoder object now *is* the fine-tuned encoder: rename it, so features it computes
@@ -689,19 +705,12 @@ def finetune_audio(
                 break
     net.load_state_dict(best_state)
     net.eval()
-    best = history[best_epoch - 1]
-    best_metrics: dict[str, Any] = {k: v for k, v in best.items() if k != "seconds"}
-    info: dict[str, Any] = {
-        "created": _now(),
-        "objective": "quadrant cross-entropy + valence-arousal MSE on random 3 s crops",
-        "config": asdict(cfg),
-        "metrics": best_metrics,
-        "history": history,
-        "data": dict(data_info or {}),
-        "clips": {"train": len(train), "validation": len(val)},
-        "device": str(device),
-        "versions": _versions(),
-    }
+    info = _delta_info(
+        "quadrant cross-entropy + valence-arousal MSE on random 3 s crops", asdict(cfg),
+        history, best_epoch, data_info, device,
+        clips={"train": len(train), "validation": len(val)},
+    )  # fmt: skip
+    best_metrics: dict[str, Any] = info["metrics"]
     delta = make_delta("audio", backbone.name, net, None, dtype=torch.float32, info=info)
     delta.apply(net)
     backbone.spec = replace(backbone.spec, name=delta.name)  # see finetune_text: renamed
