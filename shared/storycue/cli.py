@@ -327,6 +327,13 @@ def train(
     music_target: Annotated[
         str | None, typer.Option(help="VA family: clip targets blend|quadrant|tags.")
     ] = None,
+    va_scoring: Annotated[
+        str | None,
+        typer.Option(
+            help="VA family: retrieval score circumplex (inner product of offsets from the "
+            "neutral point; the default) or euclid (distance between the points)."
+        ),
+    ] = None,
     text_sources: Annotated[
         str | None,
         typer.Option(
@@ -412,6 +419,7 @@ def train(
         max_epochs=max_epochs,
         text_sources=sources,
         music_target=music_target,
+        va_scoring=va_scoring,
         audio_backbone=audio_backbone,
         text_encoder=text_encoder,
     )

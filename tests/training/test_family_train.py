@@ -17,7 +17,7 @@ import torch
 
 from storycue.data.fourq import QUADRANTS
 from storycue.evaluation.mappings import QUADRANT_VA_CENTRES
-from storycue.models.emotion import EmotionHeads, EmotionModel
+from storycue.models.emotion import CheckpointInfo, EmotionHeads, EmotionModel
 from storycue.training.families import FAMILIES, FamilyConfig, FeatureBank, get_family
 
 LABELS = ("joy", "anger", "sadness", "serenity")  # label k <-> quadrant k
@@ -31,7 +31,7 @@ MAPPING = {lab: frozenset({q}) for lab, q in zip(LABELS, QUADRANTS, strict=True)
 EXPECTED_DISTANCE = {
     "classification": "dot",
     "multihead-classification": "cosine",
-    "va-regression": "euclid",
+    "va-regression": "dot",  # circumplex scoring (offsets from the neutral point)
     "word-regression": "cosine",
     "metric-2branch": "cosine",
     "metric-3branch": "cosine",
@@ -213,8 +213,43 @@ def test_multihead_saves_taxonomy_heads(trained: dict[str, Path]) -> None:
 def test_va_regression_has_va_axes(bank: FeatureBank, trained: dict[str, Path]) -> None:
     heads = EmotionHeads.load(trained["va-regression"])
     assert heads.info.va_axes and heads.info.identity.dim == 2
+    assert heads.info.va_centre == 0.5
+    model = EmotionModel(heads)
     q, g = _project(heads, bank, "test")
-    assert ((q >= 0) & (q <= 1)).all() and ((g >= 0) & (g <= 1)).all()
+    # space vectors are offsets from the neutral point; va_coordinates gives [0, 1] back
+    assert ((q >= -0.5) & (q <= 0.5)).all() and ((g >= -0.5) & (g <= 0.5)).all()
+    va = model.va_coordinates(q)
+    assert ((va >= 0) & (va <= 1)).all()
+    raw = heads.text_head(torch.from_numpy(bank.text["test"].features)).detach().numpy()
+    np.testing.assert_allclose(va, raw, atol=1e-6)
+    reading = model.read(q[0])
+    assert (reading.valence, reading.arousal) == pytest.approx(tuple(raw[0]), abs=1e-6)
+    assert reading.mood_words == ["mellow"]  # the bank's one mood word
+    # the circumplex centre only means something for a valence-arousal space scored by dot
+    with pytest.raises(ValueError, match="va_centre"):
+        CheckpointInfo.model_validate(heads.info.model_dump() | {"distance": "euclid"})
+
+
+def test_va_regression_euclid_scoring_keeps_the_points(bank: FeatureBank) -> None:
+    cfg = replace(fast_config("va-regression"), va_scoring="euclid")
+    heads = FAMILIES["va-regression"].train(bank, cfg)
+    assert heads.info.distance == "euclid" and heads.info.va_centre is None
+    q, _ = _project(heads, bank, "test")
+    assert ((q >= 0) & (q <= 1)).all()
+    np.testing.assert_allclose(EmotionModel(heads).va_coordinates(q), q)
+
+
+def test_circumplex_score_prefers_the_farther_clip_in_the_text_direction(
+    trained: dict[str, Path],
+) -> None:
+    """A mildly sad text (just below and left of the centre): Euclidean distance prefers the
+    neutral clip next to it, the circumplex score the clearly sad clip further out."""
+    circ = EmotionModel(EmotionHeads.load(trained["va-regression"]))
+    text = np.asarray([[0.42, 0.44]], np.float32) - 0.5
+    clips = np.asarray([[0.5, 0.5], [0.1, 0.15], [0.8, 0.3]], np.float32) - 0.5
+    assert int(np.argmax(circ.score(text, clips))) == 1
+    dist = np.linalg.norm((text + 0.5) - (clips + 0.5), axis=1)
+    assert int(np.argmin(dist)) == 0
 
 
 @pytest.mark.parametrize("name", ["metric-2branch", "metric-3branch", "word-regression"])

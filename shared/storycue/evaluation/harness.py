@@ -503,11 +503,13 @@ def model_diagnostics(
 
     # ---- valence-arousal ----
     if model.info.va_axes:
-        music_q = [quadrant_of(float(v), float(a)) for v, a in gallery_embedded[:, :2]]
+        music_q = [
+            quadrant_of(float(v), float(a)) for v, a in model.va_coordinates(gallery_embedded)
+        ]
         diag["music_quadrant_accuracy_va_rule"] = classification_accuracy(
             gallery.quadrants, music_q
         )
-        text_q = [quadrant_of(float(v), float(a)) for v, a in query_embedded[:, :2]]
+        text_q = [quadrant_of(float(v), float(a)) for v, a in model.va_coordinates(query_embedded)]
         text_ok = [
             tq in MANUAL_MAPPING.get(lab, frozenset())
             for tq, lab in zip(text_q, queries.labels, strict=True)

@@ -366,9 +366,9 @@ def figure3(
     if model.info.va_axes:
         paths.append(
             plot_va_plane(
-                t[sub, :2],
+                model.va_coordinates(t[sub]),
                 t_labels,
-                m[:, :2],
+                model.va_coordinates(m),
                 music_quadrants,
                 out_dir / f"{stem}va-plane.png",
                 title=f"{title}: valence-arousal plane",
@@ -382,7 +382,11 @@ def figure3(
         tags, how = tag_embeddings(model, np.asarray(tag_features, np.float32))
     if t.shape[1] == 2:
         music_xy, text_xy, tag_xy = m, t[sub], tags
-        axes = ("valence", "arousal") if model.info.va_axes else ("axis 1", "axis 2")
+        axes = ("axis 1", "axis 2")
+        if model.info.va_axes:
+            axes = ("valence", "arousal")
+            music_xy, text_xy = model.va_coordinates(m), model.va_coordinates(t[sub])
+            tag_xy = model.va_coordinates(tags) if len(tags) else tags
         target = out_dir / f"{stem}space-2d.png"
     else:
         metric = "cosine" if model.distance == "cosine" else "euclidean"

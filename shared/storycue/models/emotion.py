@@ -20,7 +20,7 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 from safetensors.torch import load_file, save_file
 
 from storycue.errors import InvalidInputError, ModelMismatchError, ModelNotFoundError
@@ -57,11 +57,27 @@ class CheckpointInfo(BaseModel):
     va_axes: bool = Field(
         default=False, description="True when the space's first two axes are valence, arousal."
     )
+    va_centre: float | None = Field(
+        default=None,
+        ge=0.0,
+        le=1.0,
+        description="Circumplex scoring (valence-arousal spaces with distance 'dot'): the "
+        "neutral point (c, c) of the heads' [0, 1] valence-arousal outputs. Vectors are the "
+        "offsets (valence - c, arousal - c) and texts meet music by their inner product, so a "
+        "clip scores by how far it goes in the text's direction around the neutral point (the "
+        "angle of Russell's circumplex) rather than by how close it lies to the text's point.",
+    )
     mood_words: list[str] = Field(default_factory=list)
     training: dict[str, Any] = Field(default_factory=dict)
     metrics: dict[str, Any] = Field(default_factory=dict)
     licences: dict[str, str] = Field(default_factory=dict)
     created: str = ""
+
+    @model_validator(mode="after")
+    def _circumplex_needs_va_dot(self) -> CheckpointInfo:
+        if self.va_centre is not None and not (self.va_axes and self.distance == "dot"):
+            raise ValueError("va_centre needs va_axes and distance 'dot' (circumplex scoring)")
+        return self
 
 
 @dataclass
@@ -301,10 +317,35 @@ class EmotionModel:
 
     # ---- embedding ------------------------------------------------------------------------
     def project_text_features(self, features: np.ndarray) -> np.ndarray:
-        return self._apply(self.heads.text_head, features)
+        return self._to_space(self._apply(self.heads.text_head, features))
 
     def project_audio_features(self, features: np.ndarray) -> np.ndarray:
-        return self._apply(self.heads.audio_head, features)
+        return self._to_space(self._apply(self.heads.audio_head, features))
+
+    def _to_space(self, head_out: np.ndarray) -> np.ndarray:
+        """Head outputs → space vectors: circumplex models subtract the neutral point."""
+        if self.info.va_centre is not None:
+            head_out = head_out.copy()
+            head_out[:, :2] -= np.float32(self.info.va_centre)
+        return head_out
+
+    def va_coordinates(self, vectors: np.ndarray) -> np.ndarray:
+        """(valence, arousal) in [0, 1] of space vectors ``(N, d)`` of a valence-arousal
+        model (circumplex models store offsets from the neutral point; this adds it back)."""
+        if not self.info.va_axes:
+            raise ModelMismatchError(f"model {self.identity.key} has no valence-arousal axes")
+        v = np.asarray(vectors, np.float32).reshape(-1, self.identity.dim)[:, :2].copy()
+        if self.info.va_centre is not None:
+            v += np.float32(self.info.va_centre)
+        return v
+
+    @property
+    def mood_space_positions(self) -> np.ndarray:
+        """The mood words' positions as space vectors (the checkpoint stores head outputs)."""
+        pos = self.heads.mood_positions
+        if pos.size == 0:
+            return pos
+        return self._to_space(np.asarray(pos, np.float32))
 
     def audio_input(self, backbone_features: dict[str, np.ndarray]) -> np.ndarray:
         """Concatenate the backbone feature keys this model's audio head reads."""
@@ -343,7 +384,7 @@ class EmotionModel:
     def read(self, vector: np.ndarray, n_words: int = 3) -> EmotionReading:
         v = np.asarray(vector, dtype=np.float32).reshape(-1)
         words: list[str] = []
-        pos = self.heads.mood_positions
+        pos = self.mood_space_positions
         if pos.size and self.info.mood_words:
             if self.distance == "cosine":
                 d = -(pos @ (v / max(float(np.linalg.norm(v)), 1e-9)))
@@ -353,7 +394,8 @@ class EmotionModel:
                 d = np.linalg.norm(pos - v[None, :], axis=1)
             words = [self.info.mood_words[i] for i in np.argsort(d, kind="stable")[:n_words]]
         if self.info.va_axes:
-            return EmotionReading(valence=float(v[0]), arousal=float(v[1]), mood_words=words)
+            valence, arousal = self.va_coordinates(v[None, :])[0]
+            return EmotionReading(valence=float(valence), arousal=float(arousal), mood_words=words)
         return EmotionReading(valence=None, arousal=None, mood_words=words)
 
     def score(self, query: np.ndarray, gallery: np.ndarray) -> np.ndarray:

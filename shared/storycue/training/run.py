@@ -33,6 +33,8 @@ class TrainOptions:
     max_epochs: int | None = None
     text_sources: Sequence[str] | None = None
     music_target: str | None = None
+    #: VA family: ``circumplex`` (default) or ``euclid`` retrieval score.
+    va_scoring: str | None = None
     audio_backbone: str | None = None
     #: A hub id, local folder or fine-tuned encoder (``<base>+ft-<digest>``).
     text_encoder: str | None = None
@@ -89,6 +91,12 @@ def train_model(
             cfg,
             va_music_target=cast(Literal["quadrant", "tags", "blend"], options.music_target),
         )
+    if options.va_scoring is not None:
+        if fam.name != "va-regression":
+            raise InvalidInputError("--va-scoring applies to the va-regression family only")
+        if options.va_scoring not in ("circumplex", "euclid"):
+            raise InvalidInputError("VA scoring must be circumplex or euclid")
+        cfg = replace(cfg, va_scoring=cast(Literal["circumplex", "euclid"], options.va_scoring))
     device = settings.torch_device()
     if text_encoder is None:
         text_encoder = TextEncoder(

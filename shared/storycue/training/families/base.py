@@ -501,6 +501,9 @@ class FamilyConfig:
     tag_loss_weight: float = 1.0
     # va-regression
     va_music_target: Literal["quadrant", "tags", "blend"] = "blend"
+    #: ``circumplex``: inner product of offsets from the neutral point (0.5, 0.5), stored
+    #: with distance ``dot``; ``euclid``: Euclidean distance between the points.
+    va_scoring: Literal["circumplex", "euclid"] = "circumplex"
     emobank_weight: float = 0.5
     # word-regression
     word_music_target: Literal["auto", "tags", "quadrant"] = "auto"

@@ -238,6 +238,7 @@ def checkpoint_info(
     history: Mapping[str, Any],
     vocabulary: Sequence[str] = (),
     va_axes: bool = False,
+    va_centre: float | None = None,
     extra: Mapping[str, Any] | None = None,
 ) -> CheckpointInfo:
     """The metadata every family checkpoint carries (metrics are left to the caller)."""
@@ -253,6 +254,7 @@ def checkpoint_info(
         heads=dict(heads),
         vocabulary=list(vocabulary),
         va_axes=va_axes,
+        va_centre=va_centre,
         mood_words=list(bank.mood_words),
         training={
             "family": family,
