@@ -330,8 +330,9 @@ def train(
     va_scoring: Annotated[
         str | None,
         typer.Option(
-            help="VA family: retrieval score circumplex (inner product of offsets from the "
-            "neutral point; the default) or euclid (distance between the points)."
+            help="VA family: retrieval score quadrants (soft circumplex-quadrant memberships; "
+            "the default), circumplex (inner product of the offsets from the neutral point) "
+            "or euclid (distance between the points)."
         ),
     ] = None,
     text_sources: Annotated[

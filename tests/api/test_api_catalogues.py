@@ -26,7 +26,7 @@ def test_catalogue_crud(gateway: Gateway) -> None:
     c = gateway.client
     r = c.post("/v1/catalogues", json={"name": "crud"}, headers=h)
     assert r.status_code == 201 and r.json()["name"] == "crud"
-    assert r.json()["model"] == {"name": "va-regression", "version": VA.version, "dim": 2}
+    assert r.json()["model"] == {"name": "va-regression", "version": VA.version, "dim": VA.dim}
     assert r.json()["model_is_default"]
     assert c.post("/v1/catalogues", json={"name": "crud"}, headers=h).status_code == 200
     names = [x["name"] for x in c.get("/v1/catalogues", headers=h).json()["catalogues"]]
@@ -150,9 +150,8 @@ def test_models_and_active_model(gateway: Gateway) -> None:
     h = gateway.h("a")
     c = gateway.client
     models = c.get("/v1/models", headers=h).json()["models"]
-    va = next(m for m in models if m["name"] == "va-regression")
     va = next(m for m in models if m["name"] == "va-regression" and m["version"] == VA.version)
-    assert va["default"] and va["shipped"] and va["dim"] == 2
+    assert va["default"] and va["shipped"] and va["dim"] == VA.dim
     detail = c.get(f"/v1/models/va-regression/{VA.version}", headers=h).json()
     assert detail["registered"] and detail["checkpoint_sha256"]
     assert detail["checkpoint"]["identity"]["name"] == "va-regression"

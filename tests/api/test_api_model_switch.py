@@ -29,7 +29,7 @@ from storycue.storage.factory import close_vector_stores
 from storycue.storage.jobs import Job
 from storycue.storage.vectors import SearchFilter
 
-OLD = ModelIdentity(name="va-regression", version="3.0.0", dim=2)  # the default
+OLD = ModelIdentity(name="va-regression", version="3.2.0", dim=4)  # the default
 # Another text encoder (the pretrained one) and backbone: a switch changes both.
 NEW = ModelIdentity(name="va-regression", version="1.0.0", dim=2)
 STORY = (

@@ -15,6 +15,8 @@ from typing import Any
 
 import pytest
 
+from storycue.models.emotion import checkpoint_info, resolve_checkpoint
+
 BENCH = Path(__file__).resolve().parents[2] / "bench"
 
 
@@ -64,7 +66,12 @@ def test_text_quick(bench: Any, tmp_path: Path) -> None:
 def test_search_quick(bench: Any, tmp_path: Path) -> None:
     r = bench("search").main(["--quick", "--results-dir", str(tmp_path)])
     assert json.loads((tmp_path / "search.json").read_text())["config"] == r["config"]
-    assert r["config"]["sizes"] == [1000, 3000] and r["config"]["dim"] == 2
+    shipped = checkpoint_info(resolve_checkpoint("va-regression"))
+    assert r["config"]["sizes"] == [1000, 3000]
+    assert (r["config"]["dim"], r["config"]["distance"]) == (
+        shipped.identity.dim,
+        shipped.distance,
+    )
     sizes = r["backends"]["qdrant-edge"]["sizes"]
     for size in ("1000", "3000"):
         for label in ("no_filter", "catalogue_filter"):
@@ -72,7 +79,7 @@ def test_search_quick(bench: Any, tmp_path: Path) -> None:
             assert _positive(case["store"]["p99_ms"]) and _positive(
                 case["exact_numpy_scan"]["p50_ms"]
             )
-            assert case["recall_at_10"] == pytest.approx(1.0)  # 2-d: the index is exact
+            assert case["recall_at_10"] == pytest.approx(1.0)  # 4-d: the index is exact
         assert case["matching_points"] == int(size) // 10
         if r["config"]["api"]:
             assert _positive(sizes[size]["api"]["catalogue_filter"]["p99_ms"])

@@ -16,6 +16,7 @@ import pytest
 import torch
 
 from storycue.data.fourq import QUADRANTS
+from storycue.errors import InvalidInputError
 from storycue.evaluation.mappings import QUADRANT_VA_CENTRES
 from storycue.models.emotion import CheckpointInfo, EmotionHeads, EmotionModel
 from storycue.training.families import FAMILIES, FamilyConfig, FeatureBank, get_family
@@ -31,7 +32,7 @@ MAPPING = {lab: frozenset({q}) for lab, q in zip(LABELS, QUADRANTS, strict=True)
 EXPECTED_DISTANCE = {
     "classification": "dot",
     "multihead-classification": "cosine",
-    "va-regression": "dot",  # circumplex scoring (offsets from the neutral point)
+    "va-regression": "dot",  # soft-quadrant scoring
     "word-regression": "cosine",
     "metric-2branch": "cosine",
     "metric-3branch": "cosine",
@@ -163,7 +164,7 @@ def test_family_checkpoint_round_trip(
     assert info.family == name
     assert info.distance == EXPECTED_DISTANCE[name]
     dim = info.identity.dim
-    assert heads.text_head.space_dim == heads.audio_head.space_dim == dim
+    assert heads.text_head.space_dim == heads.audio_head.space_dim == info.head_dim
     assert info.training["embedding_dim"] == dim
     assert info.training["seed"] == 3
     assert info.training["config"]["max_epochs"] == fast_config(name).max_epochs
@@ -175,8 +176,8 @@ def test_family_checkpoint_round_trip(
     assert np.isfinite(q).all() and np.isfinite(g).all()
     scores = EmotionModel(heads).score(q, g)
     assert scores.shape == (len(q), len(g))
-    if heads.mood_positions.size:
-        assert heads.mood_positions.shape == (len(info.mood_words), dim)
+    if heads.mood_positions.size:  # stored as head outputs
+        assert heads.mood_positions.shape == (len(info.mood_words), info.head_dim)
 
 
 @pytest.mark.parametrize("name", ["classification", "metric-3branch", "word-regression"])
@@ -210,24 +211,58 @@ def test_multihead_saves_taxonomy_heads(trained: dict[str, Path]) -> None:
     assert heads.heads["cls-allmusic"].config.out_dim == 12
 
 
-def test_va_regression_has_va_axes(bank: FeatureBank, trained: dict[str, Path]) -> None:
+def _raw_text_va(heads: EmotionHeads, bank: FeatureBank) -> np.ndarray:
+    with torch.inference_mode():
+        out: np.ndarray = heads.text_head(torch.from_numpy(bank.text["test"].features)).numpy()
+    return out
+
+
+def test_va_regression_default_is_a_soft_quadrant_space(
+    bank: FeatureBank, trained: dict[str, Path]
+) -> None:
     heads = EmotionHeads.load(trained["va-regression"])
-    assert heads.info.va_axes and heads.info.identity.dim == 2
-    assert heads.info.va_centre == 0.5
+    info = heads.info
+    assert info.va_axes and info.va_centre == 0.5 and info.va_quadrant_sharpness == 10.0
+    assert info.identity.dim == 4 and info.head_dim == 2 and heads.text_head.space_dim == 2
     model = EmotionModel(heads)
     q, g = _project(heads, bank, "test")
-    # space vectors are offsets from the neutral point; va_coordinates gives [0, 1] back
-    assert ((q >= -0.5) & (q <= 0.5)).all() and ((g >= -0.5) & (g <= 0.5)).all()
-    va = model.va_coordinates(q)
-    assert ((va >= 0) & (va <= 1)).all()
-    raw = heads.text_head(torch.from_numpy(bank.text["test"].features)).detach().numpy()
-    np.testing.assert_allclose(va, raw, atol=1e-6)
+    # four quadrant memberships that sum to one; va_coordinates inverts the map
+    for x in (q, g):
+        assert x.shape[1] == 4 and ((x >= 0) & (x <= 1)).all()
+        np.testing.assert_allclose(x.sum(axis=1), 1.0, atol=1e-6)
+    raw = _raw_text_va(heads, bank)
+    np.testing.assert_allclose(model.va_coordinates(q), raw, atol=1e-4)
     reading = model.read(q[0])
-    assert (reading.valence, reading.arousal) == pytest.approx(tuple(raw[0]), abs=1e-6)
+    assert (reading.valence, reading.arousal) == pytest.approx(tuple(raw[0]), abs=1e-4)
     assert reading.mood_words == ["mellow"]  # the bank's one mood word
-    # the circumplex centre only means something for a valence-arousal space scored by dot
+    # the score is the probability of sharing a quadrant: texts of each label score their
+    # own quadrant's clips highest on this cleanly separated bank
+    sim = model.score(q, g)
+    labels, quads = bank.text["test"].labels, bank.music["test"].quadrants
+    for lab, quad in MAPPING.items():
+        rows = [i for i, x in enumerate(labels) if x == lab]
+        own = sim[np.ix_(rows, [j for j, x in enumerate(quads) if x in quad])].mean()
+        other = sim[np.ix_(rows, [j for j, x in enumerate(quads) if x not in quad])].mean()
+        assert own > other, (lab, own, other)
+    # the maps only mean something for a valence-arousal space scored by dot
     with pytest.raises(ValueError, match="va_centre"):
-        CheckpointInfo.model_validate(heads.info.model_dump() | {"distance": "euclid"})
+        CheckpointInfo.model_validate(info.model_dump() | {"distance": "euclid"})
+    with pytest.raises(ValueError, match="4 dimensions"):
+        CheckpointInfo.model_validate(
+            info.model_dump() | {"identity": {"name": "x", "version": "1", "dim": 2}}
+        )
+
+
+def test_va_regression_circumplex_scoring_stores_offsets(bank: FeatureBank) -> None:
+    cfg = replace(fast_config("va-regression"), va_scoring="circumplex")
+    heads = FAMILIES["va-regression"].train(bank, cfg)
+    info = heads.info
+    assert info.distance == "dot" and info.va_centre == 0.5 and info.va_quadrant_sharpness is None
+    assert info.identity.dim == 2
+    model = EmotionModel(heads)
+    q, _ = _project(heads, bank, "test")
+    assert ((q >= -0.5) & (q <= 0.5)).all()
+    np.testing.assert_allclose(model.va_coordinates(q), _raw_text_va(heads, bank), atol=1e-6)
 
 
 def test_va_regression_euclid_scoring_keeps_the_points(bank: FeatureBank) -> None:
@@ -239,17 +274,20 @@ def test_va_regression_euclid_scoring_keeps_the_points(bank: FeatureBank) -> Non
     np.testing.assert_allclose(EmotionModel(heads).va_coordinates(q), q)
 
 
-def test_circumplex_score_prefers_the_farther_clip_in_the_text_direction(
-    trained: dict[str, Path],
-) -> None:
-    """A mildly sad text (just below and left of the centre): Euclidean distance prefers the
-    neutral clip next to it, the circumplex score the clearly sad clip further out."""
-    circ = EmotionModel(EmotionHeads.load(trained["va-regression"]))
-    text = np.asarray([[0.42, 0.44]], np.float32) - 0.5
-    clips = np.asarray([[0.5, 0.5], [0.1, 0.15], [0.8, 0.3]], np.float32) - 0.5
-    assert int(np.argmax(circ.score(text, clips))) == 1
-    dist = np.linalg.norm((text + 0.5) - (clips + 0.5), axis=1)
-    assert int(np.argmin(dist)) == 0
+def test_va_scorings_rank_a_mildly_sad_text_differently(bank: FeatureBank) -> None:
+    """A mildly sad text (just below and left of the centre) against a neutral clip next to
+    it, a clearly sad clip further out and a calm clip: Euclidean distance takes the neutral
+    clip, the circumplex and soft-quadrant scores the sad one."""
+    text = np.asarray([[0.42, 0.44]], np.float32)
+    clips = np.asarray([[0.5, 0.5], [0.1, 0.15], [0.8, 0.3]], np.float32)
+    best = {}
+    for scoring in ("euclid", "circumplex", "quadrants"):
+        heads = FAMILIES["va-regression"].train(
+            bank, replace(fast_config("va-regression"), va_scoring=scoring)
+        )
+        model = EmotionModel(heads)
+        best[scoring] = int(np.argmax(model.score(model.from_va(text), model.from_va(clips))))
+    assert best == {"euclid": 0, "circumplex": 1, "quadrants": 1}
 
 
 @pytest.mark.parametrize("name", ["metric-2branch", "metric-3branch", "word-regression"])
@@ -284,3 +322,22 @@ def test_metric_3branch_has_tag_branch(bank: FeatureBank, trained: dict[str, Pat
 def test_word_mapping_of_synthetic_bank(bank: FeatureBank) -> None:
     assert bank.word_mapping() == MAPPING
     assert bank.taxonomies["goemotions"] == ["anger", "joy", "sadness"]
+
+
+def test_prototype_diagnostic_of_a_circumplex_model_is_by_distance(
+    trained: dict[str, Path],
+) -> None:
+    """The inner product favours the prototype farthest out; the diagnostic classifier of a
+    circumplex model must take the nearest one in the plane."""
+    from storycue.evaluation.harness import nearest_prototype
+
+    model = EmotionModel(EmotionHeads.load(trained["va-regression"]))
+    va = np.asarray([[0.52, 0.52], [0.53, 0.51], [0.8, 0.8], [0.82, 0.78]], np.float32)
+    reference = model.from_va(va)
+    labels = ["near", "near", "far", "far"]
+    point = model.from_va(np.asarray([[0.54, 0.53]], np.float32))
+    assert nearest_prototype(model, point, reference, labels) == ["near"]
+    assert int(np.argmax(model.score(point, reference[[0, 2]]))) == 1  # dot picks "far"
+    np.testing.assert_allclose(model.va_coordinates(reference), va, atol=1e-5)
+    with pytest.raises(InvalidInputError):
+        model.va_coordinates(va)  # 2 values where the space has 4

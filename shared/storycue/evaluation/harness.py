@@ -410,13 +410,24 @@ def nearest_prototype(
     reference_labels: Sequence[str],
 ) -> list[str]:
     """The label of the nearest prototype (mean reference point of each label, by the
-    model's own score) of every row of ``points``. Unlabelled (``""``) rows are ignored."""
+    model's own score) of every row of ``points``. Unlabelled (``""``) rows are ignored.
+
+    Circumplex and soft-quadrant models (``va_centre``) rank by an inner product, which
+    favours the prototype farthest out rather than the nearest one; their points and
+    prototypes are compared by Euclidean distance in the valence-arousal plane instead, so
+    the diagnostic stays a classifier."""
     classes = sorted({lab for lab in reference_labels if lab})
     if not classes:
         raise InvalidInputError("nearest_prototype needs labelled reference points")
     labels = np.asarray(list(reference_labels), dtype=object)
-    protos = np.stack([np.asarray(reference)[labels == c].mean(axis=0) for c in classes])
-    best = np.argmax(model.score(points, protos), axis=1)
+    if model.info.va_centre is not None:
+        ref = model.va_coordinates(np.asarray(reference))
+        protos = np.stack([ref[labels == c].mean(axis=0) for c in classes])
+        pts = model.va_coordinates(np.asarray(points))
+        best = np.argmin(np.linalg.norm(pts[:, None, :] - protos[None, :, :], axis=2), axis=1)
+    else:
+        protos = np.stack([np.asarray(reference)[labels == c].mean(axis=0) for c in classes])
+        best = np.argmax(model.score(points, protos), axis=1)
     return [classes[int(i)] for i in best]
 
 
@@ -518,7 +529,7 @@ def model_diagnostics(
         notes["music_quadrant_accuracy_va_rule"] = "quadrant of the clip's (valence, arousal)"
         try:
             eb = emobank_reference or emobank_texts(settings, model.text_encoder)
-            pred_va = model.project_text_features(eb.features)[:, :2]
+            pred_va = model.va_coordinates(model.project_text_features(eb.features))
             corr = va_correlations(pred_va, cast(np.ndarray, eb.va))
             for d, axis in enumerate(("valence", "arousal")):
                 for kind in ("pearson", "spearman"):

@@ -380,7 +380,7 @@ def figure3(
     how = ""
     if tag_words and tag_features is not None:
         tags, how = tag_embeddings(model, np.asarray(tag_features, np.float32))
-    if t.shape[1] == 2:
+    if t.shape[1] == 2 or model.info.va_axes:
         music_xy, text_xy, tag_xy = m, t[sub], tags
         axes = ("axis 1", "axis 2")
         if model.info.va_axes:

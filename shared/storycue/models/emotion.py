@@ -55,7 +55,10 @@ class CheckpointInfo(BaseModel):
         description="Joint label vocabulary of classifier-based spaces (index = axis).",
     )
     va_axes: bool = Field(
-        default=False, description="True when the space's first two axes are valence, arousal."
+        default=False,
+        description="True when the space encodes valence and arousal: its first two axes, "
+        "or (va_centre / va_quadrant_sharpness) a map of them that "
+        "EmotionModel.va_coordinates() inverts.",
     )
     va_centre: float | None = Field(
         default=None,
@@ -67,6 +70,16 @@ class CheckpointInfo(BaseModel):
         "clip scores by how far it goes in the text's direction around the neutral point (the "
         "angle of Russell's circumplex) rather than by how close it lies to the text's point.",
     )
+    va_quadrant_sharpness: float | None = Field(
+        default=None,
+        gt=0.0,
+        description="Soft-quadrant scoring (needs va_centre): vectors are the four soft "
+        "memberships of the circumplex quadrants Q1..Q4, products of logistic functions "
+        "sigmoid(±k·offset) of each axis with this sharpness k, so the inner product of a "
+        "text's and a clip's vectors is the probability that both fall in the same quadrant "
+        "when each axis is read with logistic uncertainty of scale 1/k. The space has 4 "
+        "dimensions; the heads still output 2 (valence, arousal).",
+    )
     mood_words: list[str] = Field(default_factory=list)
     training: dict[str, Any] = Field(default_factory=dict)
     metrics: dict[str, Any] = Field(default_factory=dict)
@@ -77,7 +90,18 @@ class CheckpointInfo(BaseModel):
     def _circumplex_needs_va_dot(self) -> CheckpointInfo:
         if self.va_centre is not None and not (self.va_axes and self.distance == "dot"):
             raise ValueError("va_centre needs va_axes and distance 'dot' (circumplex scoring)")
+        if self.va_quadrant_sharpness is not None:
+            if self.va_centre is None:
+                raise ValueError("va_quadrant_sharpness needs va_centre")
+            if self.identity.dim != 4:
+                raise ValueError("a soft-quadrant space has 4 dimensions")
         return self
+
+    @property
+    def head_dim(self) -> int:
+        """What the text and audio heads output: the space's dimension, or 2 (valence,
+        arousal) for a soft-quadrant space, whose 4 axes are computed from them."""
+        return 2 if self.va_quadrant_sharpness is not None else self.identity.dim
 
 
 @dataclass
@@ -135,10 +159,10 @@ class EmotionHeads:
             )
             heads[role] = head.eval()
         for role in ("text", "audio"):
-            if role in heads and heads[role].space_dim != info.identity.dim:
+            if role in heads and heads[role].space_dim != info.head_dim:
                 raise ModelMismatchError(
-                    f"{path}: {role} head outputs {heads[role].space_dim}-d, identity says "
-                    f"{info.identity.dim}-d"
+                    f"{path}: {role} head outputs {heads[role].space_dim}-d, the checkpoint "
+                    f"says {info.head_dim}-d"
                 )
         return cls(info=info, heads=heads, mood_positions=tensors["mood_positions"].numpy())
 
@@ -323,21 +347,56 @@ class EmotionModel:
         return self._to_space(self._apply(self.heads.audio_head, features))
 
     def _to_space(self, head_out: np.ndarray) -> np.ndarray:
-        """Head outputs → space vectors: circumplex models subtract the neutral point."""
-        if self.info.va_centre is not None:
-            head_out = head_out.copy()
-            head_out[:, :2] -= np.float32(self.info.va_centre)
-        return head_out
+        """Head outputs → space vectors: circumplex models subtract the neutral point;
+        soft-quadrant models then map the offsets to the four quadrant memberships."""
+        centre, k = self.info.va_centre, self.info.va_quadrant_sharpness
+        if centre is None:
+            return head_out
+        off = np.asarray(head_out, np.float64).copy()
+        off[:, :2] -= centre
+        if k is None:
+            return off.astype(np.float32)
+        sv = 1.0 / (1.0 + np.exp(-k * off[:, 0]))  # P(valence above the centre)
+        sa = 1.0 / (1.0 + np.exp(-k * off[:, 1]))  # P(arousal above the centre)
+        quads = np.stack([sv * sa, (1 - sv) * sa, (1 - sv) * (1 - sa), sv * (1 - sa)], axis=1)
+        return quads.astype(np.float32)  # Q1 (+v +a), Q2 (-v +a), Q3 (-v -a), Q4 (+v -a)
+
+    def from_va(self, va: np.ndarray) -> np.ndarray:
+        """Space vectors of (valence, arousal) points ``(N, 2)`` in [0, 1], e.g. a mood a
+        user asks for; the inverse of :meth:`va_coordinates`."""
+        if not self.info.va_axes or self.info.head_dim != 2:
+            raise ModelMismatchError(
+                f"model {self.identity.key} is not a 2-d valence-arousal model"
+            )
+        x = np.asarray(va, np.float32)
+        if x.ndim != 2 or x.shape[1] != 2:
+            raise InvalidInputError(f"expected (valence, arousal) rows, got shape {x.shape}")
+        return self._to_space(x)
 
     def va_coordinates(self, vectors: np.ndarray) -> np.ndarray:
         """(valence, arousal) in [0, 1] of space vectors ``(N, d)`` of a valence-arousal
-        model (circumplex models store offsets from the neutral point; this adds it back)."""
+        model: the first two axes, plus the neutral point for circumplex models, or the
+        inverse of the soft-quadrant map (exact up to float precision within ±8/k of the
+        centre; memberships saturate beyond)."""
         if not self.info.va_axes:
             raise ModelMismatchError(f"model {self.identity.key} has no valence-arousal axes")
-        v = np.asarray(vectors, np.float32).reshape(-1, self.identity.dim)[:, :2].copy()
-        if self.info.va_centre is not None:
-            v += np.float32(self.info.va_centre)
-        return v
+        x = np.asarray(vectors, np.float64)
+        if x.ndim == 1:
+            x = x[None, :]
+        if x.ndim != 2 or x.shape[1] != self.identity.dim:
+            raise InvalidInputError(
+                f"expected vectors of {self.identity.dim} values, got shape {x.shape}"
+            )
+        centre, k = self.info.va_centre, self.info.va_quadrant_sharpness
+        if centre is None:
+            return x[:, :2].astype(np.float32)
+        if k is None:
+            return (x[:, :2] + centre).astype(np.float32)
+        eps = 1e-7
+        sv = np.clip(x[:, 0] + x[:, 3], eps, 1 - eps)
+        sa = np.clip(x[:, 0] + x[:, 1], eps, 1 - eps)
+        va = np.stack([np.log(sv / (1 - sv)), np.log(sa / (1 - sa))], axis=1) / k + centre
+        return va.astype(np.float32)
 
     @property
     def mood_space_positions(self) -> np.ndarray:

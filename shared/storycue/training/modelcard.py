@@ -52,6 +52,21 @@ def render_model_card(info: CheckpointInfo, sha256: str, extra: str = "") -> str
     ident = info.identity
     t = info.training
     axes = "valence, arousal" if info.va_axes else "learned"
+    distance = str(info.distance)
+    if info.va_centre is not None:
+        c = info.va_centre
+        distance = (
+            f"dot of the offsets from the neutral point ({c:g}, {c:g}) (circumplex score; "
+            f"vectors are valence − {c:g}, arousal − {c:g})"
+        )
+        if info.va_quadrant_sharpness is not None:
+            distance = (
+                f"dot of soft quadrant memberships (vectors: Q1..Q4 memberships, products of "
+                f"sigmoid(±{info.va_quadrant_sharpness:g}·(axis − {c:g})) over valence and "
+                "arousal; the score is the probability that text and clip share a quadrant)"
+            )
+    if info.va_quadrant_sharpness is not None:
+        axes = "soft quadrant memberships Q1..Q4 of a valence-arousal point"
     lines = [
         f"# Model card: `{ident.name}` {ident.version}",
         "",
@@ -59,7 +74,7 @@ def render_model_card(info: CheckpointInfo, sha256: str, extra: str = "") -> str
         "|---|---|",
         f"| family | {info.family} |",
         f"| embedding dimension | {ident.dim} ({axes}) |",
-        f"| distance | {info.distance} |",
+        f"| distance | {distance} |",
         f"| text encoder | {info.text_encoder} ({info.text_pooling} pooling, "
         f"{_tuning(info.text_encoder)}) |",
         f"| audio backbone | {info.audio_backbone} {info.audio_backbone_version} "

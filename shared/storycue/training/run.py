@@ -33,7 +33,7 @@ class TrainOptions:
     max_epochs: int | None = None
     text_sources: Sequence[str] | None = None
     music_target: str | None = None
-    #: VA family: ``circumplex`` (default) or ``euclid`` retrieval score.
+    #: VA family: ``quadrants`` (default), ``circumplex`` or ``euclid`` retrieval score.
     va_scoring: str | None = None
     audio_backbone: str | None = None
     #: A hub id, local folder or fine-tuned encoder (``<base>+ft-<digest>``).
@@ -94,9 +94,12 @@ def train_model(
     if options.va_scoring is not None:
         if fam.name != "va-regression":
             raise InvalidInputError("--va-scoring applies to the va-regression family only")
-        if options.va_scoring not in ("circumplex", "euclid"):
-            raise InvalidInputError("VA scoring must be circumplex or euclid")
-        cfg = replace(cfg, va_scoring=cast(Literal["circumplex", "euclid"], options.va_scoring))
+        if options.va_scoring not in ("quadrants", "circumplex", "euclid"):
+            raise InvalidInputError("VA scoring must be quadrants, circumplex or euclid")
+        cfg = replace(
+            cfg,
+            va_scoring=cast(Literal["quadrants", "circumplex", "euclid"], options.va_scoring),
+        )
     device = settings.torch_device()
     if text_encoder is None:
         text_encoder = TextEncoder(

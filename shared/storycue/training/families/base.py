@@ -501,9 +501,12 @@ class FamilyConfig:
     tag_loss_weight: float = 1.0
     # va-regression
     va_music_target: Literal["quadrant", "tags", "blend"] = "blend"
-    #: ``circumplex``: inner product of offsets from the neutral point (0.5, 0.5), stored
-    #: with distance ``dot``; ``euclid``: Euclidean distance between the points.
-    va_scoring: Literal["circumplex", "euclid"] = "circumplex"
+    #: ``quadrants``: inner product of soft circumplex-quadrant memberships (4-d space,
+    #: sharpness ``va_quadrant_sharpness``); ``circumplex``: inner product of the offsets
+    #: from the neutral point (0.5, 0.5); both stored with distance ``dot``. ``euclid``:
+    #: Euclidean distance between the points (checkpoints before 3.1.0).
+    va_scoring: Literal["quadrants", "circumplex", "euclid"] = "quadrants"
+    va_quadrant_sharpness: float = 10.0
     emobank_weight: float = 0.5
     # word-regression
     word_music_target: Literal["auto", "tags", "quadrant"] = "auto"

@@ -239,6 +239,7 @@ def checkpoint_info(
     vocabulary: Sequence[str] = (),
     va_axes: bool = False,
     va_centre: float | None = None,
+    va_quadrant_sharpness: float | None = None,
     extra: Mapping[str, Any] | None = None,
 ) -> CheckpointInfo:
     """The metadata every family checkpoint carries (metrics are left to the caller)."""
@@ -255,6 +256,7 @@ def checkpoint_info(
         vocabulary=list(vocabulary),
         va_axes=va_axes,
         va_centre=va_centre,
+        va_quadrant_sharpness=va_quadrant_sharpness,
         mood_words=list(bank.mood_words),
         training={
             "family": family,

@@ -1,13 +1,13 @@
 """The valence-arousal regression family over a feature bank.
 
-The same model as :func:`storycue.training.va.train_va` (both train their heads with
-:func:`storycue.training.va.fit_va_head`) (sigmoid heads regressing (valence,
-arousal) in [0, 1], weighted MSE with :func:`storycue.training.loop.fit_regression`, early
-stopping on validation loss, Euclidean retrieval), reading its targets from the bank:
-text targets are the NRC position of the label or EmoBank's rating (``TextPart.va``, built
-by :func:`storycue.training.va.text_training_set`), music targets the quadrant centre, the
+Sigmoid heads regress (valence, arousal) in [0, 1] (weighted MSE with
+:func:`storycue.training.loop.fit_regression` via :func:`storycue.training.va.fit_va_head`,
+early stopping on validation loss), reading their targets from the bank: text targets are
+the NRC position of the label or EmoBank's rating (``TextPart.va``, built by
+:func:`storycue.training.va.text_training_set`), music targets the quadrant centre, the
 mean NRC position of the clip's tags (``MusicPart.tag_va``, built by
-:func:`storycue.training.va.music_targets`) or their average (``va_music_target``).
+:func:`storycue.training.va.music_targets`) or their average (``va_music_target``). The
+points meet by soft-quadrant, circumplex or Euclidean scoring (``va_scoring``).
 """
 
 from __future__ import annotations
@@ -54,16 +54,22 @@ def music_va_targets(part: MusicPart, how: str) -> np.ndarray:
 
 
 class VARegressionFamily:
-    """Valence-arousal regression (2-d, sigmoid heads).
+    """Valence-arousal regression: sigmoid heads place texts and clips in [0, 1]².
 
-    Retrieval scores, by default, with the *circumplex* score: the inner product of the
-    text's and the clip's offsets from the neutral point (0.5, 0.5), so a clip ranks by how
-    far it goes in the text's direction around the centre (the angle of Russell's
-    circumplex, which is what the quadrant labels encode) instead of by how close it lies to
-    the text's point: a very sad clip is a better match for a mildly sad text than a neutral
-    one. ``va_scoring="euclid"`` keeps the Euclidean distance (checkpoints before 3.1.0).
-    On ISEAR validation queries against the 4Q validation clips, with the 3.0.0 heads, the
-    circumplex score gives P@5 / MRR / mAP .880 / .916 / .787 against .861 / .913 / .780.
+    How the points meet (``FamilyConfig.va_scoring``):
+
+    - ``quadrants`` (default): each point becomes its four soft memberships of the
+      circumplex quadrants (logistic in each axis around the neutral point, sharpness
+      ``va_quadrant_sharpness``); the inner product of two such vectors is the probability
+      that text and clip fall in the same quadrant. Saturating: a clip deep inside the
+      text's quadrant is not preferred much over one clearly inside it, and a clip near an
+      axis counts half for both sides.
+    - ``circumplex``: the inner product of the offsets from the neutral point, so a clip
+      ranks by how far it goes in the text's direction (linear, unbounded).
+    - ``euclid``: Euclidean distance between the points (checkpoints before 3.1.0); a
+      neutral clip next to a mildly sad text beats a clearly sad clip further out.
+
+    ``docs/results.md`` compares the three on validation.
     """
 
     name = "va-regression"
@@ -125,10 +131,13 @@ class VARegressionFamily:
             family=self.name,
             config=cfg,
             heads={"text": text_head.config, "audio": audio_head.config},
-            dim=2,
-            distance="dot" if cfg.va_scoring == "circumplex" else "euclid",
+            dim=4 if cfg.va_scoring == "quadrants" else 2,
+            distance="euclid" if cfg.va_scoring == "euclid" else "dot",
             va_axes=True,
-            va_centre=VA_CENTRE if cfg.va_scoring == "circumplex" else None,
+            va_centre=None if cfg.va_scoring == "euclid" else VA_CENTRE,
+            va_quadrant_sharpness=(
+                cfg.va_quadrant_sharpness if cfg.va_scoring == "quadrants" else None
+            ),
             history={"text": text_hist, "audio": audio_hist},
             extra={"text_examples": {"train": len(train.x), "validation": len(val.x)}},
         )
