@@ -341,3 +341,22 @@ def test_prototype_diagnostic_of_a_circumplex_model_is_by_distance(
     np.testing.assert_allclose(model.va_coordinates(reference), va, atol=1e-5)
     with pytest.raises(InvalidInputError):
         model.va_coordinates(va)  # 2 values where the space has 4
+
+
+def test_soft_quadrant_model_reads_the_nearest_mood_words(trained: dict[str, Path]) -> None:
+    """Words are read by distance in the VA plane: the inner product would name the most
+    extreme word of the quadrant ("furious") for a merely tense point."""
+    heads = EmotionHeads.load(trained["va-regression"])
+    words = ["calm", "furious", "tense"]
+    positions = np.asarray([[0.7, 0.2], [0.02, 0.99], [0.3, 0.78]], np.float32)
+    model = EmotionModel(
+        EmotionHeads(
+            info=heads.info.model_copy(update={"mood_words": words}),
+            heads=heads.heads,
+            mood_positions=positions,
+        )
+    )
+    point = model.from_va(np.asarray([[0.32, 0.75]], np.float32))[0]
+    assert model.read(point).mood_words == ["tense", "furious", "calm"]
+    by_dot = [words[i] for i in np.argsort(-(model.mood_space_positions @ point))]
+    assert by_dot[0] == "furious"

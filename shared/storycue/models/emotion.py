@@ -441,11 +441,18 @@ class EmotionModel:
 
     # ---- reading a point ------------------------------------------------------------------
     def read(self, vector: np.ndarray, n_words: int = 3) -> EmotionReading:
+        """Valence and arousal (models that have them) and the ``n_words`` nearest mood
+        words. Circumplex and soft-quadrant models read words by distance in the
+        valence-arousal plane: their inner product would name the most extreme words of the
+        point's quadrant rather than the ones that describe it."""
         v = np.asarray(vector, dtype=np.float32).reshape(-1)
         words: list[str] = []
         pos = self.mood_space_positions
         if pos.size and self.info.mood_words:
-            if self.distance == "cosine":
+            if self.info.va_centre is not None:
+                va = self.va_coordinates(v[None, :])[0]
+                d = np.linalg.norm(np.asarray(self.heads.mood_positions)[:, :2] - va, axis=1)
+            elif self.distance == "cosine":
                 d = -(pos @ (v / max(float(np.linalg.norm(v)), 1e-9)))
             elif self.distance == "dot":
                 d = -(pos @ v)
