@@ -504,7 +504,7 @@ class FamilyConfig:
     #: ``quadrants``: inner product of soft circumplex-quadrant memberships (4-d space,
     #: sharpness ``va_quadrant_sharpness``); ``circumplex``: inner product of the offsets
     #: from the neutral point (0.5, 0.5); both stored with distance ``dot``. ``euclid``:
-    #: Euclidean distance between the points (checkpoints before 3.1.0).
+    #: Euclidean distance between the points (va-regression 3.0.0 and earlier).
     va_scoring: Literal["quadrants", "circumplex", "euclid"] = "quadrants"
     va_quadrant_sharpness: float = 10.0
     emobank_weight: float = 0.5

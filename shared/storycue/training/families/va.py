@@ -66,7 +66,7 @@ class VARegressionFamily:
       axis counts half for both sides.
     - ``circumplex``: the inner product of the offsets from the neutral point, so a clip
       ranks by how far it goes in the text's direction (linear, unbounded).
-    - ``euclid``: Euclidean distance between the points (checkpoints before 3.1.0); a
+    - ``euclid``: Euclidean distance between the points (3.0.0 and earlier); a
       neutral clip next to a mildly sad text beats a clearly sad clip further out.
 
     ``docs/results.md`` compares the three on validation.
