@@ -46,6 +46,8 @@ def test_config_from_settings() -> None:
     assert cfg["task_acks_late"] is True and cfg["task_reject_on_worker_lost"] is True
     assert cfg["worker_prefetch_multiplier"] == 3
     assert cfg["broker_transport_options"]["visibility_timeout"] == 42
+    # a worker killed while it holds the restore lock blocks redelivery only this long
+    assert cfg["broker_transport_options"]["unacked_mutex_expire"] == 10
     assert [q.name for q in cfg["task_queues"]] == list(QUEUES)
     app = create_celery_app(s)
     task = app.tasks[TASK_MATCH_CHUNK]

@@ -98,6 +98,13 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             # whatever the visibility timeout; sweep every call, a few times per timeout.
             "unacked_restore_interval": max(1, min(10, round(q.visibility_timeout_s / 4))),
             "unacked_restore_throttle": 1,
+            # The sweep holds a Redis lock for a few milliseconds; kombu lets it expire only
+            # after 300 s, so a worker killed mid-sweep stops every redelivery for five
+            # minutes (tests/runtime/test_redis_redelivery.py; the likely cause of a fault
+            # test run whose SIGKILLed worker's chunk never came back within 240 s). Expire
+            # it after a few sweep intervals instead; the restore itself is a WATCHed
+            # transaction, so an overlapping sweep cannot deliver a message twice.
+            "unacked_mutex_expire": max(2, min(30, round(q.visibility_timeout_s / 4))),
             "confirm_publish": True,
         },
         "worker_cancel_long_running_tasks_on_connection_loss": True,
