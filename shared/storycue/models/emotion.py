@@ -447,17 +447,18 @@ class EmotionModel:
         point's quadrant rather than the ones that describe it."""
         v = np.asarray(vector, dtype=np.float32).reshape(-1)
         words: list[str] = []
-        pos = self.mood_space_positions
-        if pos.size and self.info.mood_words:
-            if self.info.va_centre is not None:
+        if self.heads.mood_positions.size and self.info.mood_words:
+            if self.info.va_centre is not None:  # stored positions are already VA points
                 va = self.va_coordinates(v[None, :])[0]
                 d = np.linalg.norm(np.asarray(self.heads.mood_positions)[:, :2] - va, axis=1)
-            elif self.distance == "cosine":
-                d = -(pos @ (v / max(float(np.linalg.norm(v)), 1e-9)))
-            elif self.distance == "dot":
-                d = -(pos @ v)
             else:
-                d = np.linalg.norm(pos - v[None, :], axis=1)
+                pos = self.mood_space_positions
+                if self.distance == "cosine":
+                    d = -(pos @ (v / max(float(np.linalg.norm(v)), 1e-9)))
+                elif self.distance == "dot":
+                    d = -(pos @ v)
+                else:
+                    d = np.linalg.norm(pos - v[None, :], axis=1)
             words = [self.info.mood_words[i] for i in np.argsort(d, kind="stable")[:n_words]]
         if self.info.va_axes:
             valence, arousal = self.va_coordinates(v[None, :])[0]
