@@ -304,7 +304,26 @@ class IngestConsumer:
         )
 
     def _commit(self, tp: TopicPartition, next_offset: int) -> None:
-        self.consumer.commit({tp: OffsetAndMetadata(next_offset, "", -1)})
+        """Commit ``next_offset``, retrying with backoff while the broker or the group's
+        coordinator cannot be reached: a broker restart must not end the consumer (it did,
+        when the restart fell between a message's writes and its commit). A commit the group
+        refuses (a rebalance moved the partition) or one still failing when :meth:`stop` is
+        asked is given up: the record is read again, and handling it again is idempotent."""
+        q = self.settings.queue
+        attempt = 0
+        while True:
+            try:
+                self.consumer.commit({tp: OffsetAndMetadata(next_offset, "", -1)})
+                return
+            except KafkaError as exc:
+                where = {"topic": tp.topic, "partition": tp.partition, "offset": next_offset}
+                if not getattr(exc, "retriable", False) or self._stop.is_set():
+                    log.warning("offset_commit_given_up", **where, error=str(exc))
+                    return
+                attempt += 1
+                delay = min(q.task_retry_backoff_max_s, q.task_retry_backoff_s * 2**attempt)
+                log.warning("offset_commit_retry", **where, attempt=attempt, error=str(exc))
+                self._sleep(delay)
 
     def _report_lag(self, tp: TopicPartition) -> None:
         try:
