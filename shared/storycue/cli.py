@@ -11,6 +11,7 @@ import csv
 import json
 import math
 import sys
+import time
 import wave
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -37,31 +38,14 @@ out = Console()
 err = Console(stderr=True)
 log = get_logger("storycue.cli")
 
-#: Three short public-domain excerpts used by ``storycue demo``.
-DEMO_STORIES: dict[str, str] = {
-    "The Tell-Tale Heart (Poe, 1843)": (
-        "It grew louder—louder—louder! And still the men chatted pleasantly, and smiled. "
-        "Was it possible they heard not? Almighty God!—no, no! They heard!—they suspected!—"
-        "they knew!—they were making a mockery of my horror! Anything was better than this "
-        "agony! I could bear those hypocritical smiles no longer! I felt that I must scream "
-        "or die!"
-    ),
-    "The Little Match Girl (Andersen, 1845)": (
-        "In the cold morning hour, in a corner between two houses, sat the poor girl with rosy "
-        "cheeks and with a smiling mouth, leaning against the wall—frozen to death on the "
-        "last evening of the old year. Stiff and stark sat the child there with her matches, "
-        "of which one bundle had been burnt. No one had the slightest suspicion of what "
-        "beautiful things she had seen."
-    ),
-    "A Christmas Carol (Dickens, 1843)": (
-        "Running to the window, he opened it, and put out his head. No fog, no mist; clear, "
-        "bright, jovial, stirring, cold; cold, piping for the blood to dance to; Golden "
-        "sunlight; Heavenly sky; sweet fresh air; merry bells. Oh, glorious! Glorious! "
-        '"What\'s to-day?" cried Scrooge. "I don\'t know what to do!" cried Scrooge, laughing '
-        'and crying in the same breath. "I am as light as a feather, I am as happy as an '
-        'angel, I am as merry as a schoolboy."'
-    ),
-}
+#: Stories of the story set (``resources/stories.jsonl``) that ``storycue demo`` cues, each
+#: a few scenes whose mood turns.
+DEMO_STORIES: tuple[str, ...] = (
+    "A Christmas Carol",
+    "The Little Match Girl",
+    "The Ugly Duckling",
+    "The Tell-Tale Heart",
+)
 
 
 def _settings() -> Settings:
@@ -78,15 +62,34 @@ def _progress(enabled: bool = True) -> Iterator[Progress]:
         MofNCompleteColumn(),
         TimeRemainingColumn(),
     )
-    with Progress(*columns, console=err, disable=not enabled, transient=False) as progress:
+    # Bars on a terminal; elsewhere (a log file, CI) the reporter writes plain lines.
+    disable = not enabled or not err.is_terminal
+    with Progress(*columns, console=err, disable=disable, transient=False) as progress:
         yield progress
 
 
+#: Plain progress lines (stderr not a terminal): at most one per stage every this many
+#: seconds, plus every 10 % and the last step.
+PLAIN_PROGRESS_SECONDS = 5.0
+
+
 def _stage_reporter(progress: Progress) -> Callable[[str, int, int], None]:
-    """A ``(stage, done, total)`` callback showing one progress bar per stage."""
+    """A ``(stage, done, total)`` callback showing one progress bar per stage on stderr, or
+    plain ``stage: done/total`` lines there when stderr is not a terminal (always on stderr,
+    so ``--json`` output on stdout stays clean)."""
     tasks: dict[str, Any] = {}
+    plain: dict[str, tuple[float, int]] = {}
 
     def report(what: str, done: int, total: int) -> None:
+        if progress.disable:
+            if not progress.console.is_terminal:
+                now = time.monotonic()
+                last_t, last_decile = plain.get(what, (-1e9, -1))
+                decile = int(10 * done / max(total, 1))
+                if done >= total or decile > last_decile or now - last_t >= PLAIN_PROGRESS_SECONDS:
+                    plain[what] = (now, decile)
+                    err.print(f"{what}: {done}/{total}", highlight=False)
+            return
         if what not in tasks:
             tasks[what] = progress.add_task(what, total=total)
         progress.update(tasks[what], completed=done)
@@ -274,7 +277,8 @@ def demo(
     limit: Annotated[int, typer.Option(help="Ingest at most this many clips (0 = all).")] = 200,
     top_k: Annotated[int, typer.Option("--top-k", "-k", min=1)] = 3,
 ) -> None:
-    """Ingest a music folder and print cue sheets for three built-in story excerpts."""
+    """Ingest a music folder and print cue sheets for four public-domain stories whose mood
+    turns from scene to scene (passages of storycue's story set)."""
     settings = _settings()
     synthetic = False
     if folder is None:
@@ -293,10 +297,18 @@ def demo(
         limit=limit,
         json_out=False,
     )
-    for i, (title, story) in enumerate(DEMO_STORIES.items(), start=2):
-        out.print(f"\n[bold]{i}. {title}[/]")
+    from storycue.evaluation.stories import load_story_set, stories_of, story_text
+
+    stories = stories_of(load_story_set())
+    for i, title in enumerate(DEMO_STORIES, start=2):
+        scenes = stories[title]
+        first = scenes[0]
+        out.print(
+            f"\n[bold]{i}. {title}[/] ({first.author}, {first.year}; {len(scenes)} scenes, "
+            "one paragraph each)"
+        )
         match(
-            text=story,
+            text=story_text(scenes),
             file=None,
             top_k=top_k,
             catalogue="demo-synthetic" if synthetic else "demo",
@@ -331,8 +343,25 @@ def train(
         str | None,
         typer.Option(
             help="VA family: retrieval score quadrants (soft circumplex-quadrant memberships; "
-            "the default), circumplex (inner product of the offsets from the neutral point) "
-            "or euclid (distance between the points)."
+            "the default), proximity (quadrants minus a weight times the squared distance of "
+            "the points, so clips of a quadrant rank by closeness), circumplex (inner "
+            "product of the offsets from the neutral point) or euclid (distance between the "
+            "points)."
+        ),
+    ] = None,
+    va_proximity: Annotated[
+        float | None,
+        typer.Option(help="VA family, --va-scoring proximity: weight of the distance term."),
+    ] = None,
+    emobank_weight: Annotated[
+        float | None,
+        typer.Option(help="VA family: weight of EmoBank's sentences in the text head's loss."),
+    ] = None,
+    emobank_stretch: Annotated[
+        float | None,
+        typer.Option(
+            help="VA family: multiply EmoBank ratings' offsets from the neutral point by this "
+            "(1 = as rated), putting prose on the scale of the labelled texts."
         ),
     ] = None,
     text_sources: Annotated[
@@ -423,6 +452,9 @@ def train(
         va_scoring=va_scoring,
         audio_backbone=audio_backbone,
         text_encoder=text_encoder,
+        va_proximity=va_proximity,
+        emobank_weight=emobank_weight,
+        emobank_stretch=emobank_stretch,
     )
     try:
         encoder = TextEncoder(
@@ -454,6 +486,17 @@ def train(
                     metrics[f"{qs}->4q-{part}"] = {
                         m: r["macro"] for m, r in rep["mappings"].items()
                     } | {"diagnostics": rep["diagnostics"]}
+            if heads.info.va_axes:
+                from storycue.evaluation.continuous import continuous_report
+
+                metrics["reading"] = {}
+                for part in ("validation", "test"):
+                    rows = continuous_report(model, settings, part=part)["rows"]  # type: ignore[arg-type]
+                    metrics["reading"][part] = {
+                        key: {name: {k: v for k, v in res.items() if not k.endswith("ci95")}
+                              for name, res in row["sets"].items()}
+                        for key, row in rows.items()
+                    }  # fmt: skip
             heads.info.metrics = metrics
         ident = heads.info.identity
         path = output or (settings.home / "models" / f"{ident.name}-{ident.version}.safetensors")
@@ -465,6 +508,15 @@ def train(
     card = write_model_card(heads.info, path, sha)
     out.print(f"saved {path} (sha256 {sha[:12]}…) and its model card {card}")
     for key, res in heads.info.metrics.items():
+        if key == "reading":
+            for part, rows in res.items():
+                m, p = rows["model"]["sentences"], rows["probe"]["sentences"]
+                out.print(
+                    f"  EmoBank {part}: valence r {m['valence_pearson']:.3f} (probe "
+                    f"{p['valence_pearson']:.3f}), arousal r {m['arousal_pearson']:.3f} (probe "
+                    f"{p['arousal_pearson']:.3f})"
+                )
+            continue
         line = ", ".join(
             f"{m} P@5 {r['p@5']:.3f} MRR {r['mrr']:.3f} mAP {r['ap']:.3f}"
             for m, r in res.items()
@@ -528,6 +580,22 @@ def evaluate(
             help="Write the paper's Figure 3 (VA plane, UMAP/2-D space) as PNGs in this folder."
         ),
     ] = None,
+    continuous: Annotated[
+        bool,
+        typer.Option(
+            "--continuous/--no-continuous",
+            help="Also score how the text side reads prose: valence/arousal against EmoBank "
+            "ratings (sentences, fiction, 3- and 6-sentence scenes) beside the frozen-encoder "
+            "ridge probe, and arousal in matching.",
+        ),
+    ] = True,
+    stories: Annotated[
+        str | None,
+        typer.Option(
+            help="A story set (JSON lines: id, text, quadrant, valence, arousal) to report "
+            "agreement with its intended moods; 'builtin' for storycue's own set.",
+        ),
+    ] = None,
 ) -> None:
     """Score models on labelled query sets against a gallery (../shared/EVALUATION.md).
 
@@ -559,6 +627,8 @@ def evaluate(
                 json_out=json_out,
                 output=output,
                 plots=plots,
+                continuous=continuous,
+                stories=_story_set(stories),
             )
             return
         result = _evaluate_one(
@@ -571,6 +641,8 @@ def evaluate(
             mappings=mappings,
             json_out=json_out,
             plots=plots,
+            continuous=continuous,
+            stories=_story_set(stories),
         )
         if output is not None:
             output.parent.mkdir(parents=True, exist_ok=True)
@@ -597,8 +669,21 @@ def evaluate(
         out.print(f"{k}: {v:.3f}")
     for k, v in result.get("diagnostics_notes", {}).items():
         out.print(f"  ({k}: {v})", style="dim")
+    if "continuous" in result:
+        from storycue.evaluation.report import render_reading
+
+        out.print(render_reading(result), markup=False, highlight=False)
     if output is not None:
         out.print(f"wrote {output}")
+
+
+def _story_set(spec: str | None) -> list[Any] | None:
+    """``--stories``: None, ``builtin`` (storycue's set) or a JSON-lines file."""
+    if spec is None:
+        return None
+    from storycue.evaluation.stories import load_story_set
+
+    return load_story_set(None if spec == "builtin" else Path(spec))
 
 
 def _evaluate_one(
@@ -612,6 +697,8 @@ def _evaluate_one(
     mappings: tuple[str, ...],
     json_out: bool,
     plots: Path | None,
+    continuous: bool = True,
+    stories: list[Any] | None = None,
 ) -> dict[str, Any]:
     """``storycue evaluate`` for one model and query set: the harness report."""
     from storycue.evaluation.harness import evaluate as run_evaluation
@@ -626,7 +713,7 @@ def _evaluate_one(
         musicnn_weights_dir=settings.musicnn_weights_dir,
     )
     backbone = emo.audio_backbone()
-    with _progress(not json_out) as progress:
+    with _progress() as progress:
         report = _stage_reporter(progress)
 
         if gallery is not None and metadata is not None:
@@ -640,6 +727,9 @@ def _evaluate_one(
             gal,
             settings,
             mappings=mappings,  # type: ignore[arg-type]
+            reading=continuous,
+            reading_part="test" if split == "test" else "validation",
+            stories=stories,
         )
     if plots is not None:
         from storycue.evaluation.plots import model_figure3
@@ -661,6 +751,8 @@ def _evaluate_table(
     json_out: bool,
     output: Path | None,
     plots: Path | None,
+    continuous: bool = True,
+    stories: list[Any] | None = None,
 ) -> None:
     """``storycue evaluate --table``: several models + the bridge baseline, Table-3 style."""
     from storycue.evaluation.harness import QUERY_SETS
@@ -676,7 +768,7 @@ def _evaluate_table(
         f"storycue evaluate --models {','.join(names)} --queries {','.join(qsets)} "
         f"--split {split} --mapping {mapping}" + ("" if baseline else " --no-baseline")
     )
-    with _progress(not json_out) as progress:
+    with _progress() as progress:
         report = _stage_reporter(progress)
 
         results = evaluate_table(
@@ -687,6 +779,8 @@ def _evaluate_table(
             mappings=mappings,  # type: ignore[arg-type]
             baseline=baseline,
             progress=report,
+            reading=continuous,
+            stories=stories,
         )
     markdown = render_table(results, query_sets=qsets, command=command)
     if output is not None:

@@ -110,8 +110,14 @@ def test_demo_runs_end_to_end_on_synthetic_clips(env: Path) -> None:
     result = runner.invoke(app, ["demo", "--top-k", "2"])
     assert result.exit_code == 0, result.output
     assert "SYNTHETIC" in result.stdout
-    assert result.stdout.count("synthetic-") >= 6  # two tracks for each of three stories
-    assert "Tell-Tale Heart" in result.stdout
+    for title in ("A Christmas Carol", "The Little Match Girl", "The Ugly Duckling",
+                  "The Tell-Tale Heart"):  # fmt: skip
+        assert title in result.stdout
+    # Multi-scene cue sheets: every scene of the four stories (5 + 3 + 4 + 3) is cued,
+    # two tracks each.
+    assert result.stdout.count("    emotion: ") == 15
+    assert result.stdout.count("synthetic-") >= 30
+    assert "[5] Running to the window" in result.stdout
 
 
 def test_spread_takes_files_evenly_across_folders() -> None:
@@ -119,3 +125,22 @@ def test_spread_takes_files_evenly_across_folders() -> None:
     picked = spread(files, 6)
     assert len(picked) == 6
     assert {p.parent.name for p in picked} == {"Q1", "Q2", "Q3", "Q4"}
+
+
+def test_progress_without_a_terminal_is_plain_lines_on_stderr(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`evaluate --json` on a long gallery: progress goes to stderr as plain lines (no
+    terminal in a log or CI), at most one per tenth plus the last, stdout stays clean."""
+    from storycue.cli import _progress, _stage_reporter
+
+    with _progress() as progress:
+        report = _stage_reporter(progress)
+        for done in range(1, 249):
+            report("gallery audio features", done, 248)
+    captured = capsys.readouterr()
+    lines = [ln for ln in captured.err.splitlines() if ln.startswith("gallery audio features")]
+    assert captured.out == ""
+    assert lines[0] == "gallery audio features: 1/248"
+    assert lines[-1] == "gallery audio features: 248/248"
+    assert 10 <= len(lines) <= 13

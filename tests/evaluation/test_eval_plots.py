@@ -105,3 +105,28 @@ def test_umap_space_for_a_learned_space(tmp_path: Path, request: pytest.FixtureR
     )
     assert [p.name for p in paths] == ["space-umap.png"]
     assert_png(paths[0])
+
+
+def test_a_gallery_named_by_a_path_gives_flat_file_names(tmp_path: Path) -> None:
+    from storycue.evaluation.plots import file_slug
+
+    assert file_slug("4q-test") == "4q-test"
+    slug = file_slug("/a/b")
+    assert slug.startswith("b-") and "/" not in slug and len(slug) == len("b-") + 8
+    assert file_slug("/a/b") != file_slug("/c/b")  # two folders called b do not collide
+    assert "/" not in file_slug("/music/my songs/") and file_slug("/").startswith("gallery-")
+    rng = np.random.default_rng(0)
+    _, labels, feats = make_texts(20, rng)
+    gallery = make_gallery(8, rng, "toy")
+    model = va_model()
+    paths = figure3(
+        model,
+        model.project_text_features(feats),
+        labels,
+        model.project_audio_features(gallery.features["features"]),
+        gallery.quadrants,
+        tmp_path,
+        name="va-regression-4.0.0-isear-test-/data/music/gallery",
+    )
+    assert all(p.parent == tmp_path for p in paths), paths
+    assert paths[0].name.startswith("va-regression-4.0.0-isear-test-gallery-")

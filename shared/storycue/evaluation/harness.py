@@ -227,13 +227,20 @@ def evaluate(
     text_reference: LabelledFeatures | None = None,
     music_reference: Gallery | None = None,
     emobank_reference: LabelledFeatures | None = None,
+    reading: bool = False,
+    reading_part: Literal["validation", "test"] = "test",
+    stories: Sequence[Any] | None = None,
 ) -> dict[str, Any]:
     """Score ``model`` on ``queries`` against ``gallery``; a JSON-ready report.
 
     With ``diagnostics`` the per-side diagnostics of the module docstring are added. Their
     reference data default to the real datasets (:func:`query_training_texts`, the 4Q train
     part, :func:`emobank_texts`); pass ``text_reference`` / ``music_reference`` /
-    ``emobank_reference`` to use other data (tests, other corpora).
+    ``emobank_reference`` to use other data (tests, other corpora). With ``reading`` the
+    report gains how the model reads prose (:mod:`storycue.evaluation.continuous`):
+    ``continuous`` (EmoBank ``reading_part`` against the frozen-encoder probe),
+    ``matching`` (arousal in matching against ``gallery``) and, given ``stories``
+    (:mod:`storycue.evaluation.stories` passages), ``stories``.
     """
     from storycue.training.features import text_features
 
@@ -278,6 +285,12 @@ def evaluate(
         )
         report["diagnostics"] = diag
         report["diagnostics_notes"] = notes
+    if reading or stories is not None:
+        from storycue.evaluation.continuous import text_reading_section
+
+        report.update(
+            text_reading_section(model, gallery, g, settings, part=reading_part, stories=stories)
+        )
     return report
 
 

@@ -334,6 +334,20 @@ def tag_embeddings(model: Any, tag_features: np.ndarray) -> tuple[np.ndarray, st
     return np.asarray(model.project_text_features(feats), np.float32), "text head"
 
 
+def file_slug(name: str) -> str:
+    """``name`` as one safe piece of a file name: a gallery named by a folder path
+    (``/a/b``) becomes its last part plus a short hash of the whole (``b-1a2b3c4d``), so
+    plots never land in nested folders and two folders called ``b`` do not collide."""
+    import hashlib
+    import re
+
+    piece = re.sub(r"[^A-Za-z0-9._-]+", "-", name.rstrip("/").rsplit("/", 1)[-1]).strip("-.")
+    if piece == name:
+        return name
+    digest = hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()[:8]
+    return f"{piece or 'gallery'}-{digest}"
+
+
 def figure3(
     model: Any,
     text_embedded: npt.ArrayLike,
@@ -358,6 +372,7 @@ def figure3(
     t = np.asarray(text_embedded, np.float32)
     m = np.asarray(music_embedded, np.float32)
     ident = model.identity
+    name = "-".join(file_slug(p) for p in name.split("-")) if "/" in name else name
     stem = f"{name}-" if name and not name.endswith("-") else name
     title = f"{ident.name} {ident.version} ({model.info.family})"
     paths: list[Path] = []
@@ -447,7 +462,7 @@ def model_figure3(
         out_dir,
         tag_words=tags,
         tag_features=tag_feats,
-        name=f"{ident.name}-{ident.version}-{queries.name}-{gallery.name}",
+        name=f"{ident.name}-{ident.version}-{queries.name}-{file_slug(gallery.name)}",
         random_state=random_state,
         max_text_points=max_text_points,
     )

@@ -14,7 +14,7 @@ whole grid (several checkpoints + the baseline) on the real data; ``storycue eva
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Literal
 
 from storycue.config import Settings
 from storycue.errors import InvalidInputError
@@ -165,7 +165,158 @@ def render_table(
     out = [f"### {title}", "", *_table(header, body), "", *caption(results, command)]
     if diagnostics:
         out += ["", render_diagnostics(results, query_sets=qsets)]
+    if any("continuous" in r for r in results):
+        out += ["", render_reading_table(results)]
     return "\n".join(out) + "\n"
+
+
+_READING_SETS: tuple[tuple[str, str], ...] = (
+    ("sentences", "sentences"),
+    ("fiction", "fiction"),
+    ("fiction-scenes-3", "3-sent. scenes"),
+    ("fiction-scenes-6", "6-sent. scenes"),
+)
+
+
+def _reading_rows(
+    continuous: dict[str, Any],
+) -> list[tuple[str, dict[str, Any] | None, str]]:
+    """(label, sets or None, reason) of the model row and the probe row of a section."""
+    rows: list[tuple[str, dict[str, Any] | None, str]] = []
+    for key in ("model", "probe"):
+        row = continuous["rows"].get(key)
+        if row is None:
+            continue
+        label = row["name"] if key == "model" else f"{row['name']} (baseline)"
+        if not row.get("available", False):
+            rows.append((label, None, str(row.get("reason", ""))))
+        else:
+            rows.append((label, row["sets"], ""))
+    return rows
+
+
+def render_reading_table(results: Sequence[dict[str, Any]]) -> str:
+    """Markdown: how each model's text side reads prose (EmoBank ratings, Pearson r and
+    Spearman ρ for valence and arousal per set), the frozen-encoder probe last, and the
+    arousal-in-matching measures."""
+    sections = [r for r in results if "continuous" in r]
+    if not sections:
+        raise InvalidInputError("no report carries a continuous section")
+    header = ["model"]
+    for _key, title in _READING_SETS:
+        header += [f"{title} V r", f"{title} A r", f"{title} V ρ", f"{title} A ρ"]
+    body: list[list[str]] = []
+    notes: list[str] = []
+    probe_done = False
+    for rep in sections:
+        for label, sets, reason in _reading_rows(rep["continuous"]):
+            if label.endswith("(baseline)"):
+                if probe_done:
+                    continue
+                probe_done = True
+            if sets is None:
+                body.append([label, *(["–"] * (len(header) - 1))])
+                notes.append(f"{label}: {reason}.")
+                continue
+            cells = [label]
+            for key, _title in _READING_SETS:
+                res = sets.get(key)
+                for stat in ("valence_pearson", "arousal_pearson", "valence_spearman",
+                             "arousal_spearman"):  # fmt: skip
+                    cells.append(_fmt(res[stat], False) if res else "–")
+            body.append(cells)
+    first = sections[0]["continuous"]
+    counts = ", ".join(f"{k} {v['count']}" for k, v in first["sets"].items())
+    probe = first["probe"]
+    lines = [
+        "#### Reading prose: valence and arousal against EmoBank ratings",
+        "",
+        *_table(header, body),
+        "",
+        f"EmoBank {first['part']} ({counts}); scenes are non-overlapping windows of "
+        "consecutive fiction sentences of one document, joined, against their mean rating. "
+        f"Baseline: ridge regression on the frozen {probe['encoder']} (alpha {probe['alpha']:g}, "
+        f"chosen on {probe['alpha_chosen_on']}; trained on {probe['trained_on']}).",
+        *notes,
+    ]
+    matching = [(row_label(r), r.get("matching", {})) for r in sections]
+    m_rows = [
+        (label, m["emobank"]) for label, m in matching if m.get("available") and "emobank" in m
+    ]
+    if m_rows:
+        lines += [
+            "",
+            "#### Arousal in matching (EmoBank sentences against the gallery)",
+            "",
+            *_table(
+                [
+                    "model",
+                    "within-quadrant ρ",
+                    "high-arousal top-5 in Q1/Q2",
+                    "low-arousal top-5 in Q3/Q4",
+                ],
+                [
+                    [
+                        label,
+                        _fmt(m["within_quadrant_spearman"], False),
+                        f"{_fmt(m['high_arousal_top5_q12'], False)} ({m['high_arousal_queries']})",
+                        f"{_fmt(m['low_arousal_top5_q34'], False)} ({m['low_arousal_queries']})",
+                    ]
+                    for label, m in m_rows
+                ],
+            ),
+            "",
+            "within-quadrant ρ: mean Spearman correlation, over the clips of the quadrant a "
+            "sentence's reading falls in, of the model's score with closeness to the clip's "
+            "tag-derived valence-arousal (AllMusic tags placed with NRC VAD). High (low) "
+            "arousal: EmoBank arousal ≥ 3.5 (≤ 2.5), count in brackets; the share of their "
+            "top-5 clips in Q1/Q2 (Q3/Q4).",
+        ]
+    return "\n".join(lines)
+
+
+def render_reading(report: dict[str, Any]) -> str:
+    """Plain-text summary of one report's reading sections (``storycue evaluate``)."""
+    lines = ["", "Reading prose (EmoBank " + str(report["continuous"]["part"]) + "):"]
+    for label, sets, reason in _reading_rows(report["continuous"]):
+        if sets is None:
+            lines.append(f"  {label}: {reason}")
+            continue
+        lines.append(f"  {label}")
+        for key, res in sets.items():
+            lines.append(
+                f"    {key:<18} n={res['n']:<5} valence r {res['valence_pearson']:.3f} "
+                f"ρ {res['valence_spearman']:.3f}   arousal r {res['arousal_pearson']:.3f} "
+                f"ρ {res['arousal_spearman']:.3f}"
+            )
+    m = report.get("matching", {})
+    if m.get("available") and "emobank" in m:
+        e = m["emobank"]
+        lines.append(
+            f"Arousal in matching: within-quadrant ρ {e['within_quadrant_spearman']:.3f}; "
+            f"high-arousal sentences' top-5 in Q1/Q2 {e['high_arousal_top5_q12']:.3f} "
+            f"({e['high_arousal_queries']}); low-arousal top-5 in Q3/Q4 "
+            f"{e['low_arousal_top5_q34']:.3f} ({e['low_arousal_queries']})"
+        )
+    elif m:
+        lines.append(f"Arousal in matching: {m.get('reason', 'unavailable')}")
+    st = report.get("stories")
+    if st and st.get("available"):
+        for key in ("model", "probe"):
+            r = st[key]
+            lines.append(
+                f"Stories ({st['count']}), {r['name']}: quadrant {r['quadrant_agreement']:.3f}, "
+                f"valence side {r['valence_side_agreement']:.3f}, arousal side "
+                f"{r['arousal_side_agreement']:.3f}, valence r {r['valence_pearson']:.3f}, "
+                f"arousal r {r['arousal_pearson']:.3f}"
+            )
+        if "top5_intended_quadrant" in st:
+            lines.append(
+                f"  top-5 clips in the intended quadrant: {st['top5_intended_quadrant']:.3f}"
+            )
+    elif st:
+        lines.append(f"Stories: {st.get('reason', 'unavailable')}")
+    return "\n".join(lines)
 
 
 def render_diagnostics(
@@ -214,6 +365,8 @@ def evaluate_table(
     mappings: Sequence[MappingName] = MAPPINGS,
     baseline: bool = True,
     progress: Progress | None = None,
+    reading: bool = False,
+    stories: Sequence[Any] | None = None,
 ) -> list[dict[str, Any]]:
     """Evaluate each model (name or checkpoint path) and, with ``baseline``, the bridge
     baseline on every query set against one 4Q split part; the reports, in row order.
@@ -281,10 +434,18 @@ def evaluate_table(
     results: list[dict[str, Any]] = []
     total = len(query_sets) * (len(loaded) + int(baseline))
     done = 0
-    for qs in query_sets:
+    part: Literal["validation", "test"] = "test" if split == "test" else "validation"
+    for n, qs in enumerate(query_sets):
         queries = load_queries(qs, settings)
         for model in loaded:
-            results.append(evaluate(model, queries, gallery, settings, mappings=mappings))
+            # How a model reads prose does not depend on the query set: once per model.
+            results.append(
+                evaluate(
+                    model, queries, gallery, settings, mappings=mappings,
+                    reading=reading and n == 0, reading_part=part,
+                    stories=stories if n == 0 else None,
+                )
+            )  # fmt: skip
             done += 1
             if progress is not None:
                 progress("evaluations", done, total)

@@ -1,0 +1,160 @@
+"""The continuous-emotion evaluation: EmoBank sets, scenes, correlations, the probe, and
+arousal in matching."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from storycue.data.emobank import EmoBankRecord, load_emobank
+from storycue.errors import InvalidInputError
+from storycue.evaluation.continuous import (
+    RatedTexts,
+    correlations,
+    emobank_document,
+    emobank_sets,
+    read_passages,
+    scene_windows,
+)
+
+
+def _rec(doc: str, start: int, v: float, a: float, genre: str = "fiction") -> EmoBankRecord:
+    return EmoBankRecord(
+        id=f"{doc}_{start}_{start + 10}",
+        split="test",
+        valence=v,
+        arousal=a,
+        dominance=3.0,
+        text=f"{doc} sentence at {start}.",
+        genre=genre,
+    )
+
+
+def test_emobank_ids_carry_document_and_offsets() -> None:
+    assert emobank_document("The_Black_Willow_10020_10171") == ("The_Black_Willow", 10020, 10171)
+    assert emobank_document("a_1_2") == ("a", 1, 2)
+    with pytest.raises(InvalidInputError):
+        emobank_document("no-offsets-here")
+
+
+def test_scene_windows_are_consecutive_non_overlapping_and_per_document() -> None:
+    # Out of order on purpose: windows follow the character offsets, not the file order.
+    recs = [_rec("B", s, 3, 3) for s in (50, 10, 30, 40, 20)]
+    recs += [_rec("A", s, 2, 2) for s in (5, 1, 3, 2, 4, 6, 7)]
+    windows = scene_windows(recs, 3)
+    starts = [[emobank_document(r.id)[1] for r in w] for w in windows]
+    docs = [{emobank_document(r.id)[0] for r in w} for w in windows]
+    assert starts == [[1, 2, 3], [4, 5, 6], [10, 20, 30]]  # A's tail (7) and B's (40, 50) dropped
+    assert all(len(d) == 1 for d in docs)
+    assert scene_windows(recs, 1)[0][0].id.startswith("A_1_")
+    with pytest.raises(InvalidInputError):
+        scene_windows(recs, 0)
+
+
+def test_correlations_are_exact_and_bootstrap_is_deterministic() -> None:
+    rng = np.random.default_rng(3)
+    truth = rng.random((60, 2))
+    pred = np.stack([2 * truth[:, 0] + 1, -truth[:, 1]], axis=1)
+    c = correlations(pred, truth, bootstrap=200)
+    assert c["n"] == 60
+    assert c["valence_pearson"] == pytest.approx(1.0)
+    assert c["valence_spearman"] == pytest.approx(1.0)
+    assert c["arousal_pearson"] == pytest.approx(-1.0)
+    lo, hi = c["arousal_spearman_ci95"]
+    assert lo == pytest.approx(-1.0) and hi == pytest.approx(-1.0)
+    noisy = truth + rng.normal(0, 0.3, truth.shape)
+    a, b = correlations(noisy, truth, bootstrap=200), correlations(noisy, truth, bootstrap=200)
+    assert a == b
+    assert a["valence_pearson_ci95"][0] < a["valence_pearson"] < a["valence_pearson_ci95"][1]
+
+
+class _WordCountReader:
+    """Reads valence as the share of the word 'good' and arousal as the share of '!'
+    characters: a transparent reader for checking how passages are cut and averaged."""
+
+    name = "word counts"
+
+    def __init__(self) -> None:
+        self.seen: list[str] = []
+
+    def read_segments(self, texts: Sequence[str]) -> np.ndarray:
+        self.seen.extend(texts)
+        out = []
+        for t in texts:
+            words = t.split()
+            out.append((words.count("good") / len(words), t.count("!") / max(len(t), 1)))
+        return np.asarray(out)
+
+
+def _count_words(texts: Sequence[str]) -> list[int]:
+    return [len(t.split()) + 2 for t in texts]
+
+
+def test_long_passages_are_segmented_and_token_weighted_not_truncated() -> None:
+    reader = _WordCountReader()
+    short = "good good bad"
+    para_a = " ".join(["good"] * 12) + "."
+    para_b = " ".join(["bad"] * 36) + "."
+    long = para_a + "\n\n" + para_b  # 50 "tokens": over a limit of 40
+    out = read_passages(reader, [short, long], _count_words, 40)
+    assert out[0, 0] == pytest.approx(2 / 3)
+    assert para_a in reader.seen and para_b in reader.seen and long not in reader.seen
+    # Token-weighted: paragraph A (14 tokens) reads 11/12 ("good." is not "good"), B (38) 0.
+    assert out[1, 0] == pytest.approx(14 * (11 / 12) / 52)
+
+
+def test_rated_texts_check_their_shape() -> None:
+    with pytest.raises(InvalidInputError):
+        RatedTexts("x", ["a", "b"], np.zeros((3, 2)))
+
+
+# ---- real data ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def emobank_test_sets(real_data_dir: Path) -> list[RatedTexts]:
+    from storycue.config import get_settings
+
+    return emobank_sets(get_settings(), "test")
+
+
+def test_emobank_sets_have_the_documented_shape(emobank_test_sets: list[RatedTexts]) -> None:
+    from storycue.config import get_settings
+
+    by_name = {s.name: s for s in emobank_test_sets}
+    assert list(by_name) == ["sentences", "fiction", "fiction-scenes-3", "fiction-scenes-6"]
+    rows = load_emobank("test", settings=get_settings())
+    fiction = [r for r in rows if r.genre == "fiction"]
+    assert len(by_name["sentences"]) == len(rows)
+    assert len(by_name["fiction"]) == len(fiction) > 200
+    # Non-overlapping windows: at most a third / a sixth of the fiction sentences.
+    assert 0.8 * len(fiction) / 3 < len(by_name["fiction-scenes-3"]) <= len(fiction) / 3
+    assert 0.6 * len(fiction) / 6 < len(by_name["fiction-scenes-6"]) <= len(fiction) / 6
+    # A scene's rating is the mean of its sentences' ratings.
+    w = scene_windows(fiction, 6)[0]
+    assert by_name["fiction-scenes-6"].texts[0] == " ".join(r.text for r in w)
+    np.testing.assert_allclose(
+        by_name["fiction-scenes-6"].va[0], np.mean([r.vad01()[:2] for r in w], axis=0), rtol=1e-6
+    )
+
+
+def test_shipped_model_reads_prose_better_than_the_frozen_probe(real_data_dir: Path) -> None:
+    """The product's core, as a regression test: the shipped default beats the ridge probe
+    on the frozen encoder for valence and arousal, overall and on fiction scenes."""
+    from storycue.config import get_settings
+    from storycue.evaluation.continuous import continuous_report
+    from storycue.models.emotion import load_emotion_model
+
+    settings = get_settings()
+    model = load_emotion_model(settings.emotion_model)
+    rep = continuous_report(model, settings, part="test")
+    mine, probe = rep["rows"]["model"]["sets"], rep["rows"]["probe"]["sets"]
+    assert rep["probe"]["alpha"] in (0.1, 0.3, 1.0, 3.0, 10.0, 30.0)
+    for name in ("sentences", "fiction", "fiction-scenes-6"):
+        assert mine[name]["valence_pearson"] > probe[name]["valence_pearson"], name
+    assert mine["sentences"]["arousal_pearson"] > probe["sentences"]["arousal_pearson"]
+    assert mine["sentences"]["valence_pearson"] >= 0.72
+    assert mine["sentences"]["arousal_pearson"] >= 0.50
