@@ -290,6 +290,73 @@ def test_va_scorings_rank_a_mildly_sad_text_differently(bank: FeatureBank) -> No
     assert best == {"euclid": 0, "circumplex": 1, "quadrants": 1}
 
 
+def _proximity_model(bank: FeatureBank, weight: float) -> EmotionModel:
+    cfg = replace(fast_config("va-regression"), va_scoring="proximity", va_proximity=weight)
+    return EmotionModel(FAMILIES["va-regression"].train(bank, cfg))
+
+
+def test_va_regression_proximity_scoring_is_quadrants_minus_squared_distance(
+    bank: FeatureBank,
+) -> None:
+    model = _proximity_model(bank, 2.0)
+    info = model.info
+    assert info.distance == "dot" and info.identity.dim == 8
+    assert info.va_quadrant_sharpness == 10.0 and info.va_proximity == 2.0
+    rng = np.random.default_rng(0)
+    texts, clips = rng.random((7, 2)), rng.random((9, 2))
+    q, g = model.from_va(texts, role="text"), model.from_va(clips, role="audio")
+    # Text and clip vectors differ only in their two bias axes.
+    np.testing.assert_allclose(model.from_va(texts, role="audio")[:, :6], q[:, :6])
+    # The stored offsets give the points back exactly, whichever side.
+    np.testing.assert_allclose(model.va_coordinates(q), texts, atol=1e-6)
+    np.testing.assert_allclose(model.va_coordinates(g), clips, atol=1e-6)
+    quads = EmotionModel(
+        FAMILIES["va-regression"].train(bank, replace(fast_config("va-regression")))
+    )
+    agreement = quads.score(quads.from_va(texts), quads.from_va(clips))
+    d2 = ((texts[:, None, :] - clips[None, :, :]) ** 2).sum(-1)
+    np.testing.assert_allclose(model.score(q, g), agreement - 2.0 * d2, atol=1e-5)
+    # The heads' outputs go through the same map: projected clips are catalogue vectors.
+    _, g_proj = _project(model.heads, bank, "test")
+    np.testing.assert_allclose(g_proj[:, 7], 1.0)
+    with pytest.raises(ValueError, match="8 dimensions"):
+        CheckpointInfo.model_validate(
+            info.model_dump() | {"identity": {"name": "x", "version": "1", "dim": 4}}
+        )
+
+
+def test_proximity_ranks_within_a_quadrant_by_closeness(bank: FeatureBank) -> None:
+    """A gently sad scene prefers gently sad music to deeply sad music (soft quadrants alone
+    prefer the deeper clip), and a high-arousal scene still prefers high-arousal music."""
+    gentle, deep, calm_sad = [0.38, 0.38], [0.08, 0.08], [0.3, 0.3]
+    quads = EmotionModel(FAMILIES["va-regression"].train(bank, fast_config("va-regression")))
+    prox = _proximity_model(bank, 2.0)
+    scene = np.asarray([[0.4, 0.4]])
+    clips = np.asarray([gentle, deep])
+    assert int(np.argmax(quads.score(quads.from_va(scene), quads.from_va(clips)))) == 1
+    assert int(np.argmax(prox.score(prox.from_va(scene), prox.from_va(clips, role="audio")))) == 0
+    tense = np.asarray([[0.3, 0.8]])
+    clips = np.asarray([[0.3, 0.7], calm_sad])
+    assert int(np.argmax(prox.score(prox.from_va(tense), prox.from_va(clips, role="audio")))) == 0
+
+
+def test_a_family_without_valence_arousal_says_so_in_the_continuous_report(
+    trained: dict[str, Path], real_data_dir: Path
+) -> None:
+    from storycue.config import get_settings
+    from storycue.evaluation.continuous import continuous_report, emobank_sets
+
+    settings = get_settings()
+    model = EmotionModel(EmotionHeads.load(trained["metric-2branch"]))
+    sets = [s for s in emobank_sets(settings, "test") if s.name == "fiction-scenes-6"]
+    rep = continuous_report(
+        model, settings, sets=sets, encoder_name="sentence-transformers/all-MiniLM-L6-v2"
+    )
+    assert rep["rows"]["model"]["available"] is False
+    assert "no valence-arousal axes" in rep["rows"]["model"]["reason"]
+    assert rep["rows"]["probe"]["sets"]["fiction-scenes-6"]["n"] == len(sets[0])
+
+
 @pytest.mark.parametrize("name", ["metric-2branch", "metric-3branch", "word-regression"])
 def test_positive_pairs_end_closer_than_negatives(
     name: str, bank: FeatureBank, trained: dict[str, Path]

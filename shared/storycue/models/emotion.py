@@ -29,6 +29,8 @@ from storycue.metrics import record_model_load, time_stage
 from storycue.models.heads import HeadConfig, MLPHead
 
 Distance = Literal["euclid", "cosine", "dot"]
+#: Which side of a search a vector is for: texts query, clips are the catalogue.
+Role = Literal["text", "audio"]
 CHECKPOINT_FORMAT = "storycue-emotion-checkpoint/1"
 
 
@@ -80,6 +82,17 @@ class CheckpointInfo(BaseModel):
         "when each axis is read with logistic uncertainty of scale 1/k. The space has 4 "
         "dimensions; the heads still output 2 (valence, arousal).",
     )
+    va_proximity: float | None = Field(
+        default=None,
+        gt=0.0,
+        description="Quadrants-plus-proximity scoring (needs va_quadrant_sharpness): the "
+        "score of a text and a clip is their soft-quadrant agreement minus this weight "
+        "times their squared distance in the valence-arousal plane, so clips of the same "
+        "quadrant rank by how close they are to the text (a gently sad scene prefers gently "
+        "sad music to a violent one). Stored as 8-d vectors with distance 'dot': the four "
+        "memberships, sqrt(2·w)·(offsets), and two bias axes that differ by role (texts "
+        "[1, -w·|o|²], clips [-w·|o|², 1]), so the inner product is exactly that score.",
+    )
     mood_words: list[str] = Field(default_factory=list)
     training: dict[str, Any] = Field(default_factory=dict)
     metrics: dict[str, Any] = Field(default_factory=dict)
@@ -93,8 +106,14 @@ class CheckpointInfo(BaseModel):
         if self.va_quadrant_sharpness is not None:
             if self.va_centre is None:
                 raise ValueError("va_quadrant_sharpness needs va_centre")
-            if self.identity.dim != 4:
-                raise ValueError("a soft-quadrant space has 4 dimensions")
+            want = 4 if self.va_proximity is None else 8
+            if self.identity.dim != want:
+                raise ValueError(
+                    f"a soft-quadrant space{' with proximity' if want == 8 else ''} has "
+                    f"{want} dimensions"
+                )
+        elif self.va_proximity is not None:
+            raise ValueError("va_proximity needs va_quadrant_sharpness")
         return self
 
     @property
@@ -341,14 +360,18 @@ class EmotionModel:
 
     # ---- embedding ------------------------------------------------------------------------
     def project_text_features(self, features: np.ndarray) -> np.ndarray:
-        return self._to_space(self._apply(self.heads.text_head, features))
+        """Space vectors of text-encoder features: the *query* side of a search."""
+        return self._to_space(self._apply(self.heads.text_head, features), role="text")
 
     def project_audio_features(self, features: np.ndarray) -> np.ndarray:
-        return self._to_space(self._apply(self.heads.audio_head, features))
+        """Space vectors of audio-backbone features: the *catalogue* side of a search."""
+        return self._to_space(self._apply(self.heads.audio_head, features), role="audio")
 
-    def _to_space(self, head_out: np.ndarray) -> np.ndarray:
+    def _to_space(self, head_out: np.ndarray, *, role: Role) -> np.ndarray:
         """Head outputs → space vectors: circumplex models subtract the neutral point;
-        soft-quadrant models then map the offsets to the four quadrant memberships."""
+        soft-quadrant models then map the offsets to the four quadrant memberships;
+        proximity models append the scaled offsets and the two role-dependent bias axes
+        (see ``CheckpointInfo.va_proximity``). Every other space is the same for both roles."""
         centre, k = self.info.va_centre, self.info.va_quadrant_sharpness
         if centre is None:
             return head_out
@@ -359,11 +382,21 @@ class EmotionModel:
         sv = 1.0 / (1.0 + np.exp(-k * off[:, 0]))  # P(valence above the centre)
         sa = 1.0 / (1.0 + np.exp(-k * off[:, 1]))  # P(arousal above the centre)
         quads = np.stack([sv * sa, (1 - sv) * sa, (1 - sv) * (1 - sa), sv * (1 - sa)], axis=1)
-        return quads.astype(np.float32)  # Q1 (+v +a), Q2 (-v +a), Q3 (-v -a), Q4 (+v -a)
+        # Q1 (+v +a), Q2 (-v +a), Q3 (-v -a), Q4 (+v -a)
+        w = self.info.va_proximity
+        if w is None:
+            return quads.astype(np.float32)
+        sq = w * (off[:, :2] ** 2).sum(axis=1, keepdims=True)
+        one = np.ones_like(sq)
+        bias = np.concatenate([one, -sq] if role == "text" else [-sq, one], axis=1)
+        return np.concatenate([quads, np.sqrt(2.0 * w) * off[:, :2], bias], axis=1).astype(
+            np.float32
+        )
 
-    def from_va(self, va: np.ndarray) -> np.ndarray:
+    def from_va(self, va: np.ndarray, *, role: Role = "text") -> np.ndarray:
         """Space vectors of (valence, arousal) points ``(N, 2)`` in [0, 1], e.g. a mood a
-        user asks for; the inverse of :meth:`va_coordinates`."""
+        user asks for (``role="text"``: a query) or a place in the catalogue
+        (``role="audio"``); the inverse of :meth:`va_coordinates`."""
         if not self.info.va_axes or self.info.head_dim != 2:
             raise ModelMismatchError(
                 f"model {self.identity.key} is not a 2-d valence-arousal model"
@@ -371,13 +404,15 @@ class EmotionModel:
         x = np.asarray(va, np.float32)
         if x.ndim != 2 or x.shape[1] != 2:
             raise InvalidInputError(f"expected (valence, arousal) rows, got shape {x.shape}")
-        return self._to_space(x)
+        if role not in ("text", "audio"):
+            raise InvalidInputError(f"role must be 'text' or 'audio', got {role!r}")
+        return self._to_space(x, role=role)
 
     def va_coordinates(self, vectors: np.ndarray) -> np.ndarray:
         """(valence, arousal) in [0, 1] of space vectors ``(N, d)`` of a valence-arousal
         model: the first two axes, plus the neutral point for circumplex models, or the
         inverse of the soft-quadrant map (exact up to float precision within ±8/k of the
-        centre; memberships saturate beyond)."""
+        centre; memberships saturate beyond), or the stored offsets of a proximity model."""
         if not self.info.va_axes:
             raise ModelMismatchError(f"model {self.identity.key} has no valence-arousal axes")
         x = np.asarray(vectors, np.float64)
@@ -392,6 +427,9 @@ class EmotionModel:
             return x[:, :2].astype(np.float32)
         if k is None:
             return (x[:, :2] + centre).astype(np.float32)
+        if self.info.va_proximity is not None:  # exact: the scaled offsets are stored
+            scale = float(np.sqrt(2.0 * self.info.va_proximity))
+            return np.asarray(x[:, 4:6] / scale + centre, np.float32)
         eps = 1e-7
         sv = np.clip(x[:, 0] + x[:, 3], eps, 1 - eps)
         sa = np.clip(x[:, 0] + x[:, 1], eps, 1 - eps)
@@ -404,7 +442,7 @@ class EmotionModel:
         pos = self.heads.mood_positions
         if pos.size == 0:
             return pos
-        return self._to_space(np.asarray(pos, np.float32))
+        return self._to_space(np.asarray(pos, np.float32), role="audio")
 
     def audio_input(self, backbone_features: dict[str, np.ndarray]) -> np.ndarray:
         """Concatenate the backbone feature keys this model's audio head reads."""

@@ -131,6 +131,21 @@ class TextFinetuneConfig:
     label_smoothing: float = 0.05
     dropout: float = 0.1
     validation_sources: tuple[str, ...] = ("isear",)
+    #: Weight of the MSE on *standardised* continuous ratings (texts of
+    #: ``rating_sources``, e.g. EmoBank's valence and arousal), read by an output of their
+    #: own. Label positions and ratings live on different scales (EmoBank's sentences sit
+    #: within a few hundredths of the neutral point once rescaled to [0, 1]), so inside the
+    #: plain VA MSE the ratings barely move the encoder; standardising them gives prose its
+    #: own say. 0 (the default) turns the output off.
+    rating_weight: float = 0.0
+    rating_sources: tuple[str, ...] = ("emobank",)
+    #: ``labels``: early-stop on the mean balanced accuracy of ``validation_sources``;
+    #: ``labels+ratings``: on its mean with the mean Pearson correlation (valence, arousal)
+    #: of the rating output on the validation texts of ``rating_sources``.
+    selection: Literal["labels", "labels+ratings"] = "labels"
+    #: Cap on the training texts of each source (e.g. GoEmotions' 43k on a CPU); ``None``:
+    #: all. Applied before ``max_examples``.
+    max_per_source: int | None = None
     #: Cap on training examples (quick runs, tests); ``None`` uses them all.
     max_examples: int | None = None
     #: Cap on validation examples, drawn from the validation sources; ``None``: all.
@@ -146,8 +161,12 @@ class TextFinetuneConfig:
             raise InvalidInputError("epochs and batch_size must be >= 1, max_tokens >= 8")
         if not (self.lr > 0 and self.head_lr > 0):
             raise InvalidInputError("learning rates must be positive")
-        if self.va_weight < 0:
-            raise InvalidInputError("va_weight must be >= 0")
+        if self.va_weight < 0 or self.rating_weight < 0:
+            raise InvalidInputError("va_weight and rating_weight must be >= 0")
+        if self.selection == "labels+ratings" and self.rating_weight == 0:
+            raise InvalidInputError("selection 'labels+ratings' needs rating_weight > 0")
+        if self.max_per_source is not None and self.max_per_source < 1:
+            raise InvalidInputError("max_per_source must be >= 1")
 
 
 @dataclass
@@ -201,9 +220,10 @@ class _TextTuner(nn.Module):
         self.drop = nn.Dropout(dropout)
         self.cls = nn.Linear(dim, n_labels)
         self.va = nn.Linear(dim, 2)
+        self.rating = nn.Linear(dim, 2)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[
-            torch.Tensor, torch.Tensor]:  # fmt: skip
+            torch.Tensor, torch.Tensor, torch.Tensor]:  # fmt: skip
         hidden = self.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
         if self.pooling == "cls":
             pooled = hidden[:, 0]
@@ -211,7 +231,7 @@ class _TextTuner(nn.Module):
             m = attention_mask.unsqueeze(-1).to(hidden.dtype)
             pooled = (hidden * m).sum(1) / m.sum(1).clamp(min=1e-9)
         z = self.drop(pooled)
-        return self.cls(z), torch.sigmoid(self.va(z))
+        return self.cls(z), torch.sigmoid(self.va(z)), self.rating(z)
 
 
 def trainable_text_params(model: nn.Module, layers: int, train_embeddings: bool) -> set[str]:
@@ -252,10 +272,20 @@ def finetune_text(
     cfg.check()
     if getattr(encoder, "backend", "torch") != "torch":
         raise InvalidInputError("fine-tuning needs the PyTorch text backend, not ONNX")
-    if is_finetuned_name(encoder.name):
-        raise InvalidInputError(f"{encoder.name} is already fine-tuned; fine-tune its base instead")
+    init = getattr(encoder, "delta", None)
+    if is_finetuned_name(encoder.name) and init is None:
+        raise InvalidInputError(f"{encoder.name} names a delta that is not loaded")
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
+    if cfg.max_per_source is not None:
+        src = np.asarray(train.sources)
+        keep_rows: list[np.ndarray] = []
+        for name in sorted(set(train.sources)):
+            rows = np.flatnonzero(src == name)
+            if rows.size > cfg.max_per_source:
+                rows = rng.choice(rows, cfg.max_per_source, replace=False)
+            keep_rows.append(rows)
+        train = train.subset(np.sort(np.concatenate(keep_rows)))
     if cfg.max_examples is not None and len(train) > cfg.max_examples:
         train = train.subset(np.sort(rng.choice(len(train), cfg.max_examples, replace=False)))
     if cfg.max_validation is not None and len(validation) > cfg.max_validation:
@@ -299,6 +329,23 @@ def finetune_text(
     y_va = np.asarray([lab_index.get(lab, -100) for lab in validation.labels], np.int64)
     va_tr = np.nan_to_num(train.va, nan=0.5)
     has_va_tr = np.isfinite(train.va).all(axis=1).astype(np.float32) * train.weights
+    # Continuous ratings, standardised with the training texts' mean and spread.
+    rated_tr = np.isin(np.asarray(train.sources), cfg.rating_sources) & np.isfinite(train.va).all(
+        axis=1
+    )
+    rated_va = np.isin(np.asarray(validation.sources), cfg.rating_sources) & np.isfinite(
+        validation.va
+    ).all(axis=1)
+    if cfg.rating_weight > 0 and not rated_tr.any():
+        raise InvalidInputError(
+            f"rating_weight > 0 but no training texts from {cfg.rating_sources}"
+        )
+    if cfg.selection == "labels+ratings" and rated_va.sum() < 3:
+        raise InvalidInputError(f"no validation texts from {cfg.rating_sources} to select on")
+    r_mean = train.va[rated_tr].mean(axis=0) if rated_tr.any() else np.full(2, 0.5, np.float32)
+    r_std = train.va[rated_tr].std(axis=0) + 1e-6 if rated_tr.any() else np.ones(2, np.float32)
+    z_tr = np.where(rated_tr[:, None], (va_tr - r_mean) / r_std, 0.0).astype(np.float32)
+    w_rating_tr = rated_tr.astype(np.float32)
     counts = np.bincount(y_tr[y_tr >= 0], minlength=len(labels)).astype(np.float64)
     class_w = 1.0 / np.sqrt(np.maximum(counts, 1.0))
     class_w = class_w / (class_w * counts).sum() * counts.sum()
@@ -308,7 +355,7 @@ def finetune_text(
         label_smoothing=cfg.label_smoothing,
     )
     enc_params = [p for n, p in model.named_parameters() if n in trained]
-    head_params = [*tuner.cls.parameters(), *tuner.va.parameters()]
+    head_params = [*tuner.cls.parameters(), *tuner.va.parameters(), *tuner.rating.parameters()]
     opt = torch.optim.AdamW(
         [{"params": enc_params, "lr": cfg.lr}, {"params": head_params, "lr": cfg.head_lr}],
         weight_decay=cfg.weight_decay,
@@ -331,13 +378,15 @@ def finetune_text(
         order = np.argsort([len(x) for x in va_ids], kind="stable")
         logits = np.zeros((len(validation), len(labels)), np.float32)
         vas = np.zeros((len(validation), 2), np.float32)
+        ratings = np.zeros((len(validation), 2), np.float32)
         with torch.no_grad():
             for s in range(0, len(order), cfg.batch_size * 2):
                 idx = order[s : s + cfg.batch_size * 2]
                 with _autocast(device, cfg.amp):
-                    lo, v = tuner(**batch(va_ids, idx))
+                    lo, v, r = tuner(**batch(va_ids, idx))
                 logits[idx] = lo.float().cpu().numpy()
                 vas[idx] = v.float().cpu().numpy()
+                ratings[idx] = r.float().cpu().numpy()
         out: dict[str, float] = {}
         accs = []
         for src in val_sources:
@@ -354,7 +403,17 @@ def finetune_text(
         ok = np.isfinite(validation.va).all(axis=1)
         if ok.any():
             out["va_mse"] = float(np.mean((vas[ok] - validation.va[ok]) ** 2))
-        out["score"] = float(np.mean(accs))
+        label_score = float(np.mean(accs))
+        if rated_va.sum() >= 3 and cfg.rating_weight > 0:
+            for d, axis in enumerate(("valence", "arousal")):
+                out[f"rating_{axis}_pearson"] = float(
+                    np.corrcoef(ratings[rated_va, d], validation.va[rated_va, d])[0, 1]
+                )
+        if cfg.selection == "labels+ratings":
+            rating_score = 0.5 * (out["rating_valence_pearson"] + out["rating_arousal_pearson"])
+            out["score"] = 0.5 * (label_score + rating_score)
+        else:
+            out["score"] = label_score
         return out
 
     best_score, best_epoch, bad = -1.0, -1, 0
@@ -381,9 +440,14 @@ def finetune_text(
             yv = torch.from_numpy(va_tr[idx]).to(device)
             wv = torch.from_numpy(has_va_tr[idx]).to(device)
             with _autocast(device, cfg.amp):
-                logits, va = tuner(**inputs)
+                logits, va, rating = tuner(**inputs)
             loss_va = (((va.float() - yv) ** 2).mean(1) * wv).sum() / wv.sum().clamp(min=1e-9)
             loss = cfg.va_weight * loss_va
+            if cfg.rating_weight > 0 and bool(w_rating_tr[idx].any()):
+                zr = torch.from_numpy(z_tr[idx]).to(device)
+                wr = torch.from_numpy(w_rating_tr[idx]).to(device)
+                loss_r = (((rating.float() - zr) ** 2).mean(1) * wr).sum() / wr.sum()
+                loss = loss + cfg.rating_weight * loss_r
             if bool((yl >= 0).any()):
                 loss = loss + ce(logits.float(), yl)
             opt.zero_grad(set_to_none=True)
@@ -415,13 +479,24 @@ def finetune_text(
     for p in model.parameters():
         p.requires_grad_(False)
     model.eval()
+    objective = "label cross-entropy + valence-arousal MSE"
+    if cfg.rating_weight > 0:
+        objective += f" + standardised {'/'.join(cfg.rating_sources)} rating MSE"
+    extra: dict[str, Any] = {}
+    stored = set(trained)
+    if init is not None:
+        # A warm start: the new delta holds every tensor the old one changed, so it still
+        # applies to the same pretrained base on its own.
+        extra["initialised_from"] = init.name
+        stored |= set(init.tensors)
     info = _delta_info(
-        "label cross-entropy + valence-arousal MSE", asdict(cfg), history, best_epoch,
+        objective, asdict(cfg), history, best_epoch,
         data_info, device, labels=labels, trained_tensors=len(trained),
-        examples={"train": len(train), "validation": len(validation)},
+        examples={"train": len(train), "validation": len(validation)}, **extra,
     )  # fmt: skip
     best_metrics: dict[str, Any] = info["metrics"]
-    delta = make_delta("text", encoder.name, model, trained, info=info)
+    base = init.base if init is not None else encoder.name
+    delta = make_delta("text", base, model, stored, info=info)
     delta.apply(model)  # the model now holds exactly the stored, rounded weights
     # The encoder object now *is* the fine-tuned encoder: rename it, so features it computes
     # are never cached or recorded under the pretrained base's name.

@@ -65,8 +65,17 @@ def render_model_card(info: CheckpointInfo, sha256: str, extra: str = "") -> str
                 f"sigmoid(±{info.va_quadrant_sharpness:g}·(axis − {c:g})) over valence and "
                 "arousal; the score is the probability that text and clip share a quadrant)"
             )
+        if info.va_proximity is not None:
+            distance = (
+                f"dot of 8-d vectors whose inner product is the soft-quadrant agreement "
+                f"(sharpness {info.va_quadrant_sharpness:g}) minus {info.va_proximity:g} × "
+                "the squared distance of the two valence-arousal points, so clips of one "
+                "quadrant rank by closeness to the text"
+            )
     if info.va_quadrant_sharpness is not None:
         axes = "soft quadrant memberships Q1..Q4 of a valence-arousal point"
+        if info.va_proximity is not None:
+            axes += ", its scaled offsets from the neutral point and two bias axes"
     lines = [
         f"# Model card: `{ident.name}` {ident.version}",
         "",
@@ -122,6 +131,8 @@ def render_model_card(info: CheckpointInfo, sha256: str, extra: str = "") -> str
         "|---|---|---|---|---|---|---|",
     ]
     for key, res in info.metrics.items():
+        if key == "reading":
+            continue
         for mapping, m in res.items():
             if mapping == "diagnostics":
                 continue
@@ -129,7 +140,33 @@ def render_model_card(info: CheckpointInfo, sha256: str, extra: str = "") -> str
                 f"| {key} | {mapping} | {_fmt(m.get('p@5'))} | {_fmt(m.get('p@10'))} | "
                 f"{_fmt(m.get('mrr'))} | {_fmt(m.get('ap'))} | {_fmt(m.get('r_precision'))} |"
             )
-    diag = {k: v.get("diagnostics") for k, v in info.metrics.items() if v.get("diagnostics")}
+    reading = info.metrics.get("reading", {})
+    if reading:
+        lines += [
+            "",
+            "Reading prose (Pearson r of the text side's valence / arousal against EmoBank "
+            "ratings; the frozen-encoder ridge probe in brackets; scenes: Spearman ρ of "
+            "valence over 6 consecutive fiction sentences):",
+            "",
+            "| EmoBank part | sentences V r | sentences A r | fiction V r | 6-sent. scenes V ρ |",
+            "|---|---|---|---|---|",
+        ]
+        for part, rows in reading.items():
+            m, p = rows.get("model", {}), rows.get("probe", {})
+
+            def cell(key: str, stat: str, m: dict[str, Any] = m, p: dict[str, Any] = p) -> str:
+                return f"{_fmt(m.get(key, {}).get(stat))} ({_fmt(p.get(key, {}).get(stat))})"
+
+            lines.append(
+                f"| {part} | {cell('sentences', 'valence_pearson')} | "
+                f"{cell('sentences', 'arousal_pearson')} | {cell('fiction', 'valence_pearson')} "
+                f"| {cell('fiction-scenes-6', 'valence_spearman')} |"
+            )
+    diag = {
+        k: v.get("diagnostics")
+        for k, v in info.metrics.items()
+        if k != "reading" and v.get("diagnostics")
+    }
     if diag:
         lines += ["", "Diagnostics:", ""]
         lines += [

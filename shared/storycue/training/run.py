@@ -20,6 +20,8 @@ from storycue.models.emotion import EmotionHeads
 #: Short names accepted for the families.
 FAMILY_ALIASES = {"va": "va-regression"}
 MUSIC_TARGETS = ("blend", "quadrant", "tags")
+VAScoring = Literal["quadrants", "circumplex", "euclid", "proximity"]
+VA_SCORINGS: tuple[VAScoring, ...] = ("quadrants", "circumplex", "euclid", "proximity")
 
 
 @dataclass(frozen=True)
@@ -33,11 +35,16 @@ class TrainOptions:
     max_epochs: int | None = None
     text_sources: Sequence[str] | None = None
     music_target: str | None = None
-    #: VA family: ``quadrants`` (default), ``circumplex`` or ``euclid`` retrieval score.
+    #: VA family: ``quadrants``, ``circumplex``, ``euclid`` or ``proximity`` retrieval score.
     va_scoring: str | None = None
     audio_backbone: str | None = None
     #: A hub id, local folder or fine-tuned encoder (``<base>+ft-<digest>``).
     text_encoder: str | None = None
+    #: VA family: weight of the proximity term (``va_scoring="proximity"``).
+    va_proximity: float | None = None
+    #: VA family: weight and stretch of EmoBank's ratings in the text head's regression.
+    emobank_weight: float | None = None
+    emobank_stretch: float | None = None
 
     @property
     def family_name(self) -> str:
@@ -94,12 +101,29 @@ def train_model(
     if options.va_scoring is not None:
         if fam.name != "va-regression":
             raise InvalidInputError("--va-scoring applies to the va-regression family only")
-        if options.va_scoring not in ("quadrants", "circumplex", "euclid"):
-            raise InvalidInputError("VA scoring must be quadrants, circumplex or euclid")
-        cfg = replace(
-            cfg,
-            va_scoring=cast(Literal["quadrants", "circumplex", "euclid"], options.va_scoring),
-        )
+        if options.va_scoring not in VA_SCORINGS:
+            raise InvalidInputError(f"VA scoring must be one of {', '.join(VA_SCORINGS)}")
+        scoring: VAScoring = options.va_scoring  # type: ignore[assignment]
+        cfg = replace(cfg, va_scoring=scoring)
+    for opt, value in (
+        ("va_proximity", options.va_proximity),
+        ("emobank_weight", options.emobank_weight),
+        ("emobank_stretch", options.emobank_stretch),
+    ):
+        if value is None:
+            continue
+        if fam.name != "va-regression":
+            raise InvalidInputError(f"--{opt.replace('_', '-')} applies to va-regression only")
+        if not value > 0:
+            raise InvalidInputError(f"{opt} must be > 0, got {value}")
+    if options.va_proximity is not None:
+        cfg = replace(cfg, va_proximity=float(options.va_proximity))
+    if options.emobank_weight is not None:
+        cfg = replace(cfg, emobank_weight=float(options.emobank_weight))
+    if options.emobank_stretch is not None:
+        cfg = replace(cfg, emobank_stretch=float(options.emobank_stretch))
+    if options.va_proximity is not None and cfg.va_scoring != "proximity":
+        raise InvalidInputError("--va-proximity needs --va-scoring proximity")
     device = settings.torch_device()
     if text_encoder is None:
         text_encoder = TextEncoder(

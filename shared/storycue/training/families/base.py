@@ -505,9 +505,16 @@ class FamilyConfig:
     #: sharpness ``va_quadrant_sharpness``); ``circumplex``: inner product of the offsets
     #: from the neutral point (0.5, 0.5); both stored with distance ``dot``. ``euclid``:
     #: Euclidean distance between the points (va-regression 3.0.0 and earlier).
-    va_scoring: Literal["quadrants", "circumplex", "euclid"] = "quadrants"
+    #: ``proximity``: the soft-quadrant agreement minus ``va_proximity`` times the squared
+    #: distance of the two points (8-d space), so clips of one quadrant rank by closeness.
+    va_scoring: Literal["quadrants", "circumplex", "euclid", "proximity"] = "quadrants"
     va_quadrant_sharpness: float = 10.0
+    va_proximity: float = 1.0
     emobank_weight: float = 0.5
+    #: Offsets of EmoBank's ratings from the neutral point are multiplied by this before
+    #: the VA family regresses them (1 = the ratings as they are; see
+    #: :func:`storycue.training.families.va.text_regression_data`).
+    emobank_stretch: float = 1.0
     # word-regression
     word_music_target: Literal["auto", "tags", "quadrant"] = "auto"
     # metric learning

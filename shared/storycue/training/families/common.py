@@ -240,6 +240,7 @@ def checkpoint_info(
     va_axes: bool = False,
     va_centre: float | None = None,
     va_quadrant_sharpness: float | None = None,
+    va_proximity: float | None = None,
     extra: Mapping[str, Any] | None = None,
 ) -> CheckpointInfo:
     """The metadata every family checkpoint carries (metrics are left to the caller)."""
@@ -257,6 +258,7 @@ def checkpoint_info(
         va_axes=va_axes,
         va_centre=va_centre,
         va_quadrant_sharpness=va_quadrant_sharpness,
+        va_proximity=va_proximity,
         mood_words=list(bank.mood_words),
         training={
             "family": family,
