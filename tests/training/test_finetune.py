@@ -138,6 +138,59 @@ def test_unknown_or_altered_deltas_are_refused(tuned_text: Tuned, tmp_path: Path
         unknown.apply(tuned_text[0].model().model)
 
 
+def rated_examples() -> TextExamples:
+    """The labelled texts plus unlabelled EmoBank-like sentences with ratings close to the
+    neutral point (as EmoBank's are once rescaled)."""
+    rated = [
+        ("The meeting was moved to Tuesday afternoon.", (0.5, 0.45)),
+        ("What a wonderful surprise, thank you all so much!", (0.62, 0.58)),
+        ("The house burned down and nobody could save the dog.", (0.35, 0.6)),
+        ("She sat by the window and watched the rain.", (0.47, 0.4)),
+    ] * 3
+    base = examples()
+    return TextExamples(
+        texts=[*base.texts, *(t for t, _ in rated)],
+        labels=[*base.labels, *([""] * len(rated))],
+        sources=[*base.sources, *(["emobank"] * len(rated))],
+        va=np.concatenate([base.va, np.asarray([va for _, va in rated], np.float32)]),
+        weights=np.ones(len(base) + len(rated), np.float32),
+    )
+
+
+def test_rating_objective_warm_start_and_per_source_caps(tuned_text: Tuned) -> None:
+    """A warm start from a delta trains on: the new delta applies to the same pretrained
+    base, holds the old delta's tensors too, records where it started, and selects on
+    labels and ratings together."""
+    from storycue.models.text import TextEncoder
+
+    _, first, path = tuned_text
+    enc = TextEncoder(str(path), backend="torch", precision="fp32")
+    cfg = TextFinetuneConfig(
+        layers=2, epochs=2, batch_size=8, lr=1e-3, seed=0, rating_weight=1.0,
+        selection="labels+ratings", max_per_source=10,
+    )  # fmt: skip
+    result = finetune_text(enc, rated_examples(), rated_examples(), cfg)
+    delta = result.delta
+    assert delta.base == first.base == "sentence-transformers/all-MiniLM-L6-v2"
+    assert set(first.tensors) <= set(delta.tensors)
+    assert any(".layer.4." in k for k in delta.tensors)
+    assert delta.info["initialised_from"] == first.name
+    assert "standardised emobank rating MSE" in delta.info["objective"]
+    assert delta.info["examples"]["train"] == 20  # 16 isear texts capped to 10, 12 emobank to 10
+    for h in result.history:
+        assert -1.0 <= h["rating_valence_pearson"] <= 1.0
+        expected = 0.5 * (
+            h["isear_balanced_accuracy"]
+            + 0.5 * (h["rating_valence_pearson"] + h["rating_arousal_pearson"])
+        )
+        assert h["score"] == pytest.approx(expected)
+    assert enc.name == delta.name
+    with pytest.raises(InvalidInputError, match="needs rating_weight"):
+        TextFinetuneConfig(selection="labels+ratings").check()
+    with pytest.raises(InvalidInputError, match="no training texts from"):
+        finetune_text(enc, examples(), examples(1), TextFinetuneConfig(epochs=1, rating_weight=1))
+
+
 def test_trainable_params_select_top_layers_and_full() -> None:
     from storycue.models.text import TextEncoder
 
