@@ -364,6 +364,13 @@ def train(
             "(1 = as rated), putting prose on the scale of the labelled texts."
         ),
     ] = None,
+    label_arousal_weight: Annotated[
+        float | None,
+        typer.Option(
+            help="VA family: weight of the labelled texts' arousal targets (their label "
+            "word's NRC arousal) against their valence targets (1 = equal)."
+        ),
+    ] = None,
     text_sources: Annotated[
         str | None,
         typer.Option(
@@ -455,6 +462,7 @@ def train(
         va_proximity=va_proximity,
         emobank_weight=emobank_weight,
         emobank_stretch=emobank_stretch,
+        label_arousal_weight=label_arousal_weight,
     )
     try:
         encoder = TextEncoder(
@@ -596,6 +604,14 @@ def evaluate(
             "agreement with its intended moods; 'builtin' for storycue's own set.",
         ),
     ] = None,
+    reading_only: Annotated[
+        bool,
+        typer.Option(
+            "--reading-only",
+            help="Only how the text side reads prose (EmoBank and --stories, beside the "
+            "probe): no gallery, no retrieval; a minute or two on a fresh install.",
+        ),
+    ] = False,
 ) -> None:
     """Score models on labelled query sets against a gallery (../shared/EVALUATION.md).
 
@@ -609,6 +625,21 @@ def evaluate(
     try:
         if (gallery is None) != (metadata is None):
             raise InvalidInputError("--gallery and --metadata go together")
+        if reading_only:
+            result = _evaluate_reading(settings, model=model, split=split,
+                                       stories=_story_set(stories))  # fmt: skip
+            if output is not None:
+                output.parent.mkdir(parents=True, exist_ok=True)
+                output.write_text(json.dumps(result, indent=2), encoding="utf-8")
+            if json_out:
+                out.print_json(json.dumps(result))
+            else:
+                from storycue.evaluation.report import render_reading
+
+                ident = result["model"]
+                out.print(f"{ident['name']} {ident['version']} ({ident['family']})")
+                out.print(render_reading(result), markup=False, highlight=False)
+            return
         mappings = MAPPINGS if mapping == "all" else (mapping,)
         for m in mappings:
             if m not in MAPPINGS:
@@ -675,6 +706,38 @@ def evaluate(
         out.print(render_reading(result), markup=False, highlight=False)
     if output is not None:
         out.print(f"wrote {output}")
+
+
+def _evaluate_reading(
+    settings: Settings, *, model: str | None, split: str, stories: list[Any] | None
+) -> dict[str, Any]:
+    """``storycue evaluate --reading-only``: the continuous section (and the story set's
+    agreement, without a gallery) of one model."""
+    from storycue.evaluation.continuous import continuous_report
+    from storycue.evaluation.stories import story_report
+    from storycue.models.emotion import load_emotion_model
+
+    emo = load_emotion_model(
+        model or settings.emotion_model,
+        device=settings.torch_device(),
+        extra_dir=settings.model_dir,
+        text_batch_size=settings.batch.text,
+        musicnn_weights_dir=settings.musicnn_weights_dir,
+    )
+    err.print("reading EmoBank and the frozen-encoder probe (a minute or two on 2 cores)")
+    result: dict[str, Any] = {
+        "model": {
+            **emo.identity.model_dump(),
+            "family": emo.info.family,
+            "checkpoint_sha256": emo.checkpoint_sha256,
+        },
+        "continuous": continuous_report(
+            emo, settings, part="test" if split == "test" else "validation"
+        ),
+    }
+    if stories is not None:
+        result["stories"] = story_report(emo, settings, stories)
+    return result
 
 
 def _story_set(spec: str | None) -> list[Any] | None:
@@ -886,24 +949,46 @@ def finetune_text_cmd(
     max_validation: Annotated[
         int | None, typer.Option(help="Validate on at most this many texts (quick runs).")
     ] = None,
+    rating_weight: Annotated[
+        float,
+        typer.Option(
+            help="Weight of the MSE on standardised EmoBank ratings (an output of their own); "
+            "0 = off. With it, early stopping weighs labels and ratings alike."
+        ),
+    ] = 0.0,
+    max_per_source: Annotated[
+        int | None,
+        typer.Option(help="At most this many training texts per source (e.g. on a CPU)."),
+    ] = None,
+    init: Annotated[
+        str | None,
+        typer.Option(
+            help="Start from this fine-tuned encoder (<base>+ft-<digest>) instead of its "
+            "pretrained base; the new delta still applies to the base alone."
+        ),
+    ] = None,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="Folder for the delta file.")
     ] = None,
 ) -> None:
-    """Fine-tune the text encoder (label cross-entropy + valence-arousal regression)."""
+    """Fine-tune the text encoder (label cross-entropy + valence-arousal regression, and
+    with --rating-weight EmoBank's standardised ratings)."""
     from storycue.training.finetune import TextFinetuneConfig, run_text_finetuning
 
     settings = _settings()
-    cfg = TextFinetuneConfig(layers=layers, epochs=epochs, lr=lr, batch_size=batch_size,
-                             max_tokens=max_tokens, max_examples=max_examples,
-                             max_validation=max_validation, va_weight=va_weight,
-                             seed=seed)  # fmt: skip
     try:
+        cfg = TextFinetuneConfig(layers=layers, epochs=epochs, lr=lr, batch_size=batch_size,
+                                 max_tokens=max_tokens, max_examples=max_examples,
+                                 max_validation=max_validation, va_weight=va_weight,
+                                 rating_weight=rating_weight, max_per_source=max_per_source,
+                                 selection="labels+ratings" if rating_weight > 0 else "labels",
+                                 seed=seed)  # fmt: skip
         sources = [t.strip() for t in text_sources.split(",") if t.strip()]
         with _progress() as progress:
             result, path = run_text_finetuning(settings, cfg, sources=sources, output_dir=output,
-                                               progress=_stage_reporter(progress))  # fmt: skip
+                                               progress=_stage_reporter(progress),
+                                               encoder=init)  # fmt: skip
     except StorycueError as exc:
         raise _fail(exc) from exc
     _report_delta(result, path)

@@ -25,11 +25,13 @@ from storycue.jobs import close_runtimes, get_runtime
 from storycue.jobs.dispatch import JobDispatcher
 from storycue.jobs.switch import catalogue_alias
 from storycue.jobs.tasks import run_job
+from storycue.models.emotion import checkpoint_info, resolve_checkpoint
 from storycue.storage.factory import close_vector_stores
 from storycue.storage.jobs import Job
 from storycue.storage.vectors import SearchFilter
 
-OLD = ModelIdentity(name="va-regression", version="3.2.0", dim=4)  # the default
+#: The default: the newest shipped ``va-regression``.
+OLD: ModelIdentity = checkpoint_info(resolve_checkpoint("va-regression")).identity
 # Another text encoder (the pretrained one) and backbone: a switch changes both.
 NEW = ModelIdentity(name="va-regression", version="1.0.0", dim=2)
 STORY = (

@@ -290,6 +290,29 @@ def test_va_scorings_rank_a_mildly_sad_text_differently(bank: FeatureBank) -> No
     assert best == {"euclid": 0, "circumplex": 1, "quadrants": 1}
 
 
+def test_va_text_targets_stretch_weigh_and_split_arousal(bank: FeatureBank) -> None:
+    """EmoBank's ratings are stretched around the neutral point and weighted; with
+    label_arousal_weight the labelled texts' arousal targets get their own weight."""
+    from storycue.training.families.va import text_regression_data
+
+    part = bank.text["train"]
+    plain = text_regression_data(part, fast_config("va-regression"))
+    cfg = replace(fast_config("va-regression"), emobank_weight=3.0, emobank_stretch=2.0,
+                  label_arousal_weight=0.25)  # fmt: skip
+    tuned = text_regression_data(part, cfg)
+    emobank = np.asarray(part.sources)[np.isfinite(part.va).all(axis=1)] == "emobank"
+    assert emobank.any() and (~emobank).any()
+    np.testing.assert_allclose(
+        tuned.y[emobank], np.clip(0.5 + 2.0 * (plain.y[emobank] - 0.5), 0, 1), atol=1e-6
+    )
+    np.testing.assert_allclose(tuned.y[~emobank], plain.y[~emobank])
+    assert plain.w.ndim == 1 and tuned.w.shape == (len(tuned.y), 2)
+    np.testing.assert_allclose(tuned.w[emobank], 3.0)
+    np.testing.assert_allclose(tuned.w[~emobank], [[1.0, 0.25]] * int((~emobank).sum()))
+    heads = FAMILIES["va-regression"].train(bank, cfg)  # per-target weights train
+    assert heads.text_head.space_dim == 2
+
+
 def _proximity_model(bank: FeatureBank, weight: float) -> EmotionModel:
     cfg = replace(fast_config("va-regression"), va_scoring="proximity", va_proximity=weight)
     return EmotionModel(FAMILIES["va-regression"].train(bank, cfg))

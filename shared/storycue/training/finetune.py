@@ -143,6 +143,10 @@ class TextFinetuneConfig:
     #: ``labels+ratings``: on its mean with the mean Pearson correlation (valence, arousal)
     #: of the rating output on the validation texts of ``rating_sources``.
     selection: Literal["labels", "labels+ratings"] = "labels"
+    #: L2-normalise the pooled features before the temporary heads, as the encoder's
+    #: features are normalised for every family's heads: fine-tuning then shapes exactly
+    #: what the heads will read (a sentence's intensity must show in its direction).
+    normalize: bool = False
     #: Cap on the training texts of each source (e.g. GoEmotions' 43k on a CPU); ``None``:
     #: all. Applied before ``max_examples``.
     max_per_source: int | None = None
@@ -213,10 +217,11 @@ class FinetuneResult:
 
 class _TextTuner(nn.Module):
     def __init__(self, model: nn.Module, dim: int, n_labels: int, dropout: float,
-                 pooling: str) -> None:  # fmt: skip
+                 pooling: str, normalize: bool = False) -> None:  # fmt: skip
         super().__init__()
         self.model = model
         self.pooling = pooling
+        self.normalize = normalize
         self.drop = nn.Dropout(dropout)
         self.cls = nn.Linear(dim, n_labels)
         self.va = nn.Linear(dim, 2)
@@ -230,6 +235,9 @@ class _TextTuner(nn.Module):
         else:
             m = attention_mask.unsqueeze(-1).to(hidden.dtype)
             pooled = (hidden * m).sum(1) / m.sum(1).clamp(min=1e-9)
+        if self.normalize:
+            # Scaled back to about the raw features' norm so the heads' learning rates fit.
+            pooled = F.normalize(pooled.float(), dim=-1) * math.sqrt(pooled.shape[-1])
         z = self.drop(pooled)
         return self.cls(z), torch.sigmoid(self.va(z)), self.rating(z)
 
@@ -312,7 +320,8 @@ def finetune_text(
     trained = trainable_text_params(model, cfg.layers, cfg.train_embeddings)
     for n, p in model.named_parameters():
         p.requires_grad_(n in trained)
-    tuner = _TextTuner(model, dim, len(labels), cfg.dropout, encoder.pooling).to(device)
+    tuner = _TextTuner(model, dim, len(labels), cfg.dropout, encoder.pooling,
+                       cfg.normalize).to(device)  # fmt: skip
 
     def tokenize(texts: Sequence[str]) -> list[list[int]]:
         ids: list[list[int]] = tok(
@@ -853,16 +862,18 @@ def run_text_finetuning(
     sources: Sequence[str] = ("isear", "goemotions", "emobank"),
     output_dir: Path | None = None,
     progress: Progress | None = None,
+    encoder: str | None = None,
 ) -> tuple[FinetuneResult, Path]:
-    """Fine-tune ``settings.text_encoder`` on the project's text sets and save the delta
-    (default folder ``<home>/models/encoders``, where encoders are looked up by name)."""
+    """Fine-tune ``encoder`` (default ``settings.text_encoder``; a fine-tuned one is a warm
+    start) on the project's text sets and save the delta (default folder
+    ``<home>/models/encoders``, where encoders are looked up by name)."""
     from storycue.models.text import TextEncoder
 
     config.check()
     train_set, val_set, info = text_examples(settings, sources)
-    encoder = TextEncoder(settings.text_encoder, device=settings.torch_device(),
-                          backend="torch", precision="fp32")  # fmt: skip
-    result = finetune_text(encoder, train_set, val_set, config, data_info=info,
+    tuned = TextEncoder(encoder or settings.text_encoder, device=settings.torch_device(),
+                        backend="torch", precision="fp32")  # fmt: skip
+    result = finetune_text(tuned, train_set, val_set, config, data_info=info,
                            progress=progress)  # fmt: skip
     path = result.delta.save(output_dir or Path(settings.home) / "models" / "encoders")
     return result, path

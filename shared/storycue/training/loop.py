@@ -20,10 +20,14 @@ log = get_logger(__name__)
 class RegressionData:
     x: np.ndarray
     y: np.ndarray
+    #: Weight of each row ``(N,)``, or of each target of each row ``(N, D)``.
     w: np.ndarray
 
 
 def _weighted_mse(pred: torch.Tensor, y: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """Weighted MSE: ``w`` weighs rows ``(N,)``, or each output of each row ``(N, D)``."""
+    if w.ndim == 2:
+        return ((pred - y) ** 2).mul(w).sum() / w.sum().clamp(min=1e-9)
     return ((pred - y) ** 2).mean(dim=1).mul(w).sum() / w.sum().clamp(min=1e-9)
 
 

@@ -45,6 +45,8 @@ class TrainOptions:
     #: VA family: weight and stretch of EmoBank's ratings in the text head's regression.
     emobank_weight: float | None = None
     emobank_stretch: float | None = None
+    #: VA family: weight of the labelled texts' arousal targets against their valence.
+    label_arousal_weight: float | None = None
 
     @property
     def family_name(self) -> str:
@@ -109,6 +111,7 @@ def train_model(
         ("va_proximity", options.va_proximity),
         ("emobank_weight", options.emobank_weight),
         ("emobank_stretch", options.emobank_stretch),
+        ("label_arousal_weight", options.label_arousal_weight),
     ):
         if value is None:
             continue
@@ -122,6 +125,8 @@ def train_model(
         cfg = replace(cfg, emobank_weight=float(options.emobank_weight))
     if options.emobank_stretch is not None:
         cfg = replace(cfg, emobank_stretch=float(options.emobank_stretch))
+    if options.label_arousal_weight is not None:
+        cfg = replace(cfg, label_arousal_weight=float(options.label_arousal_weight))
     if options.va_proximity is not None and cfg.va_scoring != "proximity":
         raise InvalidInputError("--va-proximity needs --va-scoring proximity")
     device = settings.torch_device()

@@ -515,6 +515,8 @@ class FamilyConfig:
     #: the VA family regresses them (1 = the ratings as they are; see
     #: :func:`storycue.training.families.va.text_regression_data`).
     emobank_stretch: float = 1.0
+    #: Weight of the labelled texts' arousal targets relative to their valence targets.
+    label_arousal_weight: float = 1.0
     # word-regression
     word_music_target: Literal["auto", "tags", "quadrant"] = "auto"
     # metric learning

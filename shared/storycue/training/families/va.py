@@ -39,11 +39,20 @@ def text_regression_data(part: TextPart, config: FamilyConfig) -> RegressionData
     head, which learns to place label words. Stretching the ratings' offsets from the
     scale's neutral point (0.5, rating 3) by ``emobank_stretch`` (clipped to [0, 1]) puts
     prose on the same scale as the labels, so how strongly a sentence feels counts.
+
+    ``config.label_arousal_weight`` weighs the *arousal* target of labelled texts (ISEAR,
+    GoEmotions) apart from their valence: the NRC arousal of a label word ("sadness" .29,
+    "anger" .83) is a crude stand-in for how aroused a situation report reads, while
+    EmoBank's arousal is rated on the text itself.
     """
     ok = np.isfinite(part.va).all(axis=1) & np.isin(np.asarray(part.sources), config.text_sources)
     idx = np.flatnonzero(ok)
     emobank = np.asarray([part.sources[i] == "emobank" for i in idx], bool)
     w = np.where(emobank, config.emobank_weight, 1.0).astype(np.float32)
+    if config.label_arousal_weight != 1.0:
+        # Per target: a labelled text's arousal target (its label word's NRC arousal) is
+        # weighed apart from its valence; rated prose keeps both.
+        w = np.stack([w, np.where(emobank, w, w * config.label_arousal_weight)], axis=1)
     y = np.asarray(part.va[idx], np.float32).copy()
     if config.emobank_stretch != 1.0:
         y[emobank] = np.clip(VA_CENTRE + config.emobank_stretch * (y[emobank] - VA_CENTRE), 0, 1)
