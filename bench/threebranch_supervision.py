@@ -88,7 +88,7 @@ def main() -> None:
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "text_encoder": bank.text_encoder,
         "word_space": bank.word_space,
-        "train_clips": int(len(quads)),
+        "train_clips": len(quads),
         "python": platform.python_version(),
         "relations": result,
     }

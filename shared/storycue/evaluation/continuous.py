@@ -380,7 +380,8 @@ def matching_arousal(
       gallery clips of the quadrant the query's reading falls in, between the model's score
       and closeness (minus the distance) of the clip's tag valence-arousal to the query's
       reading; mean over queries. 0 means the score ignores where inside a quadrant a clip
-      lies.
+      lies. ``_gentle`` / ``_strong``: the same over the queries whose reading lies nearer
+      to / farther from the neutral point than the median query's (largest axis offset).
     * ``high_arousal_top{k}_q12``: queries rated at or above ``high`` — mean share of their
       top-``k`` clips in Q1/Q2 (high-arousal music), and the share of queries whose top
       ``k`` are all Q1/Q2; likewise ``low_arousal_top{k}_q34`` for queries at or below
@@ -395,6 +396,7 @@ def matching_arousal(
     quads = np.asarray(list(gallery_quadrants))
     tag_va = np.asarray(gallery_tag_va, np.float64)
     within: list[float] = []
+    strength: list[float] = []
     for i, r in enumerate(readings):
         members = np.flatnonzero(quads == quadrant_of(float(r[0]), float(r[1])))
         if members.size < 3:
@@ -403,12 +405,20 @@ def matching_arousal(
         rho = _spearman(scores[i, members], closeness)
         if np.isfinite(rho):
             within.append(rho)
+            strength.append(float(np.abs(r - 0.5).max()))
+    # Gently felt queries (reading nearer the neutral point than the median query's) are
+    # where closeness and a quadrant's extremes part: report them apart.
+    cut = float(np.median(strength)) if strength else 0.0
+    gentle = [w for w, st in zip(within, strength, strict=True) if st <= cut]
+    strong = [w for w, st in zip(within, strength, strict=True) if st > cut]
     top = np.argsort(-scores, axis=1, kind="stable")[:, :k]
     top_quads = quads[top]
     out: dict[str, Any] = {
         "queries": queries.name,
         "count": len(queries),
         "within_quadrant_spearman": float(np.mean(within)) if within else float("nan"),
+        "within_quadrant_spearman_gentle": float(np.mean(gentle)) if gentle else float("nan"),
+        "within_quadrant_spearman_strong": float(np.mean(strong)) if strong else float("nan"),
         "within_quadrant_queries": len(within),
     }
     for name, mask, wanted in (

@@ -251,14 +251,16 @@ def render_reading_table(results: Sequence[dict[str, Any]]) -> str:
             *_table(
                 [
                     "model",
-                    "within-quadrant ρ",
+                    "within-quadrant ρ (gentle / strong)",
                     "high-arousal top-5 in Q1/Q2",
                     "low-arousal top-5 in Q3/Q4",
                 ],
                 [
                     [
                         label,
-                        _fmt(m["within_quadrant_spearman"], False),
+                        f"{_fmt(m['within_quadrant_spearman'], False)} ("
+                        f"{_fmt(m.get('within_quadrant_spearman_gentle'), False)} / "
+                        f"{_fmt(m.get('within_quadrant_spearman_strong'), False)})",
                         f"{_fmt(m['high_arousal_top5_q12'], False)} ({m['high_arousal_queries']})",
                         f"{_fmt(m['low_arousal_top5_q34'], False)} ({m['low_arousal_queries']})",
                     ]
@@ -268,7 +270,9 @@ def render_reading_table(results: Sequence[dict[str, Any]]) -> str:
             "",
             "within-quadrant ρ: mean Spearman correlation, over the clips of the quadrant a "
             "sentence's reading falls in, of the model's score with closeness to the clip's "
-            "tag-derived valence-arousal (AllMusic tags placed with NRC VAD). High (low) "
+            "tag-derived valence-arousal (AllMusic tags placed with NRC VAD); gentle / strong: "
+            "the sentences whose reading lies nearer to / farther from the neutral point than "
+            "the median's. High (low) "
             "arousal: EmoBank arousal ≥ 3.5 (≤ 2.5), count in brackets; the share of their "
             "top-5 clips in Q1/Q2 (Q3/Q4).",
         ]
@@ -293,7 +297,9 @@ def render_reading(report: dict[str, Any]) -> str:
     if m.get("available") and "emobank" in m:
         e = m["emobank"]
         lines.append(
-            f"Arousal in matching: within-quadrant ρ {e['within_quadrant_spearman']:.3f}; "
+            f"Arousal in matching: within-quadrant ρ {e['within_quadrant_spearman']:.3f} "
+            f"(gentle {e['within_quadrant_spearman_gentle']:.3f}, strong "
+            f"{e['within_quadrant_spearman_strong']:.3f}); "
             f"high-arousal sentences' top-5 in Q1/Q2 {e['high_arousal_top5_q12']:.3f} "
             f"({e['high_arousal_queries']}); low-arousal top-5 in Q3/Q4 "
             f"{e['low_arousal_top5_q34']:.3f} ({e['low_arousal_queries']})"
