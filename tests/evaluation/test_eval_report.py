@@ -180,3 +180,55 @@ def test_render_rejects_empty_input() -> None:
         render_table([])
     with pytest.raises(InvalidInputError):
         render_diagnostics([])
+
+
+def _reading(model: str, v: float) -> dict[str, object]:
+    stats = {"n": 40, "valence_pearson": v, "arousal_pearson": v / 2,
+             "valence_spearman": v, "arousal_spearman": v / 2}  # fmt: skip
+    sets = {
+        k: dict(stats) for k in ("sentences", "fiction", "fiction-scenes-3", "fiction-scenes-6")
+    }
+    return {
+        "part": "test",
+        "sets": {k: {"count": 40, "description": k} for k in sets},
+        "rows": {
+            "model": {"name": model, "available": True, "sets": sets},
+            "probe": {"name": "ridge probe on frozen m", "available": True,
+                      "sets": {k: dict(stats, valence_pearson=0.5) for k in sets}},
+        },
+        "probe": {"encoder": "m", "alpha": 1.0, "alpha_chosen_on": "EmoBank dev",
+                  "trained_on": "EmoBank train (10 sentences)"},
+    }  # fmt: skip
+
+
+def test_reading_section_lists_models_then_one_probe_and_explains_missing_axes() -> None:
+    from storycue.evaluation.report import render_reading, render_reading_table
+
+    a = _fake("va-regression", "va-regression", "isear-test", 0.5)
+    a["continuous"] = _reading("va-regression 1.0.0", 0.7)
+    a["matching"] = {
+        "available": True,
+        "emobank": {
+            "within_quadrant_spearman": 0.2,
+            "within_quadrant_spearman_gentle": 0.3,
+            "within_quadrant_spearman_strong": 0.1,
+            "high_arousal_top5_q12": 0.9,
+            "high_arousal_queries": 4,
+            "low_arousal_top5_q34": 0.8,
+            "low_arousal_queries": 3,
+        },
+    }
+    b = _fake("m3", "metric-2branch", "isear-test", 0.4)
+    b["continuous"] = _reading("m3 1.0.0", 0.0)
+    b["continuous"]["rows"]["model"] = {  # type: ignore[index]
+        "name": "m3 1.0.0", "available": False, "reason": "no valence-arousal axes"}  # fmt: skip
+    md = render_reading_table([a, b])
+    rows = [ln for ln in md.splitlines() if ln.startswith("| ") and "model |" not in ln]
+    assert [r.split(" | ")[0] for r in rows[:3]] == [
+        "| va-regression 1.0.0", "| m3 1.0.0", "| ridge probe on frozen m (baseline)"]  # fmt: skip
+    assert "0.700" in rows[0] and rows[1].count("–") == 16
+    assert "m3 1.0.0: no valence-arousal axes." in md
+    assert "0.200 (0.300 / 0.100)" in md and "0.900 (4)" in md
+    text = render_reading(a)
+    assert "valence r 0.700" in text and "within-quadrant ρ 0.200 (gentle 0.300" in text
+    assert "#### Reading prose" in render_table([a, b])

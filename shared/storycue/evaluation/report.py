@@ -207,24 +207,21 @@ def render_reading_table(results: Sequence[dict[str, Any]]) -> str:
         header += [f"{title} V r", f"{title} A r", f"{title} V ρ", f"{title} A ρ"]
     body: list[list[str]] = []
     notes: list[str] = []
-    probe_done = False
-    for rep in sections:
-        for label, sets, reason in _reading_rows(rep["continuous"]):
-            if label.endswith("(baseline)"):
-                if probe_done:
-                    continue
-                probe_done = True
-            if sets is None:
-                body.append([label, *(["–"] * (len(header) - 1))])
-                notes.append(f"{label}: {reason}.")
-                continue
-            cells = [label]
-            for key, _title in _READING_SETS:
-                res = sets.get(key)
-                for stat in ("valence_pearson", "arousal_pearson", "valence_spearman",
-                             "arousal_spearman"):  # fmt: skip
-                    cells.append(_fmt(res[stat], False) if res else "–")
-            body.append(cells)
+    rows = [r for rep in sections for r in _reading_rows(rep["continuous"])]
+    models = [r for r in rows if not r[0].endswith("(baseline)")]
+    probe = [r for r in rows if r[0].endswith("(baseline)")][:1]  # one probe, last
+    for label, sets, reason in [*models, *probe]:
+        if sets is None:
+            body.append([label, *(["–"] * (len(header) - 1))])
+            notes.append(f"{label}: {reason}.")
+            continue
+        cells = [label]
+        for key, _title in _READING_SETS:
+            res = sets.get(key)
+            for stat in ("valence_pearson", "arousal_pearson", "valence_spearman",
+                         "arousal_spearman"):  # fmt: skip
+                cells.append(_fmt(res[stat], False) if res else "–")
+        body.append(cells)
     first = sections[0]["continuous"]
     counts = ", ".join(f"{k} {v['count']}" for k, v in first["sets"].items())
     probe = first["probe"]
