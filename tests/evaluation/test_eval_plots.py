@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -85,24 +86,33 @@ def _metric_model(d_text: int = 6, d_audio: int = 5, dim: int = 8) -> EmotionMod
     return EmotionModel(EmotionHeads(info=info, heads=heads))
 
 
-@pytest.mark.slow
-def test_umap_space_for_a_learned_space(tmp_path: Path, request: pytest.FixtureRequest) -> None:
-    """UMAP's numba compilation takes a minute or more, so this runs only with ``-m slow``
-    (pyproject: slow tests are deselected unless asked for)."""
-    rng = np.random.default_rng(0)
-    _, labels, feats = make_texts(60, rng)
-    gallery = make_gallery(32, rng, "toy")
-    model = _metric_model()
-    paths = figure3(
+def _toy_figure3(
+    model: EmotionModel, rng: np.random.Generator, out: Path, n_texts: int, n_clips: int,
+    **kwargs: Any,
+) -> list[Path]:  # fmt: skip
+    """Figure 3 of ``model`` for toy texts and a toy gallery."""
+    _, labels, feats = make_texts(n_texts, rng)
+    gallery = make_gallery(n_clips, rng, "toy")
+    return figure3(
         model,
         model.project_text_features(feats),
         labels,
         model.project_audio_features(gallery.features["features"]),
         gallery.quadrants,
-        tmp_path,
-        tag_words=["happy", "sad", "calm", "tense"],
-        tag_features=rng.normal(size=(4, 6)),
+        out,
+        **kwargs,
     )
+
+
+@pytest.mark.slow
+def test_umap_space_for_a_learned_space(tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    """UMAP's numba compilation takes a minute or more, so this runs only with ``-m slow``
+    (pyproject: slow tests are deselected unless asked for)."""
+    rng = np.random.default_rng(0)
+    paths = _toy_figure3(
+        _metric_model(), rng, tmp_path, 60, 32,
+        tag_words=["happy", "sad", "calm", "tense"], tag_features=rng.normal(size=(4, 6)),
+    )  # fmt: skip
     assert [p.name for p in paths] == ["space-umap.png"]
     assert_png(paths[0])
 
@@ -115,18 +125,9 @@ def test_a_gallery_named_by_a_path_gives_flat_file_names(tmp_path: Path) -> None
     assert slug.startswith("b-") and "/" not in slug and len(slug) == len("b-") + 8
     assert file_slug("/a/b") != file_slug("/c/b")  # two folders called b do not collide
     assert "/" not in file_slug("/music/my songs/") and file_slug("/").startswith("gallery-")
-    rng = np.random.default_rng(0)
-    _, labels, feats = make_texts(20, rng)
-    gallery = make_gallery(8, rng, "toy")
-    model = va_model()
-    paths = figure3(
-        model,
-        model.project_text_features(feats),
-        labels,
-        model.project_audio_features(gallery.features["features"]),
-        gallery.quadrants,
-        tmp_path,
+    paths = _toy_figure3(
+        va_model(), np.random.default_rng(0), tmp_path, 20, 8,
         name="va-regression-4.0.0-isear-test-/data/music/gallery",
-    )
+    )  # fmt: skip
     assert all(p.parent == tmp_path for p in paths), paths
     assert paths[0].name.startswith("va-regression-4.0.0-isear-test-gallery-")

@@ -387,7 +387,7 @@ def test_word_mapping_uses_the_pretrained_base_of_a_fine_tuned_encoder(
     args = ("word", labels, None, get_settings(), records)
     base = harness.build_mapping(*args, text_encoder=TextEncoder(backend="torch"))  # type: ignore[arg-type]
     assert harness.build_mapping(*args, text_encoder=by_name) == base  # type: ignore[arg-type]
-    assert harness._pretrained_encoder(delta.base).name == delta.base
+    assert harness.pretrained_encoder(delta.base).name == delta.base
     assert tuned.name == delta.name  # the tuned object carries its new identity
 
 

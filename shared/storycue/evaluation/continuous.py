@@ -29,7 +29,6 @@ high-arousal music (Q1/Q2).
 
 from __future__ import annotations
 
-import functools
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -265,16 +264,11 @@ def ridge_probe(encoder_name: str, settings: Settings) -> RidgeProbe:
     with _probe_lock:
         probe = _probe_cache.get(key)
         if probe is None:
-            probe = RidgeProbe(_frozen_encoder(base), settings)
+            from storycue.evaluation.harness import pretrained_encoder
+
+            probe = RidgeProbe(pretrained_encoder(base), settings)
             _probe_cache[key] = probe
         return probe
-
-
-@functools.lru_cache(maxsize=4)
-def _frozen_encoder(name: str) -> Any:
-    from storycue.models.text import TextEncoder
-
-    return TextEncoder(name, backend="torch")
 
 
 # ---- scores ---------------------------------------------------------------------------------
@@ -372,6 +366,7 @@ def matching_arousal(
     high: float,
     low: float,
     k: int = 5,
+    readings: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """Does arousal matter when ``queries`` (texts with ratings in [0, 1]) are matched
     against a gallery (space vectors, quadrant labels, tag-derived valence-arousal)?
@@ -387,10 +382,11 @@ def matching_arousal(
       ``k`` are all Q1/Q2; likewise ``low_arousal_top{k}_q34`` for queries at or below
       ``low``.
     """
-    enc = model.text_encoder
-    readings = read_passages(
-        ModelReader(model, settings), queries.texts, enc.count_tokens, enc.max_tokens
-    )
+    if readings is None:  # a caller that has read the queries already passes them
+        enc = model.text_encoder
+        readings = read_passages(
+            ModelReader(model, settings), queries.texts, enc.count_tokens, enc.max_tokens
+        )
     q_vectors = model.from_va(readings, role="text")
     scores = model.score(q_vectors, np.asarray(gallery_vectors, np.float32))
     quads = np.asarray(list(gallery_quadrants))
@@ -462,7 +458,10 @@ def text_reading_section(
     from storycue.data.nrc_vad import load_nrc_vad
     from storycue.errors import StorycueError
 
-    section: dict[str, Any] = {"continuous": continuous_report(model, settings, part=part)}
+    rated = emobank_sets(settings, part)
+    section: dict[str, Any] = {
+        "continuous": continuous_report(model, settings, part=part, sets=rated)
+    }
     if not model.info.va_axes:
         reason = section["continuous"]["rows"]["model"]["reason"]
         section["matching"] = {"available": False, "reason": reason}
@@ -478,7 +477,7 @@ def text_reading_section(
         keep = np.isfinite(tags).all(axis=1)
         vectors = np.asarray(gallery_vectors)[keep]
         quads = [q for q, ok in zip(gallery.quadrants, keep, strict=True) if ok]
-        sentences = next(s for s in emobank_sets(settings, part) if s.name == "sentences")
+        sentences = next(s for s in rated if s.name == "sentences")
         section["matching"] = {
             "available": True,
             "gallery_clips_with_tags": int(keep.sum()),

@@ -170,8 +170,8 @@ def _cache_dir(settings: Settings) -> Path:
 
 
 @functools.lru_cache(maxsize=4)
-def _pretrained_encoder(name: str) -> Any:
-    """A pretrained text encoder for the word mapping, loaded once per name."""
+def pretrained_encoder(name: str) -> Any:
+    """A pretrained text encoder (the word mapping, the ridge probe), loaded once per name."""
     from storycue.models.text import TextEncoder
 
     return TextEncoder(name, backend="torch")
@@ -211,7 +211,7 @@ def build_mapping(
                 raise InvalidInputError("the word mapping needs a model or a text encoder")
             encoder = model.text_encoder
         if is_finetuned_name(str(encoder.name)):
-            encoder = _pretrained_encoder(base_of(str(encoder.name)))
+            encoder = pretrained_encoder(base_of(str(encoder.name)))
         return word_mapping(uniq, lambda xs: encoder.encode(list(xs)), quadrant_tags(records))
     raise InvalidInputError(f"unknown mapping {name!r}; choose from {', '.join(MAPPINGS)}")
 

@@ -224,7 +224,7 @@ def story_report(
                 model, np.asarray(gallery_vectors)[keep],
                 [q for q, ok in zip(gallery_quadrants, keep, strict=True) if ok],
                 np.asarray(gallery_tag_va)[keep], as_rated(passages), settings,
-                high=HIGH_AROUSAL, low=LOW_AROUSAL, k=k,
+                high=HIGH_AROUSAL, low=LOW_AROUSAL, k=k, readings=readings,
             )  # fmt: skip
     for i, p in enumerate(passages):
         row: dict[str, Any] = {
