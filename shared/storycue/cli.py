@@ -357,6 +357,13 @@ def train(
         float | None,
         typer.Option(help="VA family: weight of EmoBank's sentences in the text head's loss."),
     ] = None,
+    passage_weight: Annotated[
+        float | None,
+        typer.Option(
+            help="VA family: weight of EmoBank's joined passages (text source "
+            "emobank-passages; default: --emobank-weight)."
+        ),
+    ] = None,
     emobank_stretch: Annotated[
         float | None,
         typer.Option(
@@ -461,6 +468,7 @@ def train(
         text_encoder=text_encoder,
         va_proximity=va_proximity,
         emobank_weight=emobank_weight,
+        passage_weight=passage_weight,
         emobank_stretch=emobank_stretch,
         label_arousal_weight=label_arousal_weight,
     )

@@ -9,15 +9,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from storycue.data.emobank import EmoBankRecord, load_emobank
+from storycue.data.emobank import (
+    EmoBankRecord,
+    emobank_document,
+    load_emobank,
+    passage_windows,
+    rescale,
+    scene_windows,
+)
 from storycue.errors import InvalidInputError
 from storycue.evaluation.continuous import (
     RatedTexts,
     correlations,
-    emobank_document,
     emobank_sets,
     read_passages,
-    scene_windows,
 )
 
 
@@ -52,6 +57,41 @@ def test_scene_windows_are_consecutive_non_overlapping_and_per_document() -> Non
     assert scene_windows(recs, 1)[0][0].id.startswith("A_1_")
     with pytest.raises(InvalidInputError):
         scene_windows(recs, 0)
+
+
+def test_passage_windows_join_sentences_against_their_mean_rating() -> None:
+    recs = [_rec("A", s, v, a) for s, v, a in ((3, 5, 1), (1, 1, 5), (2, 3, 3), (4, 2, 2))]
+    recs.append(EmoBankRecord("SemEval_7", "test", 5.0, 5.0, 3.0, "A headline.", None))
+    out = passage_windows(recs, (2, 3))
+    # Size 2: sentences (1, 2) and (3, 4); size 3: (1, 2, 3). The id without offsets is out.
+    assert [t for t, _, _ in out] == [
+        "A sentence at 1. A sentence at 2.",
+        "A sentence at 3. A sentence at 4.",
+        "A sentence at 1. A sentence at 2. A sentence at 3.",
+    ]
+    np.testing.assert_allclose([(v, a) for _, v, a in out], [
+        (rescale(2.0), rescale(4.0)), (rescale(3.5), rescale(1.5)), (rescale(3.0), rescale(3.0)),
+    ])  # fmt: skip
+
+
+def test_training_sets_take_emobank_passages_as_rated_prose(tmp_path: Path) -> None:
+    from storycue.config import Settings
+    from storycue.training.va import check_text_sources, text_training_set
+
+    folder = tmp_path / "emobank"
+    folder.mkdir()
+    lines = ["id,split,V,A,D,text"]
+    lines += [f"doc_{i}_{i + 1},train,{1 + i},{5 - i},3,Sentence {i}." for i in range(4)]
+    (folder / "emobank.csv").write_text("\n".join(lines) + "\n", "utf-8")
+    settings = Settings(data_dir=tmp_path, nrc_vad_path=None)
+    ts = text_training_set("train", None, ["emobank", "emobank-passages"], settings, 2.0)  # type: ignore[arg-type]
+    assert ts.source.count("emobank") == 4
+    passages = [t for t, src in zip(ts.texts, ts.source, strict=True) if src == "emobank-passages"]
+    assert passages[0] == "Sentence 0. Sentence 1." and len(passages) == 2 + 1 + 1  # sizes 2,3,4
+    assert ts.weights.tolist() == [2.0] * len(ts.texts)
+    assert check_text_sources(["isear", "", "emobank-passages"]) == ["isear", "emobank-passages"]
+    with pytest.raises(InvalidInputError, match="emobank-passages"):
+        check_text_sources(["emobank-scenes"])
 
 
 def test_correlations_are_exact_and_bootstrap_is_deterministic() -> None:

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -94,3 +95,49 @@ def load_emobank(
             continue
         records.append(rec)
     return records
+
+
+def emobank_document(record_id: str) -> tuple[str, int, int]:
+    """``(document, start, end)`` of an EmoBank id ``<document>_<start>_<end>``."""
+    doc, start, end = [*record_id.rsplit("_", 2), "", ""][:3]
+    if not (start.isdigit() and end.isdigit()):
+        raise InvalidInputError(f"EmoBank id {record_id!r} carries no character offsets")
+    return doc, int(start), int(end)
+
+
+def scene_windows(records: Sequence[EmoBankRecord], size: int) -> list[list[EmoBankRecord]]:
+    """Non-overlapping windows of ``size`` consecutive sentences of one document each
+    (sentences ordered by character offset; a document's short tail is dropped)."""
+    if size < 1:
+        raise InvalidInputError("scene size must be >= 1")
+    docs: dict[str, list[tuple[int, EmoBankRecord]]] = {}
+    for r in records:
+        doc, start, _ = emobank_document(r.id)
+        docs.setdefault(doc, []).append((start, r))
+    out: list[list[EmoBankRecord]] = []
+    for doc in sorted(docs):
+        ordered = [r for _, r in sorted(docs[doc], key=lambda x: x[0])]
+        out.extend(ordered[i : i + size] for i in range(0, len(ordered) - size + 1, size))
+    return out
+
+
+def passage_windows(
+    records: Sequence[EmoBankRecord], sizes: Sequence[int]
+) -> list[tuple[str, float, float]]:
+    """Passages of consecutive sentences of one document: for each size, the
+    non-overlapping windows of :func:`scene_windows`, as ``(joined text, mean valence,
+    mean arousal)`` with the means rescaled to [0, 1]. Records without character offsets in
+    their id are left out (they cannot be ordered)."""
+    ordered = [r for r in records if _has_offsets(r.id)]
+    out: list[tuple[str, float, float]] = []
+    for size in sizes:
+        for w in scene_windows(ordered, size):
+            v = sum(rescale(r.valence) for r in w) / len(w)
+            a = sum(rescale(r.arousal) for r in w) / len(w)
+            out.append((" ".join(r.text for r in w), v, a))
+    return out
+
+
+def _has_offsets(record_id: str) -> bool:
+    parts = record_id.rsplit("_", 2)
+    return len(parts) == 3 and parts[1].isdigit() and parts[2].isdigit()

@@ -37,7 +37,7 @@ from typing import Any, Literal, Protocol
 import numpy as np
 
 from storycue.config import Settings
-from storycue.data.emobank import EmoBankRecord, load_emobank
+from storycue.data.emobank import EmoBankRecord, load_emobank, scene_windows
 from storycue.errors import InvalidInputError
 from storycue.evaluation.mappings import quadrant_of
 from storycue.log import get_logger
@@ -84,30 +84,6 @@ class VAReader(Protocol):
 
 
 # ---- EmoBank sets -----------------------------------------------------------------------
-def emobank_document(record_id: str) -> tuple[str, int, int]:
-    """``(document, start, end)`` of an EmoBank id ``<document>_<start>_<end>``."""
-    doc, start, end = [*record_id.rsplit("_", 2), "", ""][:3]
-    if not (start.isdigit() and end.isdigit()):
-        raise InvalidInputError(f"EmoBank id {record_id!r} carries no character offsets")
-    return doc, int(start), int(end)
-
-
-def scene_windows(records: Sequence[EmoBankRecord], size: int) -> list[list[EmoBankRecord]]:
-    """Non-overlapping windows of ``size`` consecutive sentences of one document each
-    (sentences ordered by character offset; a document's short tail is dropped)."""
-    if size < 1:
-        raise InvalidInputError("scene size must be >= 1")
-    docs: dict[str, list[tuple[int, EmoBankRecord]]] = {}
-    for r in records:
-        doc, start, _ = emobank_document(r.id)
-        docs.setdefault(doc, []).append((start, r))
-    out: list[list[EmoBankRecord]] = []
-    for doc in sorted(docs):
-        ordered = [r for _, r in sorted(docs[doc], key=lambda x: x[0])]
-        out.extend(ordered[i : i + size] for i in range(0, len(ordered) - size + 1, size))
-    return out
-
-
 def _rated(name: str, records: Sequence[EmoBankRecord], description: str) -> RatedTexts:
     return RatedTexts(
         name, [r.text for r in records], np.asarray([r.vad01()[:2] for r in records]), description

@@ -11,7 +11,8 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from storycue.evaluation.harness import MAPPINGS, QUERY_SETS
-from storycue.training.families import DEFAULT_TEXT_SOURCES, FAMILIES
+from storycue.training.families import FAMILIES
+from storycue.training.va import TEXT_SOURCES
 
 _NAME = r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,99}$"
 _VERSION = r"^[0-9A-Za-z][0-9A-Za-z.+\-]{0,39}$"
@@ -94,8 +95,8 @@ class TrainParams(_Strict):
     version: str = Field(default="1.0.0", pattern=_VERSION)
     seed: int = Field(default=0, ge=0, le=2**31 - 1)
     max_epochs: int | None = Field(default=None, ge=1, le=10_000)
-    text_sources: list[Literal[DEFAULT_TEXT_SOURCES]] | None = Field(  # type: ignore[valid-type]
-        default=None, min_length=1, max_length=3
+    text_sources: list[Literal[TEXT_SOURCES]] | None = Field(  # type: ignore[valid-type]
+        default=None, min_length=1, max_length=len(TEXT_SOURCES)
     )
     music_target: Literal["blend", "quadrant", "tags"] | None = Field(
         default=None, description="va-regression only: the clips' training targets."

@@ -815,11 +815,9 @@ def text_examples(
     texts, splits and VA targets the families train on), plus a description of the data."""
     from storycue.data.isear import clean_isear, read_isear, split_isear
     from storycue.data.nrc_vad import load_nrc_vad
-    from storycue.training.va import text_training_set
+    from storycue.training.va import check_text_sources, text_training_set
 
-    bad = sorted(set(sources) - {"isear", "goemotions", "emobank"})
-    if bad or not sources:
-        raise InvalidInputError(f"text sources must be among isear, goemotions, emobank: {bad}")
+    sources = check_text_sources(sources)
     lexicon = load_nrc_vad(settings=settings)
     parts = {
         part: TextExamples.from_text_set(

@@ -16,6 +16,7 @@ from typing import Any, Literal, cast
 from storycue.config import Settings
 from storycue.errors import InvalidInputError
 from storycue.models.emotion import EmotionHeads
+from storycue.training.va import check_text_sources
 
 #: Short names accepted for the families.
 FAMILY_ALIASES = {"va": "va-regression"}
@@ -44,6 +45,7 @@ class TrainOptions:
     va_proximity: float | None = None
     #: VA family: weight and stretch of EmoBank's ratings in the text head's regression.
     emobank_weight: float | None = None
+    passage_weight: float | None = None
     emobank_stretch: float | None = None
     #: VA family: weight of the labelled texts' arousal targets against their valence.
     label_arousal_weight: float | None = None
@@ -70,7 +72,7 @@ def train_model(
     """
     from storycue.models.musicnn import load_backbone
     from storycue.models.text import TextEncoder
-    from storycue.training.families import build_feature_bank, get_family
+    from storycue.training.families import DEFAULT_TEXT_SOURCES, build_feature_bank, get_family
 
     fam = get_family(options.family_name)
     cfg = replace(
@@ -84,13 +86,7 @@ def train_model(
             raise InvalidInputError("max_epochs must be at least 1")
         cfg = replace(cfg, max_epochs=options.max_epochs)
     if options.text_sources is not None:
-        sources = [s for s in options.text_sources if s]
-        bad = sorted(set(sources) - {"isear", "goemotions", "emobank"})
-        if bad or not sources:
-            raise InvalidInputError(
-                f"text sources must be among isear, goemotions, emobank; got {sources}"
-            )
-        cfg = replace(cfg, text_sources=sources)
+        cfg = replace(cfg, text_sources=check_text_sources(options.text_sources))
     if options.music_target is not None:
         if fam.name != "va-regression":
             raise InvalidInputError("--music-target applies to the va-regression family only")
@@ -110,6 +106,7 @@ def train_model(
     for opt, value in (
         ("va_proximity", options.va_proximity),
         ("emobank_weight", options.emobank_weight),
+        ("passage_weight", options.passage_weight),
         ("emobank_stretch", options.emobank_stretch),
         ("label_arousal_weight", options.label_arousal_weight),
     ):
@@ -123,6 +120,8 @@ def train_model(
         cfg = replace(cfg, va_proximity=float(options.va_proximity))
     if options.emobank_weight is not None:
         cfg = replace(cfg, emobank_weight=float(options.emobank_weight))
+    if options.passage_weight is not None:
+        cfg = replace(cfg, passage_weight=float(options.passage_weight))
     if options.emobank_stretch is not None:
         cfg = replace(cfg, emobank_stretch=float(options.emobank_stretch))
     if options.label_arousal_weight is not None:
@@ -144,11 +143,15 @@ def train_model(
             device=device,
         )
     cache = settings.home / "cache" / "features"
+    # The bank holds the default sources (their caches are shared by every run) and any
+    # other source the configuration asks for; the family trains on cfg.text_sources.
+    extra = [s for s in cfg.text_sources if s not in DEFAULT_TEXT_SOURCES]
     bank = build_feature_bank(
         settings,
         text_encoder,
         backbone,
         cache,
+        text_sources=(*DEFAULT_TEXT_SOURCES, *extra),
         progress=progress,
     )
     return fam.train(bank, cfg)

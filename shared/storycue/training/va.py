@@ -18,13 +18,13 @@ from typing import Any, Literal
 import numpy as np
 
 from storycue.config import Settings
-from storycue.data.emobank import load_emobank
+from storycue.data.emobank import load_emobank, passage_windows
 from storycue.data.fourq import FourQRecord
 from storycue.data.goemotions import load_goemotions
 from storycue.data.isear import load_isear
 from storycue.data.nrc_vad import VadLexicon
 from storycue.data.splits import FourQSplit
-from storycue.errors import DatasetNotFoundError
+from storycue.errors import DatasetNotFoundError, InvalidInputError
 from storycue.evaluation.mappings import QUADRANT_VA_CENTRES
 from storycue.log import get_logger
 from storycue.models.heads import HeadConfig, MLPHead
@@ -33,6 +33,26 @@ from storycue.training.loop import RegressionData, fit_regression
 log = get_logger(__name__)
 
 MusicTarget = Literal["quadrant", "tags", "blend"]
+
+#: Every text source a model can train on. ``emobank-passages`` are EmoBank's sentences
+#: joined into passages of consecutive sentences of one document (:data:`PASSAGE_SIZES`),
+#: each against the mean rating of its sentences, so a head also learns how a paragraph
+#: reads, not only a single sentence.
+TEXT_SOURCES: tuple[str, ...] = ("isear", "goemotions", "emobank", "emobank-passages")
+#: Sources whose targets are human ratings of the text itself (not a label's NRC position).
+RATED_SOURCES: tuple[str, ...] = ("emobank", "emobank-passages")
+PASSAGE_SIZES: tuple[int, ...] = (2, 3, 4, 6)
+
+
+def check_text_sources(sources: Sequence[str]) -> list[str]:
+    """``sources`` as a list, or a clear error naming the unknown ones."""
+    chosen = [s for s in sources if s]
+    bad = sorted(set(chosen) - set(TEXT_SOURCES))
+    if bad or not chosen:
+        raise InvalidInputError(
+            f"text sources must be among {', '.join(TEXT_SOURCES)}; got {list(sources)}"
+        )
+    return chosen
 
 
 @dataclass
@@ -88,6 +108,13 @@ def text_training_set(
             weights.append(emobank_weight)
             labels.append("")
             source.append("emobank")
+    if "emobank-passages" in sources:
+        for text, v, a in passage_windows(load_emobank(part, settings=settings), PASSAGE_SIZES):
+            texts.append(text)
+            targets.append((v, a))
+            weights.append(emobank_weight)
+            labels.append("")
+            source.append("emobank-passages")
     return TextSet(
         texts=texts,
         targets=np.asarray(targets, np.float32).reshape(-1, 2),

@@ -389,18 +389,33 @@ def build_feature_bank(
     unknown = [p for p in text_parts if p not in PARTS]
     if unknown or not {"train", "validation"} <= set(text_parts):
         raise InvalidInputError(f"text_parts must include train and validation, got {text_parts}")
+    # The sentence-level sources share one cache per part (``va-<part>``); each extra source
+    # (EmoBank's joined passages) has its own, so asking for it re-encodes only its texts.
+    groups = [[s for s in text_sources if s in DEFAULT_TEXT_SOURCES]]
+    groups += [[s] for s in text_sources if s not in DEFAULT_TEXT_SOURCES]
     text: dict[str, TextPart] = {}
     for part in text_parts:
-        tset = text_training_set(
-            cast(Literal["train", "validation", "test"], part), lexicon, text_sources, settings
-        )
-        feats = text_features(text_encoder, tset.texts, cache_dir, tag=f"va-{part}")
+        chunks: list[TextPart] = []
+        for group in (g for g in groups if g):
+            tset = text_training_set(
+                cast(Literal["train", "validation", "test"], part), lexicon, group, settings
+            )
+            tag = f"va-{part}" if group == groups[0] else f"va-{part}-{group[0]}"
+            chunks.append(
+                TextPart(
+                    features=text_features(text_encoder, tset.texts, cache_dir, tag=tag),
+                    labels=list(tset.labels),
+                    sources=list(tset.source),
+                    texts=list(tset.texts),
+                    va=tset.targets,
+                )
+            )
         text[part] = TextPart(
-            features=feats,
-            labels=list(tset.labels),
-            sources=list(tset.source),
-            texts=list(tset.texts),
-            va=tset.targets,
+            features=np.concatenate([c.features for c in chunks], axis=0),
+            labels=[x for c in chunks for x in c.labels],
+            sources=[x for c in chunks for x in c.sources],
+            texts=[x for c in chunks for x in c.texts],
+            va=np.concatenate([c.va for c in chunks], axis=0),
         )
 
     raw = fourq_features(split, backbone, cache_dir, progress=progress)
@@ -517,6 +532,9 @@ class FamilyConfig:
     emobank_stretch: float = 1.0
     #: Weight of the labelled texts' arousal targets relative to their valence targets.
     label_arousal_weight: float = 1.0
+    #: Weight of EmoBank's joined passages (source ``emobank-passages``); ``None``: the
+    #: sentences' ``emobank_weight``.
+    passage_weight: float | None = None
     # word-regression
     word_music_target: Literal["auto", "tags", "quadrant"] = "auto"
     # metric learning

@@ -26,11 +26,12 @@ from storycue.training.families.common import (
     seed_everything,
 )
 from storycue.training.loop import RegressionData
-from storycue.training.va import fit_va_head
+from storycue.training.va import RATED_SOURCES, fit_va_head
 
 
 def text_regression_data(part: TextPart, config: FamilyConfig) -> RegressionData:
-    """Texts of ``config.text_sources`` with a known VA target, EmoBank weighted by
+    """Texts of ``config.text_sources`` with a known VA target, EmoBank (its sentences and,
+    with the ``emobank-passages`` source, its joined passages) weighted by
     ``config.emobank_weight`` and its ratings stretched by ``config.emobank_stretch``.
 
     EmoBank's ratings, rescaled to [0, 1], sit within a few hundredths of the neutral point
@@ -47,8 +48,11 @@ def text_regression_data(part: TextPart, config: FamilyConfig) -> RegressionData
     """
     ok = np.isfinite(part.va).all(axis=1) & np.isin(np.asarray(part.sources), config.text_sources)
     idx = np.flatnonzero(ok)
-    emobank = np.asarray([part.sources[i] == "emobank" for i in idx], bool)
+    emobank = np.asarray([part.sources[i] in RATED_SOURCES for i in idx], bool)
     w = np.where(emobank, config.emobank_weight, 1.0).astype(np.float32)
+    if config.passage_weight is not None:
+        passages = np.asarray([part.sources[i] == "emobank-passages" for i in idx], bool)
+        w[passages] = config.passage_weight
     if config.label_arousal_weight != 1.0:
         # Per target: a labelled text's arousal target (its label word's NRC arousal) is
         # weighed apart from its valence; rated prose keeps both.

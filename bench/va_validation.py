@@ -1,0 +1,127 @@
+"""Validation-only scores of valence-arousal checkpoints: what a release is chosen by.
+
+Never touches a test part. For each checkpoint (a path or a shipped name) it scores, on
+storycue's 4Q *validation* clips as the catalogue:
+
+* retrieval: ISEAR validation and GoEmotions validation queries, manual mapping (P@5, MRR,
+  mAP; ``../shared/EVALUATION.md``);
+* reading prose: EmoBank dev, every genre, fiction, and 3-/6-sentence fiction scenes
+  (Pearson/Spearman of valence and arousal), beside the frozen-encoder ridge probe;
+* arousal in matching: within-quadrant Spearman and the high/low-arousal top-5 shares over
+  EmoBank dev sentences *and* over the dev fiction scenes (the passages of several sentences
+  that a story is made of), plus how far the scenes' arousal reading sits from their rating
+  (``arousal_bias``) and how often it falls on the rated side of the midpoint.
+
+Appends one row per checkpoint to ``bench/results/va_validation.json`` (``--label`` names
+the run) and prints them.
+
+    python bench/va_validation.py CHECKPOINT [CHECKPOINT ...] [--label TEXT]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from storycue.config import get_settings
+from storycue.data.emobank import rescale
+from storycue.data.nrc_vad import load_nrc_vad
+from storycue.evaluation.continuous import (
+    HIGH_AROUSAL_RATING,
+    LOW_AROUSAL_RATING,
+    ModelReader,
+    continuous_report,
+    emobank_sets,
+    matching_arousal,
+    read_passages,
+    ridge_probe,
+    tag_va,
+)
+from storycue.evaluation.harness import evaluate, fourq_gallery, gallery_input, load_queries
+from storycue.models.emotion import load_emotion_model, resolve_checkpoint
+
+OUT = Path(__file__).resolve().parent / "results" / "va_validation.json"
+
+
+def score_checkpoint(target: str) -> dict[str, Any]:
+    settings = get_settings()
+    path = resolve_checkpoint(target, settings.model_dir)
+    model = load_emotion_model(str(path), device="cpu")
+    gallery = fourq_gallery("validation", model.audio_backbone(), settings)
+    row: dict[str, Any] = {
+        "checkpoint": str(path.name),
+        "model": model.identity.key,
+        "sha256": model.checkpoint_sha256,
+        "text_encoder": model.info.text_encoder,
+    }
+    for qs in ("isear-validation", "goemotions-validation"):
+        rep = evaluate(
+            model, load_queries(qs, settings), gallery, settings,
+            mappings=("manual",), diagnostics=False,
+        )  # fmt: skip
+        m = rep["mappings"]["manual"]["macro"]
+        row[qs] = {k: round(float(m[k]), 4) for k in ("p@5", "mrr", "ap")}
+    rated = emobank_sets(settings, "validation")
+    probe = ridge_probe(model.info.text_encoder, settings)
+    cont = continuous_report(model, settings, part="validation", sets=rated, probe=probe)
+    row["reading"] = {
+        key: {
+            name: {k: round(v, 4) for k, v in res.items() if not k.endswith("ci95") and k != "n"}
+            for name, res in r["sets"].items()
+        }
+        for key, r in cont["rows"].items()
+    }
+    tags = tag_va(gallery.records, load_nrc_vad(settings=settings))
+    keep = np.isfinite(tags).all(axis=1)
+    vectors = model.project_audio_features(gallery_input(model, gallery))[keep]
+    quads = [q for q, ok in zip(gallery.quadrants, keep, strict=True) if ok]
+    reader = ModelReader(model, settings)
+    enc = model.text_encoder
+    row["matching"] = {}
+    for s in rated:
+        if s.name == "fiction":
+            continue
+        readings = read_passages(reader, s.texts, enc.count_tokens, enc.max_tokens)
+        m = matching_arousal(
+            model, vectors, quads, tags[keep], s, settings,
+            high=rescale(HIGH_AROUSAL_RATING), low=rescale(LOW_AROUSAL_RATING),
+            readings=readings,
+        )  # fmt: skip
+        side = np.mean((readings[:, 1] >= 0.5) == (s.va[:, 1] >= 0.5))
+        row["matching"][s.name] = {
+            k: (round(v, 4) if isinstance(v, float) else v)
+            for k, v in m.items()
+            if k.startswith(("within_quadrant_spearman", "high_", "low_"))
+        } | {
+            "arousal_bias": round(float(np.mean(readings[:, 1] - s.va[:, 1])), 4),
+            "arousal_side_agreement": round(float(side), 4),
+        }
+    return row
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("checkpoints", nargs="+")
+    ap.add_argument("--label", default="")
+    args = ap.parse_args()
+    doc: dict[str, Any] = (
+        json.loads(OUT.read_text())
+        if OUT.is_file()
+        else {"what": __doc__.split("\n\n")[0] if __doc__ else "", "rows": []}
+    )
+    for target in args.checkpoints:
+        row = score_checkpoint(target)
+        row["label"] = args.label
+        row["created"] = datetime.now(UTC).isoformat(timespec="seconds")
+        doc["rows"].append(row)
+        OUT.write_text(json.dumps(doc, indent=2) + "\n")
+        print(json.dumps(row, indent=1))
+
+
+if __name__ == "__main__":
+    main()
