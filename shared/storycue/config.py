@@ -73,6 +73,14 @@ class ServiceSettings(BaseModel):
     max_upload_bytes: int = Field(default=256 * 1024 * 1024, ge=1024)
     max_stories_per_job: int = Field(default=100_000, ge=1)
     search_timeout_s: float = Field(default=30.0, gt=0)
+    audio_link_secret: SecretStr | None = Field(
+        default=None,
+        description="Key that signs the short-lived audio links the studio page plays "
+        "(an <audio> element cannot send an API key). Unset: a random key per process, "
+        "enough for one gateway; set the same value on every replica behind a balancer.",
+    )
+    audio_link_ttl_s: int = Field(default=3600, ge=10, le=7 * 86400)
+    studio: bool = Field(default=True, description="Serve the studio web page at /studio.")
 
 
 class QueueSettings(BaseModel):

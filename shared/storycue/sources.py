@@ -18,7 +18,7 @@ import os
 import re
 import socket
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Generator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -273,3 +273,282 @@ def fetch(uri: str, settings: Settings) -> Iterator[Path]:
         yield path
     finally:
         path.unlink(missing_ok=True)
+
+
+# ---- byte ranges of a source (for playback) ------------------------------------------------
+class SourceGoneError(StorycueError):
+    """The track is registered, but its audio is no longer at its source (file deleted,
+    object removed, URL answering 404/410)."""
+
+    code = "source_gone"
+
+
+class RangeNotSatisfiableError(InvalidInputError):
+    """The requested byte range lies outside the audio (HTTP 416)."""
+
+    code = "range_not_satisfiable"
+
+    def __init__(self, size: int) -> None:
+        super().__init__(
+            f"the requested range is outside the {size}-byte audio", detail={"size": size}
+        )
+        self.size = size
+
+
+_RANGE = re.compile(r"^\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*$", re.IGNORECASE)
+_CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")
+_AUDIO_TYPES = {
+    ".mp3": "audio/mpeg",
+    ".wav": "audio/wav",
+    ".flac": "audio/flac",
+    ".ogg": "audio/ogg",
+    ".oga": "audio/ogg",
+    ".opus": "audio/ogg",
+    ".m4a": "audio/mp4",
+    ".aac": "audio/aac",
+    ".webm": "audio/webm",
+}
+_CHUNK = 1 << 16
+
+
+@dataclass(frozen=True)
+class ByteRange:
+    """Bytes ``start..end`` (inclusive) of a ``size``-byte resource."""
+
+    start: int
+    end: int
+    size: int
+
+    @property
+    def length(self) -> int:
+        return self.end - self.start + 1
+
+    @property
+    def content_range(self) -> str:
+        return f"bytes {self.start}-{self.end}/{self.size}"
+
+
+def parse_range(header: str | None, size: int) -> ByteRange | None:
+    """The single byte range of an HTTP ``Range`` header against a ``size``-byte resource.
+
+    ``None`` means "send it all": no header, or one this server may ignore (another unit,
+    several ranges, syntax it does not know; RFC 9110 §14.2). A range that starts past the
+    end, or an empty suffix, raises :class:`RangeNotSatisfiableError`.
+    """
+    if header is None or "," in header:
+        return None
+    m = _RANGE.match(header)
+    if m is None or (not m.group(1) and not m.group(2)):
+        return None
+    first, last = m.group(1), m.group(2)
+    if not first:  # suffix: the last N bytes
+        n = int(last)
+        if n == 0 or size == 0:
+            raise RangeNotSatisfiableError(size)
+        return ByteRange(max(0, size - n), size - 1, size)
+    start = int(first)
+    if last and int(last) < start:
+        return None  # syntactically invalid: ignore, as the RFC says
+    if start >= size:
+        raise RangeNotSatisfiableError(size)
+    return ByteRange(start, min(int(last) if last else size - 1, size - 1), size)
+
+
+def audio_content_type(uri: str, reported: str | None = None) -> str:
+    """The media type of a track's audio: the source's own when it names an audio type,
+    else one guessed from the file extension, else ``application/octet-stream``."""
+    if reported and reported.split(";")[0].strip().lower().startswith("audio/"):
+        return reported.split(";")[0].strip()
+    suffix = Path(urlsplit(uri).path if "://" in uri else uri).suffix.lower()
+    return _AUDIO_TYPES.get(suffix, "application/octet-stream")
+
+
+@dataclass
+class AudioBytes:
+    """An open byte stream of a track's audio: ``chunks`` yields the bytes of ``span``
+    (the whole resource when ``partial`` is false; ``span`` is ``None`` when the source
+    did not say how long it is). Call ``close`` when done, read or not."""
+
+    content_type: str
+    span: ByteRange | None
+    partial: bool
+    chunks: Iterator[bytes]
+    close: Callable[[], None] = lambda: None
+
+
+def open_audio(uri: str, settings: Settings, range_header: str | None = None) -> AudioBytes:
+    """Open the audio at ``uri`` (re-checked first, like :func:`fetch`) for streaming,
+    honouring one byte range. :class:`SourceGoneError` when the audio is gone,
+    :class:`SourceFetchError` when the source fails otherwise."""
+    checked = check_uri(uri, settings)
+    if checked.scheme == "file":
+        return _open_file(checked, range_header)
+    if checked.scheme == "s3":
+        return _open_s3(checked, settings, range_header)
+    return _open_http(checked, settings, range_header)
+
+
+def _stream_file(path: Path, span: ByteRange) -> Generator[bytes, None, None]:
+    with path.open("rb") as fh:
+        fh.seek(span.start)
+        left = span.length
+        while left > 0:
+            chunk = fh.read(min(_CHUNK, left))
+            if not chunk:
+                return
+            left -= len(chunk)
+            yield chunk
+
+
+def _whole(size: int) -> ByteRange:
+    return ByteRange(0, max(size - 1, -1), size)
+
+
+def _open_file(checked: CheckedURI, range_header: str | None = None) -> AudioBytes:
+    assert checked.path is not None
+    try:
+        size = checked.path.stat().st_size
+    except FileNotFoundError as exc:
+        raise SourceGoneError(
+            f"{checked.uri}: the file is gone", detail={"uri": checked.uri}
+        ) from exc
+    if not checked.path.is_file():
+        raise SourceGoneError(f"{checked.uri}: not a file", detail={"uri": checked.uri})
+    span = parse_range(range_header, size)
+    stream = _stream_file(checked.path, span or _whole(size))
+    return AudioBytes(
+        content_type=audio_content_type(checked.uri),
+        span=span or _whole(size),
+        partial=span is not None,
+        chunks=stream,
+        close=stream.close,
+    )
+
+
+def _gone_or_failed(uri: str, status: int | str, gone: bool) -> StorycueError:
+    if gone:
+        return SourceGoneError(f"{uri}: the audio is gone ({status})", detail={"uri": uri})
+    return SourceFetchError(f"{uri}: {status}", detail={"uri": uri, "status": status})
+
+
+def _open_s3(checked: CheckedURI, settings: Settings, range_header: str | None) -> AudioBytes:
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    assert checked.bucket is not None and checked.key is not None
+    client = s3_client(settings)
+    try:
+        head = client.head_object(Bucket=checked.bucket, Key=checked.key)
+        size = int(head.get("ContentLength") or 0)
+        span = parse_range(range_header, size)
+        extra = {"Range": f"bytes={span.start}-{span.end}"} if span is not None else {}
+        obj = client.get_object(Bucket=checked.bucket, Key=checked.key, **extra)
+    except ClientError as exc:
+        code = str(exc.response.get("Error", {}).get("Code", "error"))
+        raise _gone_or_failed(
+            checked.uri, f"S3 {code}", code in ("404", "NoSuchKey", "NotFound", "NoSuchBucket")
+        ) from exc
+    except BotoCoreError as exc:
+        raise SourceFetchError(f"{checked.uri}: {exc}") from exc
+    body = obj["Body"]
+
+    def chunks() -> Iterator[bytes]:
+        try:
+            yield from iter(lambda: body.read(_CHUNK), b"")
+        finally:
+            body.close()
+
+    return AudioBytes(
+        content_type=audio_content_type(checked.uri, head.get("ContentType")),
+        span=span or _whole(size),
+        partial=span is not None,
+        chunks=chunks(),
+        close=body.close,
+    )
+
+
+def _open_http(checked: CheckedURI, settings: Settings, range_header: str | None) -> AudioBytes:
+    """Ask the origin for the range itself; an origin that ignores ranges (200) is sliced
+    here, so the client still gets a 206."""
+    import httpx
+
+    wanted = range_header if range_header and _RANGE.match(range_header) else None
+    headers = {"Range": wanted} if wanted else {}
+    client = httpx.Client(timeout=settings.sources.fetch_timeout_s, follow_redirects=False)
+    url = checked.uri
+    try:
+        for _ in range(_MAX_REDIRECTS + 1):
+            resp = client.send(client.build_request("GET", url, headers=headers), stream=True)
+            if not resp.is_redirect:
+                break
+            resp.close()
+            location = resp.headers.get("location")
+            if not location:
+                raise SourceFetchError(f"{url}: redirect without a location")
+            url = urljoin(url, location)
+            check_uri(url, settings)  # every hop is checked again
+            if urlsplit(url).scheme not in ("http", "https"):
+                raise _refuse("redirects may only go to http(s) URLs")
+        else:
+            raise SourceFetchError(f"{checked.uri}: more than {_MAX_REDIRECTS} redirects")
+    except httpx.HTTPError as exc:
+        client.close()
+        raise SourceFetchError(f"{url}: {type(exc).__name__}: {exc}") from exc
+    except BaseException:
+        client.close()
+        raise
+
+    def close() -> None:
+        resp.close()
+        client.close()
+
+    status = resp.status_code
+    if status not in (200, 206):
+        close()
+        if status == 416:
+            total = resp.headers.get("content-range", "").rpartition("/")[2]
+            raise RangeNotSatisfiableError(int(total) if total.isdigit() else 0)
+        raise _gone_or_failed(checked.uri, f"HTTP {status}", status in (404, 410))
+    ctype = audio_content_type(checked.uri, resp.headers.get("content-type"))
+    if status == 206:
+        m = _CONTENT_RANGE.match(resp.headers.get("content-range", ""))
+        if m is None or m.group(3) == "*":
+            close()
+            raise SourceFetchError(f"{url}: a 206 without a usable Content-Range")
+        span = ByteRange(int(m.group(1)), int(m.group(2)), int(m.group(3)))
+        return AudioBytes(ctype, span, True, _relay(resp.iter_bytes(_CHUNK), close), close)
+    length = resp.headers.get("content-length")
+    if length is None or not length.isdigit():  # unknown length: no ranges, stream it all
+        return AudioBytes(ctype, None, False, _relay(resp.iter_bytes(_CHUNK), close), close)
+    size = int(length)
+    try:
+        sliced = parse_range(wanted, size)
+    except RangeNotSatisfiableError:
+        close()
+        raise
+    whole = sliced or _whole(size)
+    return AudioBytes(
+        ctype,
+        whole,
+        sliced is not None,
+        _relay(_slice(resp.iter_bytes(_CHUNK), whole), close),
+        close,
+    )
+
+
+def _slice(chunks: Iterator[bytes], span: ByteRange) -> Iterator[bytes]:
+    """The bytes ``span.start..span.end`` of a stream that starts at byte 0."""
+    pos = 0
+    for chunk in chunks:
+        lo, hi = max(span.start - pos, 0), min(span.end + 1 - pos, len(chunk))
+        if lo < hi:
+            yield chunk[lo:hi]
+        pos += len(chunk)
+        if pos > span.end:
+            return
+
+
+def _relay(chunks: Iterator[bytes], close: Callable[[], None]) -> Iterator[bytes]:
+    try:
+        yield from chunks
+    finally:
+        close()

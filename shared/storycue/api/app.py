@@ -2,8 +2,9 @@
 
 Routes (OpenAPI at ``/openapi.json``, docs at ``/docs``):
 
-- ``/v1/search``, ``/v1/jobs/...``, ``/v1/catalogues/...``, ``/v1/models/...`` — the API,
-  authenticated by API key when ``service.auth_required`` (else tenant ``default``);
+- ``/v1/search``, ``/v1/jobs/...``, ``/v1/catalogues/...``, ``/v1/models/...``,
+  ``/v1/tracks/...`` — the API, authenticated by API key when ``service.auth_required``
+  (else tenant ``default``); a track's audio also by a signed link;
 - ``/healthz``, ``/readyz``, ``/metrics`` — operations, no key.
 
 The embedded mode (``storycue serve``) runs jobs in-process; the deployed gateway passes the
@@ -21,8 +22,9 @@ from fastapi import APIRouter, Depends, FastAPI
 from storycue import __version__
 from storycue.api.deps import get_tenant
 from storycue.api.errors import install_error_handlers
+from storycue.api.links import AudioLinkSigner
 from storycue.api.middleware import BodyLimitMiddleware, MetricsMiddleware
-from storycue.api.routes import catalogues, health, jobs, models, search
+from storycue.api.routes import catalogues, health, jobs, models, search, tracks
 from storycue.config import Settings, get_settings
 from storycue.jobs.dispatch import InProcessDispatcher, JobDispatcher
 from storycue.jobs.runtime import JobRuntime, get_runtime
@@ -99,11 +101,15 @@ def create_app(
     app.state.runtime = rt
     app.state.dispatcher = disp
     app.state.supervisor = supervisor
+    app.state.audio_links = AudioLinkSigner.from_settings(s)
 
     v1 = APIRouter(prefix=API_PREFIX, dependencies=[Depends(get_tenant)])
-    for module in (search, jobs, catalogues, models):
+    for module in (search, jobs, catalogues, models, tracks):
         v1.include_router(module.router)
     app.include_router(v1)
+    # The audio route checks an API key or a signed link itself (an <audio> element can
+    # send no header), so it sits beside the authenticated router.
+    app.include_router(tracks.audio_router, prefix=API_PREFIX)
     app.include_router(health.router)
     install_error_handlers(app)
     app.add_middleware(MetricsMiddleware)

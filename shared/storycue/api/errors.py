@@ -34,6 +34,7 @@ from storycue.errors import (
     StorycueError,
 )
 from storycue.log import get_logger
+from storycue.sources import RangeNotSatisfiableError, SourceFetchError, SourceGoneError
 from storycue.storage.jobs import InvalidTransitionError
 
 log = get_logger(__name__)
@@ -44,6 +45,9 @@ RETRY_AFTER_S = 5
 #: HTTP status of each error class (the most specific class wins).
 STATUS: list[tuple[type[StorycueError], int]] = [
     (PayloadTooLargeError, 413),
+    (RangeNotSatisfiableError, 416),
+    (SourceGoneError, 409),
+    (SourceFetchError, 502),
     (AuthenticationError, 401),
     (ServiceUnavailableError, 503),
     (InvalidTransitionError, 409),
@@ -135,6 +139,8 @@ def _storycue(request: Request, exc: Exception) -> JSONResponse:
         headers["WWW-Authenticate"] = "Bearer"
     if status == 503:
         headers["Retry-After"] = str(RETRY_AFTER_S)
+    if isinstance(exc, RangeNotSatisfiableError):
+        headers["Content-Range"] = f"bytes */{exc.size}"
     if status >= 500:
         log.error("request failed", path=request.url.path, code=exc.code, error=exc.message)
     return error_response(status, exc.code, exc.message, _jsonable(exc.detail), headers)
