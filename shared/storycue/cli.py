@@ -276,6 +276,14 @@ def demo(
     ] = None,
     limit: Annotated[int, typer.Option(help="Ingest at most this many clips (0 = all).")] = 200,
     top_k: Annotated[int, typer.Option("--top-k", "-k", min=1)] = 3,
+    serve_after: Annotated[
+        bool,
+        typer.Option(
+            "--serve",
+            help="Then serve the studio web page (http://HOST:PORT/studio) on the demo "
+            "catalogue until Ctrl-C, its music folder playable.",
+        ),
+    ] = False,
 ) -> None:
     """Ingest a music folder and print cue sheets for four public-domain stories whose mood
     turns from scene to scene (passages of storycue's story set)."""
@@ -314,6 +322,19 @@ def demo(
             catalogue="demo-synthetic" if synthetic else "demo",
             json_out=False,
         )
+    url = f"http://{settings.service.host}:{settings.service.port}/studio"
+    if not serve_after:
+        out.print(
+            f"\n[bold]Listen to it:[/] run [bold]storycue demo --serve[/] and open {url} "
+            "(paste a story, play its tracks, see its arc and the catalogue's mood map)."
+        )
+        return
+    roots = [*settings.sources.allowed_roots, folder.resolve()]
+    served = settings.model_copy(
+        update={"sources": settings.sources.model_copy(update={"allowed_roots": roots})}
+    )
+    out.print(f"\n[bold]Studio:[/] open {url} (Ctrl-C stops the server)")
+    _serve(served, settings.service.host, settings.service.port)
 
 
 @app.command()
@@ -1123,13 +1144,20 @@ def serve(
             log_config=None,
         )
         return
+    _serve(s, bind_host, bind_port)
+
+
+def _serve(settings: Settings, host: str, port: int) -> None:
+    """The gateway in this process (one worker) until interrupted."""
+    import uvicorn
+
     from storycue.api import create_app
 
     try:
-        application = create_app(s)
+        application = create_app(settings)
     except StorycueError as exc:
         raise _fail(exc) from exc
-    uvicorn.run(application, host=bind_host, port=bind_port, log_config=None)
+    uvicorn.run(application, host=host, port=port, log_config=None)
 
 
 @app.command()

@@ -91,3 +91,22 @@ def test_a_source_that_is_gone_is_a_409(gateway: Gateway) -> None:
     r = gateway.client.get(f"/v1/tracks/{tid}/audio", headers=gateway.h("a"))
     assert r.status_code == 409 and r.json()["error"]["code"] == "source_gone"
     assert "soon-gone.wav" in r.json()["error"]["message"]
+
+
+def test_mood_map_of_a_catalogue(gateway: Gateway) -> None:
+    c = gateway.client
+    r = c.get("/v1/catalogues/a-only/mood-map", headers=gateway.h("a"))
+    assert r.status_code == 200, r.text
+    m = r.json()
+    assert (m["total"], m["sampled"], len(m["points"])) == (3, False, 3)
+    assert m["model"]["name"] == gateway.runtime.load_model().identity.name
+    ids = set(_track_ids(gateway, "a", "a-only").values())
+    assert {p["track_id"] for p in m["points"]} == ids
+    assert all(0 <= p["valence"] <= 1 and 0 <= p["arousal"] <= 1 for p in m["points"])
+    assert {p["title"] for p in m["points"]} >= {"Bright", "Drone"}
+    r = c.get("/v1/catalogues/a-only/mood-map?limit=2", headers=gateway.h("a"))
+    sample = r.json()
+    assert sample["sampled"] and len(sample["points"]) == 2 and sample["total"] == 3
+    first = sorted(ids)
+    assert [p["track_id"] for p in sample["points"]] == [first[0], first[2]]  # every 2nd by id
+    assert c.get("/v1/catalogues/a-only/mood-map", headers=gateway.h("b")).status_code == 404

@@ -5,7 +5,8 @@ Routes (OpenAPI at ``/openapi.json``, docs at ``/docs``):
 - ``/v1/search``, ``/v1/jobs/...``, ``/v1/catalogues/...``, ``/v1/models/...``,
   ``/v1/tracks/...`` — the API, authenticated by API key when ``service.auth_required``
   (else tenant ``default``); a track's audio also by a signed link;
-- ``/healthz``, ``/readyz``, ``/metrics`` — operations, no key.
+- ``/healthz``, ``/readyz``, ``/metrics`` — operations, no key;
+- ``/studio`` (and ``/`` redirecting to it) — the web page, when ``service.studio``.
 
 The embedded mode (``storycue serve``) runs jobs in-process; the deployed gateway passes the
 Celery dispatcher (``queue.execution=celery``).
@@ -24,7 +25,7 @@ from storycue.api.deps import get_tenant
 from storycue.api.errors import install_error_handlers
 from storycue.api.links import AudioLinkSigner
 from storycue.api.middleware import BodyLimitMiddleware, MetricsMiddleware
-from storycue.api.routes import catalogues, health, jobs, models, search, tracks
+from storycue.api.routes import catalogues, health, jobs, models, search, studio, tracks
 from storycue.config import Settings, get_settings
 from storycue.jobs.dispatch import InProcessDispatcher, JobDispatcher
 from storycue.jobs.runtime import JobRuntime, get_runtime
@@ -111,6 +112,8 @@ def create_app(
     # send no header), so it sits beside the authenticated router.
     app.include_router(tracks.audio_router, prefix=API_PREFIX)
     app.include_router(health.router)
+    if s.service.studio:
+        app.include_router(studio.router)
     install_error_handlers(app)
     app.add_middleware(MetricsMiddleware)
     app.add_middleware(

@@ -294,3 +294,24 @@ class Health(BaseModel):
 class Readiness(BaseModel):
     status: Literal["ready"]
     checks: dict[str, str]
+
+
+class MoodPoint(BaseModel):
+    track_id: int
+    title: str | None = None
+    artist: str | None = None
+    valence: float
+    arousal: float
+
+
+class MoodMap(BaseModel):
+    """Tracks of a catalogue on the valence-arousal plane, read by its active model."""
+
+    catalogue: str
+    model: ModelRef
+    total: int = Field(description="Tracks of the catalogue with a reading under the model.")
+    sampled: bool = Field(
+        description="True when ``total`` exceeds ``limit``: the points are then every k-th "
+        "track by id (k = ceil(total / limit)), the same sample on every call."
+    )
+    points: list[MoodPoint]

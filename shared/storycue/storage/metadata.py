@@ -613,6 +613,40 @@ class MetadataStore:
         with self._session() as s:
             return [_embedding(r) for r in s.scalars(stmt)]
 
+    def mood_points(
+        self, catalogue_id: int, model_id: int, *, limit: int
+    ) -> tuple[int, list[tuple[int, str | None, str | None, float, float]]]:
+        """``(total, points)``: the tracks of a catalogue that have a valence-arousal
+        reading under ``model_id``, as ``(track id, title, artist, valence, arousal)``.
+        Over ``limit`` tracks, an evenly spaced sample by track id (every k-th), so a map of
+        a large catalogue stays the same from one call to the next."""
+        _check_page(limit, 0)
+        where = (
+            TrackRow.catalogue_id == catalogue_id,
+            EmbeddingRow.track_id == TrackRow.id,
+            EmbeddingRow.model_id == model_id,
+            EmbeddingRow.valence.is_not(None),
+            EmbeddingRow.arousal.is_not(None),
+        )
+        with self._session() as s:
+            total = int(
+                s.scalar(select(func.count()).select_from(TrackRow, EmbeddingRow).where(*where))
+                or 0
+            )
+            stride = max(1, math.ceil(total / limit)) if limit else 1
+            stmt = (
+                select(TrackRow.id, TrackRow.title, TrackRow.artist, EmbeddingRow.valence,
+                       EmbeddingRow.arousal)
+                .where(*where)
+                .order_by(TrackRow.id)
+            )  # fmt: skip
+            rows = [
+                (int(r[0]), r[1], r[2], float(r[3] or 0.0), float(r[4] or 0.0))
+                for i, r in enumerate(s.execute(stmt))
+                if i % stride == 0
+            ]
+        return total, rows[:limit]
+
     def tracks_missing_embedding(
         self, catalogue_id: int, model_id: int, limit: int | None = None
     ) -> list[Track]:

@@ -18,6 +18,8 @@ from storycue.api.schemas import (
     CatalogueOut,
     JobOut,
     ModelRef,
+    MoodMap,
+    MoodPoint,
     SetModelRequest,
     SetModelResponse,
     TrackOut,
@@ -268,4 +270,31 @@ def set_model(
         job = dispatch_job(rt, dispatcher, created)
     return SetModelResponse(
         catalogue=_out(rt, tenant, cat), reembed_job=None if job is None else JobOut.of(job)
+    )
+
+
+@router.get("/{catalogue}/mood-map", response_model=MoodMap, summary="Tracks on the mood plane")
+def mood_map(
+    catalogue: CatalogueName,
+    tenant: Tenant,
+    rt: Runtime,
+    limit: Annotated[int, Query(ge=1, le=20_000)] = 2000,
+) -> MoodMap:
+    """Every ingested track of the catalogue with its valence and arousal under the
+    catalogue's active model, for a map; over ``limit`` tracks an evenly spaced sample.
+    Models without valence-arousal readings give no points."""
+    cat = rt.tenancy.catalogue(tenant, catalogue)
+    model = rt.catalogue_model(tenant, cat.id, cached=True)
+    ident = model.identity
+    rec = rt.metadata.get_model(ident.name, ident.version)
+    total, rows = (0, []) if rec is None else rt.metadata.mood_points(cat.id, rec.id, limit=limit)
+    return MoodMap(
+        catalogue=cat.name,
+        model=ModelRef(name=ident.name, version=ident.version, dim=ident.dim),
+        total=total,
+        sampled=total > len(rows),
+        points=[
+            MoodPoint(track_id=t, title=ti, artist=ar, valence=v, arousal=a)
+            for t, ti, ar, v, a in rows
+        ],
     )
