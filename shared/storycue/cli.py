@@ -1135,6 +1135,12 @@ def serve(
     bind_port = port or s.service.port
     log.info("serving", host=bind_host, port=bind_port, workers=n, execution=s.queue.execution)
     if n > 1:
+        if s.service.audio_link_secret is None:
+            # Worker processes must share the key that signs audio links; they inherit it.
+            import os
+            import secrets
+
+            os.environ["STORYCUE_SERVICE__AUDIO_LINK_SECRET"] = secrets.token_urlsafe(32)
         uvicorn.run(
             "storycue.api.app:create_app",
             factory=True,

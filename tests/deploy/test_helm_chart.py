@@ -42,6 +42,7 @@ CONNECTION_SETTINGS = {
     "STORYCUE_QUEUE__RESULT_BACKEND": ("secret", "externalBroker.resultBackend"),
     "STORYCUE_QDRANT_API_KEY": ("secret", "externalQdrant.apiKey"),
     "STORYCUE_KAFKA__SASL_PASSWORD": ("secret", "externalKafka.saslPassword"),
+    "STORYCUE_SERVICE__AUDIO_LINK_SECRET": ("secret", "secrets.audioLinkSecret"),
     "STORYCUE_QDRANT_URL": ("config", "externalQdrant.url"),
     "STORYCUE_KAFKA__BOOTSTRAP_SERVERS": ("config", "externalKafka.bootstrapServers"),
     "STORYCUE_KAFKA__SECURITY_PROTOCOL": ("config", "externalKafka.securityProtocol"),
