@@ -248,8 +248,16 @@ def measure_store(
 
 
 def measure_api(
-    client: Any, encoder_ms: Callable[[str], float], filter_name: str, n: int, max_s: float
+    client: Any,
+    encoder_ms: Callable[[str], float],
+    filter_name: str,
+    n: int,
+    max_s: float,
+    profile: Path | None = None,
 ) -> dict[str, Any]:
+    """Latency of ``POST /v1/search``; with ``profile``, a pyinstrument profile of the
+    route's work (:func:`storycue.jobs.matching.search`) for catalogue-filtered stories,
+    after the timed requests, written there as text."""
     out: dict[str, Any] = {}
     for label, extra in [("no_filter", {}), ("catalogue_filter", {"catalogue": filter_name})]:
 
@@ -263,6 +271,19 @@ def measure_api(
                 raise RuntimeError(f"/v1/search returned an unexpected cue sheet: {sheet}")
 
         out[label] = stats_ms(latencies(run, n, max_s))
+        if profile is not None and label == "catalogue_filter":
+            from pyinstrument import Profiler
+
+            from storycue.jobs.matching import MatchOptions, search
+
+            # The route's own work (not the HTTP client's thread, which only waits).
+            runtime = client.app.state.runtime
+            options = MatchOptions(top_k=10, catalogue=filter_name)
+            profiler = Profiler(interval=0.0002)
+            with profiler:
+                for i in range(min(n, 200)):
+                    search(runtime, "default", STORIES[i % len(STORIES)], options)
+            profile.write_text(profiler.output_text(unicode=True, color=False, show_all=False))
     enc = [encoder_ms(STORIES[i % len(STORIES)]) for i in range(min(n, 30))]
     out["text_encoding_alone"] = stats_ms([e / 1000.0 for e in enc])
     return out
@@ -282,6 +303,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--catalogues", type=int, default=10, help="catalogues the tracks spread over")
     p.add_argument("--queries", type=int, default=300, help="timed queries per case (300)")
     p.add_argument("--top-k", type=int, default=10)
+    p.add_argument(
+        "--profile",
+        action="store_true",
+        help="also write a pyinstrument profile of the filtered API requests "
+        "(<results-dir>/<name>-profile-<size>.txt; needs pyinstrument)",
+    )
     p.add_argument("--max-case-s", type=float, default=30.0, help="time cap per case, s (30)")
     p.add_argument(
         "--api",
@@ -399,6 +426,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                             f"bench-{cat_ids.index(filter_cat)}",
                             args.queries,
                             args.max_case_s,
+                            profile=(
+                                Path(args.results_dir or RESULTS_DIR)
+                                / f"{args.name}-profile-{size}.txt"
+                                if args.profile
+                                else None
+                            ),
                         )
                     res["sizes"][str(size)] = case
                     print(f"  {size}: {case['search']}", file=sys.stderr)

@@ -102,3 +102,26 @@ def test_unicode_stories_are_matched(gateway: Gateway) -> None:
     r = gateway.client.post("/v1/search", json={"text": text}, headers=gateway.h("a"))
     assert r.status_code == 200, r.text
     assert r.json()["story_chars"] == len(text)
+
+
+def test_a_search_writes_nothing_to_the_database(gateway: Gateway) -> None:
+    """The read path only reads: the model is registered once per process, not per
+    request (the database sees SELECTs only, whichever catalogue scope is asked for)."""
+    from sqlalchemy import event
+
+    engine = gateway.runtime.metadata.engine
+    statements: list[str] = []
+
+    def record(conn, cursor, statement, params, context, executemany):  # type: ignore[no-untyped-def]
+        statements.append(statement.lstrip().split(None, 1)[0].upper())
+
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        for body in ({"text": STORY, "catalogue": "a-only"}, {"text": STORY}):
+            for _ in range(3):
+                r = gateway.client.post("/v1/search", json=body, headers=gateway.h("a"))
+                assert r.status_code == 200, r.text
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+    assert statements, "the searches read the catalogues"
+    assert set(statements) <= {"SELECT"}, sorted(set(statements))

@@ -150,15 +150,19 @@ class SearchScope:
     catalogue: str | None
 
 
-def search_scope(runtime: JobRuntime, tenant: str, options: MatchOptions) -> SearchScope:
+def search_scope(
+    runtime: JobRuntime, tenant: str, options: MatchOptions, *, check_embedded: bool = True
+) -> SearchScope:
     """Resolve a tenant's search: the catalogue(s) and the model their vectors use.
 
     With a catalogue: that catalogue (:class:`NotFoundError` for a missing one or another
     tenant's) and its active model. Without: every catalogue of the tenant, with the
-    default model. Raises :class:`NotFoundError` when nothing is embedded there yet.
+    default model. With ``check_embedded``, raises :class:`NotFoundError` when nothing is
+    embedded there yet (:func:`check_embedded`); a search checks only when it finds nothing.
+    Reads only: the model is registered once per process.
     """
     if options.catalogue is not None:
-        cat = runtime.tenancy.catalogue(tenant, options.catalogue)
+        cat = runtime.catalogue(tenant, options.catalogue)
         ids = [cat.id]
         model = runtime.catalogue_model(tenant, cat.id, cached=True)
     else:
@@ -172,14 +176,24 @@ def search_scope(runtime: JobRuntime, tenant: str, options: MatchOptions) -> Sea
         max_duration_s=options.max_duration_s,
         tags_any=list(options.tags) if options.tags else None,
     )
-    runtime.register(model)
-    if runtime.vectors.count(model.identity, SearchFilter(catalogue_ids=ids)) == 0:
-        where = f"catalogue {options.catalogue!r}" if options.catalogue else "any catalogue"
+    runtime.ensure_registered(model)
+    scope = SearchScope(model=model, flt=flt, catalogue=options.catalogue)
+    if check_embedded:
+        check_embedded_tracks(runtime, scope)
+    return scope
+
+
+def check_embedded_tracks(runtime: JobRuntime, scope: SearchScope) -> None:
+    """:class:`NotFoundError` when none of the scope's catalogues has a vector under its
+    model (nothing ingested yet, or only with another model)."""
+    ids = scope.flt.catalogue_ids
+    if runtime.vectors.count(scope.model.identity, SearchFilter(catalogue_ids=ids)) == 0:
+        where = f"catalogue {scope.catalogue!r}" if scope.catalogue else "any catalogue"
+        key = scope.model.identity.key
         raise NotFoundError(
-            f"no tracks of {where} are embedded with {model.identity.key}: ingest some first",
-            detail={"model": model.identity.key},
+            f"no tracks of {where} are embedded with {key}: ingest some first",
+            detail={"model": key},
         )
-    return SearchScope(model=model, flt=flt, catalogue=options.catalogue)
 
 
 def search(runtime: JobRuntime, tenant: str, text: str, options: MatchOptions) -> CueSheet:
@@ -188,7 +202,7 @@ def search(runtime: JobRuntime, tenant: str, text: str, options: MatchOptions) -
     if not 1 <= options.top_k <= limits.max_top_k:
         raise InvalidInputError(f"top_k must be between 1 and {limits.max_top_k}")
     check_story(text, limits.max_story_chars)
-    scope = search_scope(runtime, tenant, options)
+    scope = search_scope(runtime, tenant, options, check_embedded=False)
     (sheet,) = match_texts(
         scope.model,
         runtime.vectors,
@@ -200,4 +214,8 @@ def search(runtime: JobRuntime, tenant: str, text: str, options: MatchOptions) -
     )
     if isinstance(sheet, StorycueError):
         raise sheet
+    if not any(seg.tracks for seg in sheet.segments):
+        # Nothing found: say why when nothing is embedded (the count costs a few ms at 100k
+        # tracks, so a search that finds tracks never pays it).
+        check_embedded_tracks(runtime, scope)
     return sheet

@@ -83,6 +83,11 @@ class OnnxTextModel:
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.intra_op_num_threads = threads if threads else torch.get_num_threads()
         options.inter_op_num_threads = 1
+        # ONNX Runtime's pool threads spin for a while after each run by default; the text
+        # head (PyTorch) runs right after in the same process and then waits for the cores
+        # they hold: on 2 cores a 256-wide GELU took ~5 ms instead of microseconds
+        # (bench/results/search-onnx-profile-*.txt). Not spinning costs nothing measurable.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         options.log_severity_level = 3
         try:
             self.session = ort.InferenceSession(

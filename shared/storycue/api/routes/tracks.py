@@ -95,12 +95,19 @@ _AUDIO_RESPONSES: dict[int | str, dict[str, object]] = {
 }
 
 
-@audio_router.api_route(
+@audio_router.get(
     "/tracks/{track_id}/audio",
-    methods=["GET", "HEAD"],
+    operation_id="track_audio",
     response_class=Response,
     responses=_AUDIO_RESPONSES,
     summary="Stream a track's audio (HTTP ranges)",
+)
+@audio_router.head(
+    "/tracks/{track_id}/audio",
+    operation_id="track_audio_head",
+    response_class=Response,
+    responses=_AUDIO_RESPONSES,
+    summary="A track's audio: headers only",
 )
 def track_audio(
     request: Request,
