@@ -162,7 +162,9 @@ def search_scope(
     Reads only: the model is registered once per process.
     """
     if options.catalogue is not None:
-        cat = runtime.catalogue(tenant, options.catalogue)
+        # Read from the database on every search (1-2 ms): a search answers 503 while the
+        # database is down, like every tenant route, instead of depending on a cache's age.
+        cat = runtime.tenancy.catalogue(tenant, options.catalogue)
         ids = [cat.id]
         model = runtime.catalogue_model(tenant, cat.id, cached=True)
     else:

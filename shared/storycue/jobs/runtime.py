@@ -27,7 +27,7 @@ from storycue.pipeline.engine import Engine
 from storycue.storage.factory import open_metadata_store, open_vector_store
 from storycue.storage.jobs import JobStore
 from storycue.storage.metadata import MetadataStore
-from storycue.storage.records import Catalogue, ModelRecord
+from storycue.storage.records import ModelRecord
 from storycue.storage.tenancy import ApiKeyStore, TenantStore
 from storycue.storage.vectors import VectorStore
 
@@ -101,9 +101,6 @@ class JobRuntime:
         init=False, default_factory=dict, repr=False
     )
     _model_cache_gen: int = field(init=False, default=0, repr=False)
-    _catalogue_cache: dict[tuple[str, str], tuple[float, Catalogue]] = field(
-        init=False, default_factory=dict, repr=False
-    )
     _registered: set[str] = field(init=False, default_factory=set, repr=False)
     _model_cache_lock: threading.Lock = field(
         init=False, default_factory=threading.Lock, repr=False
@@ -163,23 +160,6 @@ class JobRuntime:
         with self._model_cache_lock:
             self._registered.add(key)
 
-    def catalogue(self, tenant: str, name: str) -> Catalogue:
-        """A catalogue of ``tenant`` by name (:class:`NotFoundError` when missing), cached
-        for :data:`CATALOGUE_MODEL_TTL_S` like the active model: searches read it on every
-        request. Deleting a catalogue in this process forgets it at once
-        (:meth:`forget_catalogue_model`); in another process within the TTL at most."""
-        key = (tenant, name)
-        with self._model_cache_lock:
-            hit = self._catalogue_cache.get(key)
-            gen = self._model_cache_gen
-        if hit is not None and time.monotonic() < hit[0]:
-            return hit[1]
-        cat = self.tenancy.catalogue(tenant, name)
-        with self._model_cache_lock:
-            if gen == self._model_cache_gen:
-                self._catalogue_cache[key] = (time.monotonic() + CATALOGUE_MODEL_TTL_S, cat)
-        return cat
-
     def catalogue_model(
         self, tenant: str, catalogue_id: int | None, *, cached: bool = False
     ) -> EmotionModel:
@@ -213,7 +193,6 @@ class JobRuntime:
         with self._model_cache_lock:
             self._model_cache_gen += 1
             self._model_cache.pop((tenant, int(catalogue_id)), None)
-            self._catalogue_cache.clear()
 
     def close(self) -> None:
         self.metadata.close()
