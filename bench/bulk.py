@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -142,6 +143,31 @@ def start_worker(env: dict[str, str], concurrency: int, log_path: Path) -> subpr
         )
 
 
+def process_cpu_s(pid: int) -> float | None:
+    """User + system CPU seconds of a process so far (Linux ``/proc``), or ``None``."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def start_py_spy(pid: int, results_dir: Path) -> subprocess.Popen[bytes]:
+    """Sample the worker process with py-spy (all threads, 100 Hz, waiting ones included)
+    while the job runs; collapsed stacks (flame-graph input) go to
+    ``<results_dir>/bulk-celery-profile.txt``."""
+    exe = Path(sys.executable).with_name("py-spy")
+    if not exe.is_file():
+        raise SystemExit("--profile needs py-spy (pip install py-spy)")
+    results_dir.mkdir(parents=True, exist_ok=True)
+    out = results_dir / "bulk-celery-profile.txt"
+    return subprocess.Popen(
+        [str(exe), "record", "--pid", str(pid), "--rate", "100", "--format", "raw",
+         "--output", str(out), "--threads", "--idle", "--nonblocking"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+
+
 def wait_worker_ready(app: Any, proc: subprocess.Popen[bytes], timeout_s: float) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -167,6 +193,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="Celery broker for --execution celery (a Redis database of its own: 13)",
     )
     p.add_argument("--concurrency", type=int, default=2, help="worker tasks at once (2)")
+    p.add_argument(
+        "--chunk-size", type=int, default=None, help="stories per task (queue.job_chunk_size)"
+    )
+    p.add_argument(
+        "--profile",
+        action="store_true",
+        help="celery: sample the worker with py-spy while the job runs "
+        "(<results-dir>/bulk-celery-profile.txt, collapsed stacks)",
+    )
     p.add_argument("--backend", choices=["torch", "onnx"], default=None, help="text runtime")
     p.add_argument("--model", default=None, help="emotion model (default: shipped va-regression)")
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
@@ -215,7 +250,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             home=Path(env_over["STORYCUE_HOME"]),
             emotion_model=checkpoint,
             text_backend=args.backend or base.text_backend,
-            queue=QueueSettings(execution=args.execution, broker_url=args.broker_url),
+            queue=QueueSettings(
+                execution=args.execution,
+                broker_url=args.broker_url,
+                job_chunk_size=args.chunk_size or QueueSettings().job_chunk_size,
+            ),
         )
         rt = get_runtime(settings)
         model = rt.load_model()
@@ -242,6 +281,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         )
 
         worker: subprocess.Popen[bytes] | None = None
+        worker_cpu_s: float | None = None
+        spy: subprocess.Popen[bytes] | None = None
         worker_log = Path(tmp) / "worker.log"
         try:
             if args.execution == "celery":
@@ -255,10 +296,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 worker = start_worker(env, args.concurrency, worker_log)
                 wait_worker_ready(dispatcher.app, worker, 180.0)
                 rt = get_runtime(settings)
+                if args.profile:
+                    spy = start_py_spy(worker.pid, Path(args.results_dir or RESULTS_DIR))
             else:
                 dispatcher = InProcessDispatcher(settings)
                 # warm the search path and the encoder at this shape, outside the clock
                 model.embed_text(stories[:8])
+            cpu0 = process_cpu_s(worker.pid) if worker is not None else None
             with stopwatch() as t_job:
                 job = submit_match(
                     rt,
@@ -269,12 +313,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 )
                 dispatcher.dispatch(job)
                 final = wait_job(rt, job.id, args.timeout)
+            cpu1 = process_cpu_s(worker.pid) if worker is not None else None
+            worker_cpu_s = cpu1 - cpu0 if cpu0 is not None and cpu1 is not None else None
             if final.state != "succeeded":
                 raise SystemExit(f"the job ended {final.state}: {final}")
             ok = rt.jobs.done_indexes(TENANT, job.id, list(range(len(stories))))
             if len(ok) != len(stories):
                 raise SystemExit(f"the job recorded {len(ok)} of {len(stories)} results")
         finally:
+            if spy is not None:
+                spy.send_signal(signal.SIGINT)  # py-spy writes its file on SIGINT
+                spy.wait(timeout=60)
             if worker is not None:
                 worker.terminate()
                 try:
@@ -316,6 +365,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "stories_per_s": n / job_s,
             "segments_per_s": len(segments) / job_s,
             "cpu_util_this_process": round(t_job[0].cpu_util, 2),
+            # The worker's CPU seconds over the job (celery): cores it kept busy on average.
+            "worker_cpu_s": None if worker_cpu_s is None else round(worker_cpu_s, 2),
+            "worker_cpu_util": None if worker_cpu_s is None else round(worker_cpu_s / job_s, 2),
         },
         "bare_encoder": {
             "wall_s": round(bare_s, 3),
@@ -357,7 +409,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         f"{results['bare_encoder']['stories_per_s']:.1f} stories/s (in the job's batches "
         f"{results['bare_encoder_job_batches']['stories_per_s']:.1f}); ratio "
         f"{results['ratio']:.3f}, same batches {results['ratio_same_batches']:.3f} "
-        f"(target >= {TARGET_RATIO})"
+        f"(target >= {TARGET_RATIO}); worker CPU {results['job']['worker_cpu_util']} cores"
     )
     print(f"wrote {path} and SUMMARY.md", file=sys.stderr)
     return results

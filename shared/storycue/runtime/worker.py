@@ -29,6 +29,11 @@ def warm_up(settings: Settings, queues: Sequence[str]) -> None:
         return
     model = get_runtime(settings).load_model()
     install_batching(model, settings, text=text, audio=audio)
+    if text:
+        # The encoder's weights load lazily on first use: here, not inside the first job
+        # (2-3 s of the first chunk's time on CPU, bench/results/bulk-celery-profile.txt).
+        model.text_encoder.encode(["warming up the text encoder"])
+        log.info("text_encoder_warm", model=model.identity.key)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
