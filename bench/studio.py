@@ -3,7 +3,8 @@ catalogue, and the screenshot the README shows.
 
 Builds the demo's embedded set-up in a temporary home (SQLite, Qdrant's local mode,
 in-process jobs): ``--clips`` 4Q clips of ``STORYCUE_DATA_DIR/4q`` (``../shared/data``)
-ingested as the catalogue ``demo``, as ``storycue demo`` does. Then, through a real gateway
+ingested as the catalogue ``demo`` with their titles and artists, as ``storycue demo``
+does. Then, through a real gateway
 (uvicorn on a free port):
 
 * ``POST /v1/search`` of a 1,000-word story (paragraphs of storycue's story set, in order,
@@ -32,7 +33,7 @@ from typing import Any
 import httpx
 
 from _common import REPO_ROOT, RESULTS_DIR, environment
-from storycue.cli import spread
+from storycue.cli import read_catalogue_metadata, spread
 from storycue.config import Settings, get_settings
 from storycue.evaluation.stories import load_story_set, stories_of, story_text
 from storycue.pipeline.engine import Engine, find_audio_files
@@ -131,7 +132,9 @@ def main() -> None:
         )
         t0 = time.perf_counter()
         files = spread(find_audio_files(folder), args.clips)
-        report = Engine(settings).ingest(files, catalogue="demo")
+        meta_csv = folder / "metadata.csv"
+        meta = read_catalogue_metadata(meta_csv) if meta_csv.is_file() else {}
+        report = Engine(settings).ingest(files, catalogue="demo", meta=meta)
         ingest_s = time.perf_counter() - t0
         server, thread, base = serve(settings)
         story = thousand_words()
