@@ -37,6 +37,7 @@ def test_the_gateway_serves_the_page_and_its_config(tmp_path) -> None:  # type: 
         assert client.get("/studio/assets/nothing.js").status_code == 404
         cfg = client.get("/studio/config.json").json()
         assert cfg["auth_required"] is True and cfg["max_top_k"] == settings.limits.max_top_k
+        assert cfg["model"].startswith("va-regression ")  # name and version of the default
     off = Settings(home=tmp_path / "home2", service=ServiceSettings(studio=False))
     with TestClient(create_app(off)) as client:
         assert client.get("/studio").status_code == 404

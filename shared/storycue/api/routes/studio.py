@@ -18,6 +18,7 @@ from fastapi.responses import FileResponse, RedirectResponse, Response
 
 from storycue import __version__
 from storycue.api.deps import AppSettings
+from storycue.config import Settings
 from storycue.errors import NotFoundError
 
 router = APIRouter(include_in_schema=False)
@@ -64,5 +65,20 @@ def config(settings: AppSettings) -> dict[str, Any]:
         "auth_required": settings.service.auth_required,
         "max_story_chars": min(settings.limits.max_story_chars, settings.service.max_request_bytes),
         "max_top_k": settings.limits.max_top_k,
-        "model": str(settings.emotion_model),
+        "model": _default_model(settings),
     }
+
+
+def _default_model(settings: Settings) -> str:
+    """``name version`` of the default model (read from its checkpoint's header), or the
+    configured name when it cannot be resolved."""
+    from storycue.errors import StorycueError
+    from storycue.models.emotion import checkpoint_info, resolve_checkpoint
+
+    try:
+        ident = checkpoint_info(
+            resolve_checkpoint(str(settings.emotion_model), settings.model_dir)
+        ).identity
+    except (StorycueError, OSError):
+        return str(settings.emotion_model)
+    return f"{ident.name} {ident.version}"
