@@ -151,6 +151,38 @@ def latencies(fn: Callable[[int], Any], n: int, max_s: float) -> list[float]:
     return out
 
 
+def concurrent_latencies(
+    fn: Callable[[int], Any], clients: int, n: int, max_s: float
+) -> tuple[list[float], float]:
+    """Latencies of ``fn`` called by ``clients`` threads at once, ``n`` calls in all (or
+    until ``max_s``), and the requests per second they achieved together."""
+    import threading
+
+    fn(0)
+    out: list[float] = []
+    lock = threading.Lock()
+    counter = iter(range(n))
+    start = time.perf_counter()
+
+    def client() -> None:
+        while time.perf_counter() - start < max_s:
+            with lock:
+                i = next(counter, None)
+            if i is None:
+                return
+            t0 = time.perf_counter()
+            fn(i)
+            with lock:
+                out.append(time.perf_counter() - t0)
+
+    threads = [threading.Thread(target=client) for _ in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return out, len(out) / (time.perf_counter() - start)
+
+
 def stats_ms(values: list[float]) -> dict[str, Any]:
     ms = np.asarray(values) * 1000.0
     return {
@@ -254,6 +286,7 @@ def measure_api(
     n: int,
     max_s: float,
     profile: Path | None = None,
+    clients: int = 1,
 ) -> dict[str, Any]:
     """Latency of ``POST /v1/search``; with ``profile``, a pyinstrument profile of the
     route's work (:func:`storycue.jobs.matching.search`) for catalogue-filtered stories,
@@ -271,6 +304,9 @@ def measure_api(
                 raise RuntimeError(f"/v1/search returned an unexpected cue sheet: {sheet}")
 
         out[label] = stats_ms(latencies(run, n, max_s))
+        if clients > 1 and label == "catalogue_filter":
+            lat, rps = concurrent_latencies(run, clients, n, max_s)
+            out[f"catalogue_filter_{clients}_clients"] = {**stats_ms(lat), "requests_per_s": rps}
         if profile is not None and label == "catalogue_filter":
             from pyinstrument import Profiler
 
@@ -303,6 +339,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--catalogues", type=int, default=10, help="catalogues the tracks spread over")
     p.add_argument("--queries", type=int, default=300, help="timed queries per case (300)")
     p.add_argument("--top-k", type=int, default=10)
+    p.add_argument(
+        "--clients",
+        type=int,
+        default=8,
+        help="also time the filtered API case with this many concurrent clients (8; 1: off)",
+    )
     p.add_argument(
         "--profile",
         action="store_true",
@@ -426,6 +468,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                             f"bench-{cat_ids.index(filter_cat)}",
                             args.queries,
                             args.max_case_s,
+                            clients=args.clients,
                             profile=(
                                 Path(args.results_dir or RESULTS_DIR)
                                 / f"{args.name}-profile-{size}.txt"
