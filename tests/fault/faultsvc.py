@@ -31,20 +31,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-import pytest
-
-
-def absent(reason: str) -> None:
-    """Skip with ``reason``, or fail under CI=true where every binary must be there."""
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"{reason} (required under CI=true)")
-    pytest.skip(reason)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from support.local import absent, free_port
 
 
 def wait_port(port: int, timeout_s: float, proc: subprocess.Popen[bytes] | None = None) -> None:

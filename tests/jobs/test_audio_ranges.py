@@ -5,9 +5,8 @@ and s3:// (moto's S3 server on 127.0.0.1); plus the Range header parser."""
 from __future__ import annotations
 
 import re
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +23,7 @@ from storycue.sources import (
     open_audio,
     parse_range,
 )
+from support.local import serve_http
 
 PAYLOAD = bytes(range(256)) * 300  # 76,800 bytes: more than one 64 KiB chunk
 
@@ -72,13 +72,8 @@ class _Origin(BaseHTTPRequestHandler):
 
 @pytest.fixture(scope="module")
 def origin() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Origin)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
+    with serve_http(_Origin) as base:
+        yield base
 
 
 def test_parse_range() -> None:

@@ -3,9 +3,8 @@ server on 127.0.0.1), with the address and size checks."""
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +13,7 @@ import pytest
 from storycue.config import IngestSourceSettings, LimitSettings, Settings
 from storycue.errors import InvalidInputError
 from storycue.sources import SourceFetchError, check_uri, fetch
+from support.local import serve_http
 
 PAYLOAD = b"RIFF" + bytes(range(256)) * 64
 
@@ -43,13 +43,8 @@ class _Handler(BaseHTTPRequestHandler):
 
 @pytest.fixture(scope="module")
 def http_base() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
+    with serve_http(_Handler) as base:
+        yield base
 
 
 def _settings(tmp_path: Path, **kw: Any) -> Settings:

@@ -14,6 +14,8 @@ import pytest
 import soundfile as sf
 from psycopg import sql
 
+from support.local import absent
+
 PG_ADMIN_DSN = os.environ.get(
     "STORYCUE_TEST_PG_ADMIN_DSN", "postgresql://postgres@127.0.0.1:5432/postgres"
 )
@@ -21,13 +23,6 @@ BROKERS = {
     "redis": ("127.0.0.1", 6379, "redis://127.0.0.1:6379/11"),
     "rabbitmq": ("127.0.0.1", 5672, "amqp://guest:guest@127.0.0.1:5672//"),
 }
-
-
-def absent(reason: str) -> None:
-    """Skip with ``reason``, or fail under CI=true where every service must be there."""
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"{reason} (required under CI=true)")
-    pytest.skip(reason)
 
 
 @pytest.fixture

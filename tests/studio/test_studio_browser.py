@@ -8,9 +8,7 @@ CI=true, where ``.ci/run`` installs them.
 
 from __future__ import annotations
 
-import os
 import shutil
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -24,6 +22,7 @@ from storycue.cli import synthesise_clips
 from storycue.config import IngestSourceSettings, LimitSettings, ServiceSettings, Settings
 from storycue.jobs import InProcessDispatcher, close_runtimes, get_runtime
 from storycue.storage.factory import close_vector_stores
+from support.local import absent, free_port
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 STORY = (
@@ -36,23 +35,11 @@ STORY = (
 )
 
 
-def _absent(reason: str) -> None:
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"{reason} (required under CI=true)")
-    pytest.skip(reason)
-
-
 @dataclass
 class Studio:
     url: str
     key: str
     settings: Settings
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +65,7 @@ def studio(tmp_path_factory: pytest.TempPathFactory, text_encoder: Any) -> Itera
     key = rt.keys.create("default", "browser tests")[1]
     dispatcher = InProcessDispatcher(settings, max_workers=2)
     app = create_app(settings, dispatcher)
-    port = _free_port()
+    port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -118,11 +105,11 @@ def browser() -> Iterator[Any]:
         from selenium import webdriver
         from selenium.webdriver.chrome.service import Service
     except ImportError:
-        _absent("selenium is not installed (pip install -e '.[dev]')")
+        absent("selenium is not installed (pip install -e '.[dev]')")
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     driver_bin = shutil.which("chromedriver")
     if chromium is None or driver_bin is None:
-        _absent("Debian's chromium and chromium-driver are not installed (.ci/run installs them)")
+        absent("Debian's chromium and chromium-driver are not installed (.ci/run installs them)")
     options = webdriver.ChromeOptions()
     options.binary_location = str(chromium)
     for arg in (
