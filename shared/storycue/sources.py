@@ -174,34 +174,49 @@ def _write_capped(chunks: Iterator[bytes], dest: Any, max_bytes: int, label: str
     return size
 
 
+def _http_get(
+    client: Any, uri: str, settings: Settings, headers: dict[str, str] | None = None
+) -> tuple[Any, str]:
+    """``(streaming response, final URL)`` of a GET of ``uri`` that follows up to
+    :data:`_MAX_REDIRECTS` redirects itself, checking every hop like the first
+    (:func:`check_uri`; only http(s) targets). The caller closes the response."""
+    import httpx
+
+    url = uri
+    try:
+        for _ in range(_MAX_REDIRECTS + 1):
+            resp = client.send(client.build_request("GET", url, headers=headers), stream=True)
+            if not resp.is_redirect:
+                return resp, url
+            resp.close()
+            location = resp.headers.get("location")
+            if not location:
+                raise SourceFetchError(f"{url}: redirect without a location")
+            url = urljoin(url, location)
+            check_uri(url, settings)  # every hop is checked again
+            if urlsplit(url).scheme not in ("http", "https"):
+                raise _refuse("redirects may only go to http(s) URLs")
+    except httpx.HTTPError as exc:
+        raise SourceFetchError(f"{url}: {type(exc).__name__}: {exc}") from exc
+    raise SourceFetchError(f"{uri}: more than {_MAX_REDIRECTS} redirects")
+
+
 def _fetch_http(checked: CheckedURI, settings: Settings, dest: Any) -> None:
     import httpx
 
-    url = checked.uri
-    timeout = settings.sources.fetch_timeout_s
     max_bytes = settings.limits.max_audio_bytes
-    with httpx.Client(timeout=timeout, follow_redirects=False) as client:
-        for _ in range(_MAX_REDIRECTS + 1):
-            try:
-                with client.stream("GET", url) as resp:
-                    if resp.is_redirect:
-                        location = resp.headers.get("location")
-                        if not location:
-                            raise SourceFetchError(f"{url}: redirect without a location")
-                        url = urljoin(url, location)
-                        check_uri(url, settings)  # every hop is checked again
-                        if urlsplit(url).scheme not in ("http", "https"):
-                            raise _refuse("redirects may only go to http(s) URLs")
-                        continue
-                    if resp.status_code != 200:
-                        raise SourceFetchError(
-                            f"{url}: HTTP {resp.status_code}", detail={"status": resp.status_code}
-                        )
-                    _write_capped(resp.iter_bytes(1 << 16), dest, max_bytes, url)
-                    return
-            except httpx.HTTPError as exc:
-                raise SourceFetchError(f"{url}: {type(exc).__name__}: {exc}") from exc
-    raise SourceFetchError(f"{checked.uri}: more than {_MAX_REDIRECTS} redirects")
+    with httpx.Client(timeout=settings.sources.fetch_timeout_s, follow_redirects=False) as client:
+        resp, url = _http_get(client, checked.uri, settings)
+        try:
+            if resp.status_code != 200:
+                raise SourceFetchError(
+                    f"{url}: HTTP {resp.status_code}", detail={"status": resp.status_code}
+                )
+            _write_capped(resp.iter_bytes(1 << 16), dest, max_bytes, url)
+        except httpx.HTTPError as exc:
+            raise SourceFetchError(f"{url}: {type(exc).__name__}: {exc}") from exc
+        finally:
+            resp.close()
 
 
 def s3_client(settings: Settings) -> Any:
@@ -472,27 +487,9 @@ def _open_http(checked: CheckedURI, settings: Settings, range_header: str | None
     import httpx
 
     wanted = range_header if range_header and _RANGE.match(range_header) else None
-    headers = {"Range": wanted} if wanted else {}
     client = httpx.Client(timeout=settings.sources.fetch_timeout_s, follow_redirects=False)
-    url = checked.uri
     try:
-        for _ in range(_MAX_REDIRECTS + 1):
-            resp = client.send(client.build_request("GET", url, headers=headers), stream=True)
-            if not resp.is_redirect:
-                break
-            resp.close()
-            location = resp.headers.get("location")
-            if not location:
-                raise SourceFetchError(f"{url}: redirect without a location")
-            url = urljoin(url, location)
-            check_uri(url, settings)  # every hop is checked again
-            if urlsplit(url).scheme not in ("http", "https"):
-                raise _refuse("redirects may only go to http(s) URLs")
-        else:
-            raise SourceFetchError(f"{checked.uri}: more than {_MAX_REDIRECTS} redirects")
-    except httpx.HTTPError as exc:
-        client.close()
-        raise SourceFetchError(f"{url}: {type(exc).__name__}: {exc}") from exc
+        resp, url = _http_get(client, checked.uri, settings, {"Range": wanted} if wanted else {})
     except BaseException:
         client.close()
         raise
