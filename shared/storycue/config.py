@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 from pathlib import Path
-from typing import Final, Literal
+from typing import Annotated, Final, Literal
 
 from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -48,6 +48,13 @@ class BatchSettings(BaseModel):
     max_wait_ms: int = Field(default=10, ge=0, le=10_000)
 
 
+JobKindName = Literal["match", "ingest", "evaluate", "train"]
+
+
+def _default_kind_limits() -> dict[JobKindName, int]:
+    return {"train": 1, "evaluate": 2}
+
+
 class LimitSettings(BaseModel):
     max_story_chars: int = Field(default=20_000_000, ge=1)
     max_audio_seconds: float = Field(
@@ -56,6 +63,19 @@ class LimitSettings(BaseModel):
     min_audio_seconds: float = Field(default=1.0, gt=0)
     max_audio_bytes: int = Field(default=512 * 1024 * 1024, ge=1)
     max_top_k: int = Field(default=100, ge=1)
+    max_active_jobs: int = Field(
+        default=32,
+        ge=1,
+        description="Unfinished (queued or running) jobs one tenant may have at once; one "
+        "more is answered 429 with Retry-After.",
+    )
+    max_active_jobs_by_kind: dict[JobKindName, Annotated[int, Field(ge=1)]] = Field(
+        default_factory=_default_kind_limits,
+        description="Tighter per-kind limits of unfinished jobs per tenant (training and "
+        "evaluation hold a worker for minutes), e.g. "
+        "STORYCUE_LIMITS__MAX_ACTIVE_JOBS_BY_KIND='{\"train\": 1}'.",
+    )
+    job_limit_retry_after_s: int = Field(default=30, ge=1, le=3600)
 
 
 class ServiceSettings(BaseModel):

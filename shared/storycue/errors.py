@@ -80,6 +80,18 @@ class ConflictError(StorycueError):
     code = "conflict"
 
 
+class TooManyJobsError(StorycueError):
+    """A tenant already has as many unfinished jobs as its limit allows; retry later."""
+
+    code = "too_many_jobs"
+
+    def __init__(
+        self, message: str, *, retry_after_s: int = 30, detail: dict[str, object] | None = None
+    ) -> None:
+        super().__init__(message, detail=detail)
+        self.retry_after_s = retry_after_s
+
+
 class ServiceUnavailableError(StorycueError):
     """A dependency (database, vector store, broker) is down; retry later."""
 

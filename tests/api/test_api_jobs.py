@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import threading
 from typing import Any
 
 import pytest
@@ -254,3 +255,71 @@ def test_train_job_validation_and_missing_data(gateway: Gateway) -> None:
     assert r.status_code == 202, r.text
     job = gateway.wait("a", r.json()["id"])
     assert job["state"] == "failed" and job["error"]["code"] == "dataset_not_found"
+
+
+def test_job_limits_answer_429_with_retry_after(gateway: Gateway) -> None:
+    """A tenant with an unfinished training job (here one left queued in the store, as a
+    busy train worker would leave it) cannot start another: 429, Retry-After, the limit in
+    the details; another tenant can; once the job is finished the tenant can again."""
+    lim = gateway.settings.limits
+    held = gateway.runtime.jobs.create("b", "train", {}, total=1)
+    try:
+        body = {"family": "metric-2branch", "version": "0.0.2"}
+        r = gateway.client.post("/v1/jobs/train", json=body, headers=gateway.h("b"))
+        assert r.status_code == 429, r.text
+        assert r.headers["Retry-After"] == str(lim.job_limit_retry_after_s)
+        err = r.json()["error"]
+        assert err["code"] == "too_many_jobs"
+        assert err["details"] == {
+            "kind": "train",
+            "active": 1,
+            "limit": lim.max_active_jobs_by_kind["train"],
+        }
+        r = gateway.client.post("/v1/jobs/train", json=body, headers=gateway.h("a"))
+        assert r.status_code == 202, r.text
+        gateway.wait("a", r.json()["id"])
+    finally:
+        gateway.runtime.jobs.cancel("b", held.id)
+    body = {"family": "metric-2branch", "version": "0.0.3"}
+    r = gateway.client.post("/v1/jobs/train", json=body, headers=gateway.h("b"))
+    assert r.status_code == 202, r.text
+    gateway.wait("b", r.json()["id"])
+    spec = gateway.client.get("/openapi.json").json()
+    for path, method in (("/v1/jobs/train", "post"), ("/v1/catalogues/{catalogue}/ingest", "post")):
+        assert "429" in spec["paths"][path][method]["responses"], path
+
+
+def test_searches_a_bulk_job_and_a_training_job_at_the_same_moment(gateway: Gateway) -> None:
+    """One process, one instant: four searches, a bulk match job and a training job (which
+    builds encoders of its own) answer without a server error, and the bulk job succeeds.
+    (The cold-process version of the race is tests/models/test_concurrent_loading.py.)"""
+    h = gateway.h("a")
+    calls = [
+        *[("/v1/search", {"text": "A storm broke over the sea.", "top_k": 2})] * 4,
+        ("/v1/jobs/match", {"stories": STORIES, "top_k": 2}),
+        ("/v1/jobs/train", {"family": "metric-2branch", "version": "0.0.9"}),
+    ]
+    barrier = threading.Barrier(len(calls))
+    answers: list[tuple[str, int, dict[str, Any]]] = []
+    lock = threading.Lock()
+
+    def call(path: str, body: dict[str, Any]) -> None:
+        barrier.wait()
+        r = gateway.client.post(path, json=body, headers=h)
+        with lock:
+            answers.append((path, r.status_code, r.json()))
+
+    threads = [threading.Thread(target=call, args=c) for c in calls]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(code for _, code, _ in answers) == [200, 200, 200, 200, 202, 202], answers
+    for path, _, body in answers:
+        if path == "/v1/search":
+            assert body["segments"] and body["segments"][0]["tracks"], body
+        elif path == "/v1/jobs/match":
+            assert gateway.wait("a", body["id"])["state"] == "succeeded"
+        else:  # this gateway has no data folder: the job fails cleanly, not with a crash
+            job = gateway.wait("a", body["id"])
+            assert job["state"] == "failed" and job["error"]["code"] == "dataset_not_found"

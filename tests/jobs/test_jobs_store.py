@@ -10,13 +10,14 @@ import threading
 import pytest
 from sqlalchemy import inspect
 
-from storycue.errors import InvalidInputError, NotFoundError
+from storycue.errors import InvalidInputError, NotFoundError, TooManyJobsError
 from storycue.identity import ModelIdentity
 from storycue.storage import MetadataStore
 from storycue.storage.jobs import (
     JOB_STATES,
     TRANSITIONS,
     InvalidTransitionError,
+    JobLimits,
     JobNotRunningError,
     JobState,
     JobStore,
@@ -234,3 +235,53 @@ def test_bad_creation_input(jobs: JobStore, metadata: MetadataStore) -> None:
         jobs.create("t", "match", {}, items=[("x" * 201, "text")])
     # the failed creation left nothing behind
     assert jobs.list_jobs("t")[0] == []
+
+
+LIMITS = JobLimits(max_active=3, by_kind={"train": 1}, retry_after_s=7)
+
+
+def test_limits_count_unfinished_jobs_per_tenant_and_kind(jobs: JobStore) -> None:
+    first = jobs.create("t", "train", {}, total=1, limits=LIMITS)
+    with pytest.raises(TooManyJobsError) as err:
+        jobs.create("t", "train", {}, total=1, limits=LIMITS)
+    assert err.value.retry_after_s == 7
+    assert err.value.detail == {"kind": "train", "active": 1, "limit": 1}
+    # another tenant has its own budget; other kinds count against the total only
+    jobs.create("u", "train", {}, total=1, limits=LIMITS)
+    jobs.create("t", "match", {}, items=STORIES, limits=LIMITS)
+    jobs.create("t", "evaluate", {}, total=1, limits=LIMITS)
+    with pytest.raises(TooManyJobsError) as err:
+        jobs.create("t", "match", {}, items=STORIES, limits=LIMITS)
+    assert err.value.detail == {"active": 3, "limit": 3}
+    assert jobs.active_counts("t") == {"match": 1, "ingest": 0, "evaluate": 1, "train": 1}
+    # a finished job frees its place (running still counts)
+    assert jobs.start("t", first.id)
+    with pytest.raises(TooManyJobsError):
+        jobs.create("t", "train", {}, total=1, limits=LIMITS)
+    jobs.succeed("t", first.id)
+    jobs.create("t", "train", {}, total=1, limits=LIMITS)
+    # without limits (internal callers) nothing is refused
+    jobs.create("t", "train", {}, total=1)
+
+
+def test_limits_hold_under_concurrent_creation(jobs: JobStore) -> None:
+    """Eight threads create a train job at once: exactly one gets in (count + insert are
+    one atomic step on either database)."""
+    barrier = threading.Barrier(8)
+    won: list[str] = []
+    refused: list[int] = []
+
+    def worker() -> None:
+        barrier.wait()
+        try:
+            won.append(jobs.create("t", "train", {}, total=1, limits=LIMITS).id)
+        except TooManyJobsError:
+            refused.append(1)
+
+    threads = [threading.Thread(target=worker) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(won) == 1 and len(refused) == 7
+    assert jobs.active_counts("t")["train"] == 1

@@ -32,6 +32,7 @@ from storycue.errors import (
     PayloadTooLargeError,
     ServiceUnavailableError,
     StorycueError,
+    TooManyJobsError,
 )
 from storycue.log import get_logger
 from storycue.sources import RangeNotSatisfiableError, SourceFetchError, SourceGoneError
@@ -50,6 +51,7 @@ STATUS: list[tuple[type[StorycueError], int]] = [
     (SourceFetchError, 502),
     (AuthenticationError, 401),
     (ServiceUnavailableError, 503),
+    (TooManyJobsError, 429),
     (InvalidTransitionError, 409),
     (ConflictError, 409),
     (ModelMismatchError, 409),
@@ -96,6 +98,16 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     503: {"model": ErrorResponse, "description": "A dependency is down; see Retry-After."},
 }
 
+#: Extra ``responses`` of the routes that create jobs.
+JOB_LIMIT_RESPONSES: dict[int | str, dict[str, Any]] = {
+    429: {
+        "model": ErrorResponse,
+        "description": "The tenant has as many unfinished jobs (of this kind) as its limit "
+        "allows (settings limits.max_active_jobs / max_active_jobs_by_kind); see Retry-After.",
+        "headers": {"Retry-After": {"schema": {"type": "integer"}}},
+    },
+}
+
 
 def error_response(
     status: int,
@@ -139,6 +151,8 @@ def _storycue(request: Request, exc: Exception) -> JSONResponse:
         headers["WWW-Authenticate"] = "Bearer"
     if status == 503:
         headers["Retry-After"] = str(RETRY_AFTER_S)
+    if isinstance(exc, TooManyJobsError):
+        headers["Retry-After"] = str(exc.retry_after_s)
     if isinstance(exc, RangeNotSatisfiableError):
         headers["Content-Range"] = f"bytes */{exc.size}"
     if status >= 500:

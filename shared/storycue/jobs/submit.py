@@ -12,9 +12,19 @@ from storycue.jobs.params import EvaluateParams, IngestParams, MatchParams, Trai
 from storycue.jobs.runtime import JobRuntime, find_model
 from storycue.jobs.tasks import model_name_for, trained_checkpoint_path
 from storycue.models.emotion import EmotionModel, resolve_checkpoint
-from storycue.storage.jobs import Job
+from storycue.storage.jobs import Job, JobLimits
 
 MAX_STORY_ID = 200
+
+
+def job_limits(settings: Settings) -> JobLimits:
+    """The per-tenant limits of unfinished jobs (``settings.limits``)."""
+    lim = settings.limits
+    return JobLimits(
+        max_active=lim.max_active_jobs,
+        by_kind={str(k): n for k, n in lim.max_active_jobs_by_kind.items()},
+        retry_after_s=lim.job_limit_retry_after_s,
+    )
 
 
 def _utf8(text: str) -> bool:
@@ -84,6 +94,7 @@ def submit_match(
         params.model_dump(mode="json"),
         items=_checked_stories(stories, settings),
         catalogue_id=catalogue_id,
+        limits=job_limits(settings),
     )
 
 
@@ -105,6 +116,7 @@ def submit_ingest(
         items=[(str(src.id), src.uri) for src in sources],
         catalogue_id=cat.id,
         model=model.identity,
+        limits=job_limits(rt.settings),
     )
 
 
@@ -114,7 +126,9 @@ def submit_evaluate(rt: JobRuntime, tenant: str, params: EvaluateParams) -> Job:
         find_model(rt.settings, params.model, params.version)
     else:
         resolve_checkpoint(params.model, rt.settings.model_dir)
-    return rt.jobs.create(tenant, "evaluate", params.model_dump(mode="json"), total=1)
+    return rt.jobs.create(
+        tenant, "evaluate", params.model_dump(mode="json"), total=1, limits=job_limits(rt.settings)
+    )
 
 
 def submit_train(rt: JobRuntime, tenant: str, params: TrainParams) -> Job:
@@ -125,4 +139,6 @@ def submit_train(rt: JobRuntime, tenant: str, params: TrainParams) -> Job:
             f"a model {name}@{params.version} already exists; train under another version",
             detail={"name": name, "version": params.version},
         )
-    return rt.jobs.create(tenant, "train", params.model_dump(mode="json"), total=1)
+    return rt.jobs.create(
+        tenant, "train", params.model_dump(mode="json"), total=1, limits=job_limits(rt.settings)
+    )

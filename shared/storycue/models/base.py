@@ -3,6 +3,15 @@
 Heavy weights are loaded on first use (not at import or construction), exactly once per
 instance even when several threads ask at the same time, and the load time is recorded so
 that services can report it.
+
+Every load in the process runs under one re-entrant lock, :data:`MODEL_LOAD_LOCK`, not
+only one lock per instance: the libraries that build the models keep global state while
+they do (``transformers`` builds a model on the ``meta`` device inside context managers
+that patch ``torch.nn`` for the whole process, and resolves its lazy ``from transformers
+import AutoModel`` through a module-level table), so two *different* instances loading at
+once, e.g. a training job's private text encoder beside the search path's, failed with
+``Cannot copy out of meta tensor`` or ``cannot import name 'AutoModel'``. Loads are rare
+(once per model per process), so serialising them costs nothing at steady state.
 """
 
 from __future__ import annotations
@@ -18,12 +27,14 @@ from storycue.metrics import record_model_load
 T = TypeVar("T")
 log = get_logger(__name__)
 
+#: Held by every model load of the process (re-entrant: a load may load its parts).
+MODEL_LOAD_LOCK = threading.RLock()
+
 
 class LazyModel(ABC, Generic[T]):
     """Holds a loaded model object of type ``T``; subclasses implement :meth:`_load`."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
         self._model: T | None = None
         self.load_seconds: float | None = None
 
@@ -32,7 +43,7 @@ class LazyModel(ABC, Generic[T]):
 
     @abstractmethod
     def _load(self) -> T:
-        """Load and return the underlying model (called once, under the lock)."""
+        """Load and return the underlying model (called once, under MODEL_LOAD_LOCK)."""
 
     @property
     def loaded(self) -> bool:
@@ -43,7 +54,7 @@ class LazyModel(ABC, Generic[T]):
         model = self._model
         if model is not None:
             return model
-        with self._lock:
+        with MODEL_LOAD_LOCK:
             if self._model is None:
                 start = time.perf_counter()
                 self._model = self._load()

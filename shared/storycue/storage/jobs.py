@@ -22,6 +22,7 @@ an item (after a crash, a redelivered task) never duplicates a result nor counts
 from __future__ import annotations
 
 import base64
+import threading
 import uuid
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -33,7 +34,7 @@ from sqlalchemy import Engine, and_, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from storycue.errors import InvalidInputError, NotFoundError, StorycueError
+from storycue.errors import InvalidInputError, NotFoundError, StorycueError, TooManyJobsError
 from storycue.identity import ModelIdentity
 from storycue.log import get_logger
 from storycue.storage.orm import JobItemRow, JobResultRow, JobRow, utcnow
@@ -54,6 +55,23 @@ TRANSITIONS: Mapping[JobState, frozenset[JobState]] = {
     "failed": frozenset(),
     "cancelled": frozenset(),
 }
+
+#: States of a job that still holds (or waits for) a worker: what the limits count.
+ACTIVE_STATES: tuple[JobState, ...] = ("queued", "running")
+
+
+@dataclass(frozen=True)
+class JobLimits:
+    """How many unfinished jobs one tenant may have: in all, and per kind."""
+
+    max_active: int
+    by_kind: Mapping[str, int]
+    retry_after_s: int = 30
+
+
+#: SQLite has no advisory locks; embedded mode is one process, so a lock of the process
+#: makes count-then-insert atomic there (PostgreSQL uses a per-tenant advisory lock).
+_sqlite_create_lock = threading.Lock()
 
 #: Largest page of jobs or results returned at once.
 MAX_PAGE = 1000
@@ -235,18 +253,81 @@ class JobStore:
         catalogue_id: int | None = None,
         model: ModelIdentity | None = None,
         job_id: str | None = None,
+        limits: JobLimits | None = None,
     ) -> Job:
         """Create a queued job with its inputs ``items`` (``(item_id, text)`` pairs).
 
         ``progress_total`` is the number of items, or ``total`` for a job without stored
-        inputs (evaluate and train jobs have one result). All in one transaction.
+        inputs (evaluate and train jobs have one result). All in one transaction. With
+        ``limits``, raises :class:`TooManyJobsError` when the tenant already has as many
+        queued or running jobs (of this kind) as they allow; the count and the insert are
+        atomic (per-tenant advisory lock on PostgreSQL, a process lock on SQLite).
         """
         if not tenant:
             raise InvalidInputError("tenant must not be empty")
         if kind not in JOB_KINDS:
             raise InvalidInputError(f"unknown job kind {kind!r}; one of {', '.join(JOB_KINDS)}")
+        sqlite = self._engine.dialect.name == "sqlite"
+        if limits is not None and sqlite:
+            with _sqlite_create_lock:
+                return self._create(
+                    tenant, kind, params, items, total, catalogue_id, model, job_id, limits
+                )
+        return self._create(tenant, kind, params, items, total, catalogue_id, model, job_id, limits)
+
+    def active_counts(self, tenant: str) -> dict[str, int]:
+        """The tenant's queued or running jobs per kind (every kind present)."""
+        with self._session() as s:
+            return self._active_counts(s, tenant)
+
+    @staticmethod
+    def _active_counts(s: Session, tenant: str) -> dict[str, int]:
+        stmt = (
+            select(JobRow.kind, func.count())
+            .where(JobRow.tenant == tenant, JobRow.state.in_(ACTIVE_STATES))
+            .group_by(JobRow.kind)
+        )
+        found = {str(k): int(n) for k, n in s.execute(stmt)}
+        return {k: found.get(k, 0) for k in JOB_KINDS}
+
+    def _check_limits(self, s: Session, tenant: str, kind: JobKind, limits: JobLimits) -> None:
+        if self._engine.dialect.name == "postgresql":
+            # Serialises job creation per tenant until this transaction ends.
+            s.execute(select(func.pg_advisory_xact_lock(func.hashtext(f"storycue-jobs:{tenant}"))))
+        counts = self._active_counts(s, tenant)
+        total = sum(counts.values())
+        kind_limit = limits.by_kind.get(kind)
+        if kind_limit is not None and counts[kind] >= kind_limit:
+            raise TooManyJobsError(
+                f"tenant {tenant!r} already has {counts[kind]} unfinished {kind} job(s), the "
+                f"limit for {kind} jobs; retry when one has finished",
+                retry_after_s=limits.retry_after_s,
+                detail={"kind": kind, "active": counts[kind], "limit": kind_limit},
+            )
+        if total >= limits.max_active:
+            raise TooManyJobsError(
+                f"tenant {tenant!r} already has {total} unfinished jobs, the limit; retry "
+                "when one has finished",
+                retry_after_s=limits.retry_after_s,
+                detail={"active": total, "limit": limits.max_active},
+            )
+
+    def _create(
+        self,
+        tenant: str,
+        kind: JobKind,
+        params: Mapping[str, Any] | None,
+        items: Iterable[tuple[str, str]] | None,
+        total: int | None,
+        catalogue_id: int | None,
+        model: ModelIdentity | None,
+        job_id: str | None,
+        limits: JobLimits | None,
+    ) -> Job:
         jid = job_id or str(uuid.uuid4())
         with self._session() as s:
+            if limits is not None:
+                self._check_limits(s, tenant, kind, limits)
             row = JobRow(
                 id=jid,
                 tenant=tenant,

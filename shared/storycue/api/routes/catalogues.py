@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query, Response, status
 
 from storycue.api.deps import AppSettings, Dispatcher, Runtime, Tenant
-from storycue.api.errors import ERROR_RESPONSES
+from storycue.api.errors import ERROR_RESPONSES, JOB_LIMIT_RESPONSES
 from storycue.api.routes.jobs import dispatch_job
 from storycue.api.routes.models import default_model_ref
 from storycue.api.schemas import (
@@ -200,6 +200,7 @@ def delete_track(catalogue: CatalogueName, track_id: int, tenant: Tenant, rt: Ru
     response_model=JobOut,
     status_code=status.HTTP_202_ACCEPTED,
     summary="Start an ingest job",
+    responses=JOB_LIMIT_RESPONSES,
 )
 def ingest_catalogue(
     catalogue: CatalogueName, tenant: Tenant, rt: Runtime, dispatcher: Dispatcher
@@ -210,7 +211,12 @@ def ingest_catalogue(
     return JobOut.of(dispatch_job(rt, dispatcher, job))
 
 
-@router.put("/{catalogue}/model", response_model=SetModelResponse, summary="Set the active model")
+@router.put(
+    "/{catalogue}/model",
+    response_model=SetModelResponse,
+    summary="Set the active model",
+    responses=JOB_LIMIT_RESPONSES,
+)
 def set_model(
     catalogue: CatalogueName,
     body: SetModelRequest,

@@ -12,7 +12,7 @@ from fastapi import APIRouter, File, Form, Query, UploadFile, status
 from pydantic import ValidationError
 
 from storycue.api.deps import AppSettings, Dispatcher, Runtime, Tenant
-from storycue.api.errors import ERROR_RESPONSES
+from storycue.api.errors import ERROR_RESPONSES, JOB_LIMIT_RESPONSES
 from storycue.api.schemas import JobOut, JobPage, MatchJobRequest, ResultOut, ResultPage
 from storycue.errors import InvalidInputError, NotFoundError, StorycueError, TextDecodeError
 from storycue.jobs.dispatch import JobDispatcher
@@ -48,6 +48,7 @@ def dispatch_job(rt: JobRuntime, dispatcher: JobDispatcher, job: Job) -> Job:
     response_model=JobOut,
     status_code=status.HTTP_202_ACCEPTED,
     summary="Submit a bulk match job (JSON)",
+    responses=JOB_LIMIT_RESPONSES,
 )
 def post_match_job(
     body: MatchJobRequest,
@@ -104,6 +105,7 @@ def _jsonl_stories(stream: IO[bytes]) -> Iterator[tuple[str, str]]:
     response_model=JobOut,
     status_code=status.HTTP_202_ACCEPTED,
     summary="Submit a bulk match job (JSON-lines upload)",
+    responses=JOB_LIMIT_RESPONSES,
 )
 def post_match_upload(
     file: Annotated[
@@ -144,6 +146,7 @@ def post_match_upload(
     response_model=JobOut,
     status_code=status.HTTP_202_ACCEPTED,
     summary="Submit an evaluation job",
+    responses=JOB_LIMIT_RESPONSES,
 )
 def post_evaluate_job(
     body: EvaluateParams, tenant: Tenant, rt: Runtime, dispatcher: Dispatcher
@@ -159,6 +162,7 @@ def post_evaluate_job(
     response_model=JobOut,
     status_code=status.HTTP_202_ACCEPTED,
     summary="Submit a training job",
+    responses=JOB_LIMIT_RESPONSES,
 )
 def post_train_job(
     body: TrainParams, tenant: Tenant, rt: Runtime, dispatcher: Dispatcher

@@ -26,6 +26,7 @@ from storycue.config import Settings, get_settings
 from storycue.errors import ConfigurationError, InvalidInputError, ModelNotFoundError
 from storycue.log import get_logger
 from storycue.metrics import observe_batch, record_model_load, time_stage
+from storycue.models.base import MODEL_LOAD_LOCK
 from storycue.models.finetuned import EncoderDelta, base_of, find_delta, is_finetuned_name
 from storycue.models.musicnn.checkpoint import read_bundle
 from storycue.models.musicnn.nets import MusicnnNet, VggNet
@@ -282,7 +283,6 @@ class MusicnnBackbone:
 
 _cache: dict[tuple[str, str, str, str], MusicnnBackbone] = {}
 _cache_lock = threading.Lock()
-_key_locks: dict[tuple[str, str, str, str], threading.Lock] = {}
 
 
 def load_backbone(
@@ -333,8 +333,7 @@ def load_backbone(
     with _cache_lock:
         if cached and key in _cache:
             return _cache[key]
-        key_lock = _key_locks.setdefault(key, threading.Lock()) if cached else threading.Lock()
-    with key_lock:
+    with MODEL_LOAD_LOCK:  # one load at a time in the process (storycue.models.base)
         with _cache_lock:
             if cached and key in _cache:
                 return _cache[key]
@@ -364,4 +363,3 @@ def clear_backbone_cache() -> None:
     """Forget every cached backbone (tests; freeing GPU memory)."""
     with _cache_lock:
         _cache.clear()
-        _key_locks.clear()
