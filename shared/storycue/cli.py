@@ -511,30 +511,11 @@ def train(
                 settings, options, text_encoder=encoder, backbone=backbone, progress=report
             )
         if evaluate_after:
-            from storycue.evaluation.harness import evaluate, fourq_gallery, load_queries
+            from storycue.evaluation.release import release_metrics
 
             model = EmotionModel(heads, device=device)
             model.use_text_encoder(encoder)
-            metrics: dict[str, Any] = {}
-            for part in ("validation", "test"):
-                gallery = fourq_gallery(part, backbone, settings)
-                for qs in (f"isear-{part}", f"goemotions-{part}"):
-                    rep = evaluate(model, load_queries(qs, settings), gallery, settings)
-                    metrics[f"{qs}->4q-{part}"] = {
-                        m: r["macro"] for m, r in rep["mappings"].items()
-                    } | {"diagnostics": rep["diagnostics"]}
-            if heads.info.va_axes:
-                from storycue.evaluation.continuous import continuous_report
-
-                metrics["reading"] = {}
-                for part in ("validation", "test"):
-                    rows = continuous_report(model, settings, part=part)["rows"]  # type: ignore[arg-type]
-                    metrics["reading"][part] = {
-                        key: {name: {k: v for k, v in res.items() if not k.endswith("ci95")}
-                              for name, res in row["sets"].items()}
-                        for key, row in rows.items()
-                    }  # fmt: skip
-            heads.info.metrics = metrics
+            heads.info.metrics = release_metrics(model, backbone, settings)
         ident = heads.info.identity
         path = output or (settings.home / "models" / f"{ident.name}-{ident.version}.safetensors")
         sha = heads.save(path)
@@ -560,6 +541,70 @@ def train(
             if m != "diagnostics"
         )
         out.print(f"  {key}: {line}")
+
+
+@app.command()
+def calibrate(
+    model_name: Annotated[
+        str, typer.Argument(metavar="MODEL", help="Shipped model name or checkpoint path.")
+    ],
+    version: Annotated[str, typer.Option(help="Version of the calibrated model (new).")],
+    axes: Annotated[
+        str, typer.Option(help="Axes to calibrate: va (both), a (arousal) or v (valence).")
+    ] = "va",
+    fit_on: Annotated[
+        str, typer.Option(help="Fit on all (dev sentences and passages) or passages only.")
+    ] = "all",
+    method: Annotated[
+        str,
+        typer.Option(
+            help="mean (of reading − rating) or quantile (as many texts above the neutral "
+            "point as people rated above it)."
+        ),
+    ] = "mean",
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Checkpoint path (.safetensors).")
+    ] = None,
+    evaluate_after: Annotated[
+        bool, typer.Option("--evaluate/--no-evaluate", help="Score on the test split and store it.")
+    ] = True,
+) -> None:
+    """Calibrate the text side of a valence-arousal model on EmoBank dev: the mean offset of
+    its readings of rated sentences and passages from their ratings becomes a shift stored
+    in a new version (see storycue.training.calibration)."""
+    settings = _settings()
+    from storycue.evaluation.release import release_metrics
+    from storycue.models.emotion import EmotionHeads, EmotionModel, resolve_checkpoint
+    from storycue.training.calibration import calibrated, fit_text_shift
+    from storycue.training.modelcard import write_model_card
+
+    try:
+        source = resolve_checkpoint(model_name, settings.model_dir)
+        base = EmotionModel(EmotionHeads.load(source), device=settings.torch_device())
+        fit = fit_text_shift(
+            base,
+            settings,
+            axes=axes,
+            fit_on=fit_on,  # type: ignore[arg-type]
+            method=method,  # type: ignore[arg-type]
+        )
+        heads = calibrated(base.heads, fit, version)
+        if evaluate_after:
+            model = EmotionModel(heads, device=settings.torch_device())
+            model.use_text_encoder(base.text_encoder)
+            heads.info.metrics = release_metrics(model, base.audio_backbone(), settings)
+        ident = heads.info.identity
+        path = output or (settings.home / "models" / f"{ident.name}-{ident.version}.safetensors")
+        sha = heads.save(path)
+    except StorycueError as exc:
+        raise _fail(exc) from exc
+    card = write_model_card(heads.info, path, sha)
+    sv, sa = fit.shift
+    out.print(
+        f"shift valence {sv:+.4f}, arousal {sa:+.4f} (EmoBank dev: {fit.n_sentences} sentences, "
+        f"{fit.n_passages} passages)"
+    )
+    out.print(f"saved {path} (sha256 {sha[:12]}…) and its model card {card}")
 
 
 @app.command()

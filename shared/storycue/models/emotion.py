@@ -26,6 +26,7 @@ from safetensors.torch import load_file, save_file
 from storycue.errors import InvalidInputError, ModelMismatchError, ModelNotFoundError
 from storycue.identity import ModelIdentity
 from storycue.metrics import record_model_load, time_stage
+from storycue.models.base import MODEL_LOAD_LOCK
 from storycue.models.heads import HeadConfig, MLPHead
 
 Distance = Literal["euclid", "cosine", "dot"]
@@ -93,6 +94,16 @@ class CheckpointInfo(BaseModel):
         "memberships, sqrt(2·w)·(offsets), and two bias axes that differ by role (texts "
         "[1, -w·|o|²], clips [-w·|o|², 1]), so the inner product is exactly that score.",
     )
+    va_text_shift: tuple[float, float] | None = Field(
+        default=None,
+        description="Calibration of the text side of a valence-arousal model: subtracted "
+        "from the text head's (valence, arousal) outputs (then clipped to [0, 1]) before they "
+        "become space vectors, so that prose rated neutral by people reads neutral. Fitted on "
+        "EmoBank dev (storycue calibrate) as the mean offset of the head's readings from the "
+        "ratings; the audio side and the mood words' stored positions are unaffected (the "
+        "words are stored already shifted). A shift moves points, so it is part of the "
+        "model's identity: a calibrated model is a new version.",
+    )
     mood_words: list[str] = Field(default_factory=list)
     training: dict[str, Any] = Field(default_factory=dict)
     metrics: dict[str, Any] = Field(default_factory=dict)
@@ -114,6 +125,8 @@ class CheckpointInfo(BaseModel):
                 )
         elif self.va_proximity is not None:
             raise ValueError("va_proximity needs va_quadrant_sharpness")
+        if self.va_text_shift is not None and not (self.va_axes and self.head_dim == 2):
+            raise ValueError("va_text_shift needs a 2-d valence-arousal model")
         return self
 
     @property
@@ -361,7 +374,11 @@ class EmotionModel:
     # ---- embedding ------------------------------------------------------------------------
     def project_text_features(self, features: np.ndarray) -> np.ndarray:
         """Space vectors of text-encoder features: the *query* side of a search."""
-        return self._to_space(self._apply(self.heads.text_head, features), role="text")
+        out = self._apply(self.heads.text_head, features)
+        shift = self.info.va_text_shift
+        if shift is not None:
+            out = np.clip(out - np.asarray(shift, np.float32)[None, :], 0.0, 1.0)
+        return self._to_space(out, role="text")
 
     def project_audio_features(self, features: np.ndarray) -> np.ndarray:
         """Space vectors of audio-backbone features: the *catalogue* side of a search."""
@@ -518,7 +535,8 @@ class EmotionModel:
 
 
 _models: dict[tuple[object, ...], EmotionModel] = {}
-_models_lock = threading.Lock()
+#: Loading a checkpoint reads tensors through torch like every other load: one lock.
+_models_lock = MODEL_LOAD_LOCK
 
 
 def load_emotion_model(

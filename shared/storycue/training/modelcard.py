@@ -95,6 +95,15 @@ def render_model_card(info: CheckpointInfo, sha256: str, extra: str = "") -> str
             for role, c in info.heads.items()
         )
         + " |",
+        *(
+            [
+                f"| text calibration | valence − {info.va_text_shift[0]:.4f}, arousal − "
+                f"{info.va_text_shift[1]:.4f} before scoring (fitted on EmoBank dev, "
+                f"from {t.get('calibration', {}).get('from', '?')}) |"
+            ]
+            if info.va_text_shift is not None
+            else []
+        ),
         f"| checkpoint sha256 | `{sha256}` |",
         f"| created | {info.created} |",
         "",
