@@ -68,6 +68,13 @@ class AuthenticationError(StorycueError):
     code = "unauthenticated"
 
 
+class SourceNotAllowedError(InvalidInputError):
+    """A well-formed track source that this deployment's policy refuses to read (no allowed
+    root, a path outside them, a private address): 403, not a malformed request."""
+
+    code = "source_not_allowed"
+
+
 class PayloadTooLargeError(InvalidInputError):
     """A request body or upload over the configured size limit."""
 

@@ -26,7 +26,12 @@ from typing import Any, Literal
 from urllib.parse import unquote, urljoin, urlsplit
 
 from storycue.config import Settings
-from storycue.errors import ConfigurationError, InvalidInputError, StorycueError
+from storycue.errors import (
+    ConfigurationError,
+    InvalidInputError,
+    SourceNotAllowedError,
+    StorycueError,
+)
 from storycue.log import get_logger
 
 log = get_logger(__name__)
@@ -58,6 +63,10 @@ def _refuse(message: str, **detail: object) -> InvalidInputError:
     return InvalidInputError(message, detail={"field": "uri", **detail})
 
 
+def _forbid(message: str, **detail: object) -> SourceNotAllowedError:
+    return SourceNotAllowedError(message, detail={"field": "uri", **detail})
+
+
 def _within(path: Path, root: Path) -> bool:
     try:
         path.relative_to(root)
@@ -75,15 +84,15 @@ def check_local_path(raw: str, settings: Settings) -> Path:
         raise _refuse("a local track path must be absolute")
     roots = [Path(r).expanduser().resolve() for r in settings.sources.allowed_roots]
     if not roots:
-        raise _refuse(
+        raise _forbid(
             "local paths are not allowed: no allowed root is configured "
             "(STORYCUE_SOURCES__ALLOWED_ROOTS)"
         )
     if ".." in path.parts:
-        raise _refuse("'..' is not allowed in a track path")
+        raise _forbid("'..' is not allowed in a track path")
     real = Path(os.path.realpath(path))
     if not any(_within(real, root) for root in roots):
-        raise _refuse("the path is outside the allowed roots (after following links)")
+        raise _forbid("the path is outside the allowed roots (after following links)")
     return real
 
 
@@ -109,7 +118,7 @@ def check_host(host: str, port: int | None, settings: Settings) -> None:
         return
     private = [a for a in addresses if not _public(a)]
     if private:
-        raise _refuse(
+        raise _forbid(
             f"host {host!r} resolves to a loopback, link-local or private address; "
             "such sources are refused unless STORYCUE_SOURCES__ALLOW_PRIVATE_ADDRESSES is set",
             host=host,
@@ -124,7 +133,10 @@ def check_uri(uri: str, settings: Settings) -> CheckedURI:
         raise _refuse("a track URI is at most 4096 characters")
     if uri.startswith("/"):
         return CheckedURI(uri=uri, scheme="file", path=check_local_path(uri, settings))
-    parts = urlsplit(uri)
+    try:
+        parts = urlsplit(uri)
+    except ValueError as exc:  # e.g. a bracketed host that is no IP address: http://[0a94]
+        raise _refuse(f"the URI cannot be parsed: {exc}") from exc
     scheme = parts.scheme.lower()
     if scheme == "file":
         if parts.netloc not in ("", "localhost"):

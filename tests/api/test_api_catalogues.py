@@ -97,28 +97,34 @@ def test_uri_checks(gateway: Gateway) -> None:
     link = gateway.music / "escape.wav"
     if not link.exists():
         os.symlink(secret, link)
-    refused = [
-        str(gateway.music / ".." / "outside" / "secret.wav"),  # traversal
-        str(secret),  # outside the roots
-        str(link),  # symlink escape
-        f"file://{secret}",
-        "relative/path.wav",
-        "http://127.0.0.1:8080/a.wav",  # loopback
-        "http://169.254.169.254/latest/meta-data",  # link-local (cloud metadata)
-        "http://10.1.2.3/a.wav",  # private
-        "http://[::1]/a.wav",
-        "http://user:pw@example.com/a.wav",  # credentials in the URL
-        "http://nonexistent.invalid/a.wav",  # does not resolve
-        "ftp://example.com/a.wav",
-        "s3://Bad_Bucket/key.wav",
-        "s3://bucket",
-        "gopher://x",
-    ]
-    for uri in refused:
+    # malformed URIs are invalid input (422); well-formed ones this deployment's policy
+    # refuses (outside the allowed roots, non-public addresses) are forbidden (403)
+    malformed, forbidden, off_schema = "invalid_input", "source_not_allowed", "validation_error"
+    refused = {
+        str(gateway.music / ".." / "outside" / "secret.wav"): forbidden,  # traversal
+        str(secret): forbidden,  # outside the roots
+        str(link): forbidden,  # symlink escape
+        f"file://{secret}": forbidden,
+        "relative/path.wav": off_schema,  # the schema's pattern already says absolute
+        "http://127.0.0.1:8080/a.wav": forbidden,  # loopback
+        "http://169.254.169.254/latest/meta-data": forbidden,  # link-local (cloud metadata)
+        "http://10.1.2.3/a.wav": forbidden,  # private
+        "http://[::1]/a.wav": forbidden,
+        "http://user:pw@example.com/a.wav": off_schema,  # credentials in the URL
+        "http://nonexistent.invalid/a.wav": malformed,  # does not resolve
+        "ftp://example.com/a.wav": off_schema,
+        "s3://Bad_Bucket/key.wav": off_schema,
+        "s3://bucket": off_schema,
+        "gopher://x": off_schema,
+    }
+    for uri, code in refused.items():
         r = c.post("/v1/catalogues/uris/tracks", json={"tracks": [{"uri": uri}]}, headers=h)
-        assert r.status_code == 422, (uri, r.text)
-        assert r.json()["error"]["code"] == "invalid_input"
-        assert r.json()["error"]["details"]["field"] == "uri"
+        assert (r.status_code, r.json()["error"]["code"]) == (
+            403 if code == forbidden else 422,
+            code,
+        ), (uri, r.text)
+        if code != off_schema:
+            assert r.json()["error"]["details"]["field"] == "uri"
     # one refused URI in a batch stores none of them
     good = str(sorted(gateway.music.glob("synthetic-*.wav"))[0])
     r = c.post(
@@ -126,7 +132,7 @@ def test_uri_checks(gateway: Gateway) -> None:
         json={"tracks": [{"uri": good}, {"uri": str(secret)}]},
         headers=h,
     )
-    assert r.status_code == 422 and r.json()["error"]["details"]["index"] == 1
+    assert r.status_code == 403 and r.json()["error"]["details"]["index"] == 1
     assert c.get("/v1/catalogues/uris/tracks", headers=h).json()["tracks"] == []
     ok = ["s3://my-bucket/music/a.wav", f"file://{good}", good]
     r = c.post("/v1/catalogues/uris/tracks", json={"tracks": [{"uri": u} for u in ok]}, headers=h)

@@ -214,7 +214,10 @@ def test_list_get_and_cancel(gateway: Gateway) -> None:
     r = gateway.client.get("/v1/jobs", params={"state": "dancing"}, headers=h)
     assert r.status_code == 422
     r = gateway.client.get("/v1/jobs", params={"cursor": "%%%"}, headers=h)
-    assert (r.status_code, r.json()["error"]["code"]) == (422, "invalid_input")
+    assert (r.status_code, r.json()["error"]["code"]) == (422, "validation_error")
+    # a well-formed cursor is a page position, whether or not a job sits there
+    r = gateway.client.get("/v1/jobs", params={"cursor": "1_zzz"}, headers=h)
+    assert r.status_code == 200 and r.json() == {"jobs": [], "next_cursor": None}
 
 
 def test_evaluate_job_validation_and_missing_data(gateway: Gateway) -> None:

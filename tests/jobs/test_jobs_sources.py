@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from storycue.config import IngestSourceSettings, LimitSettings, Settings
-from storycue.errors import InvalidInputError
+from storycue.errors import InvalidInputError, SourceNotAllowedError
 from storycue.sources import SourceFetchError, check_uri, fetch
 from support.local import serve_http
 
@@ -120,3 +120,16 @@ def test_s3_fetch_from_a_local_s3_server(tmp_path: Path, monkeypatch: pytest.Mon
             pass
     finally:
         server.stop()
+
+
+def test_policy_refusals_are_forbidden_and_garbage_is_invalid(tmp_path: Path) -> None:
+    """A URI this deployment may not read is SourceNotAllowedError (HTTP 403); a URI that
+    cannot be parsed is plain invalid input (422), never an unhandled ValueError."""
+    s = _settings(tmp_path)
+    for uri in ("http://localhost/a.wav", "/etc/passwd", "/a/../b.wav"):
+        with pytest.raises(SourceNotAllowedError):
+            check_uri(uri, s)
+    for uri in ("https://[0a94]", "http://[::1", "http://user:pw@example.com/a.wav"):
+        with pytest.raises(InvalidInputError) as err:
+            check_uri(uri, s)
+        assert not isinstance(err.value, SourceNotAllowedError), uri

@@ -16,9 +16,10 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, Depends, FastAPI
+from fastapi.openapi.utils import get_openapi
 
 from storycue import __version__
 from storycue.api.deps import get_tenant
@@ -63,6 +64,49 @@ def job_supervisor(
     if not isinstance(dispatcher, CeleryDispatcher):
         return None
     return JobSupervisor(settings, jobs=runtime.jobs, dispatcher=dispatcher)
+
+
+#: Request bodies whose fields carry the configured limits (plus FastAPI's ``Body_*`` forms).
+_REQUEST_BODIES = frozenset({"SearchRequest", "StoryIn", "MatchJobRequest"})
+
+
+def install_openapi(app: FastAPI, settings: Settings) -> None:
+    """Make ``/openapi.json`` state what this gateway, with these settings, accepts:
+
+    - with ``service.auth_required`` off an API key is optional (each operation's
+      ``security`` also lists ``{}``), as :func:`~storycue.api.deps.get_tenant` behaves;
+    - the configured limits (``limits.max_top_k``, ``limits.max_story_chars``,
+      ``service.max_stories_per_job``) become the schema's maxima, so a request the schema
+      allows is one the gateway takes.
+    """
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = get_openapi(
+            title=app.title, version=app.version, description=app.description, routes=app.routes
+        )
+        if not settings.service.auth_required:
+            for item in schema.get("paths", {}).values():
+                for op in item.values():
+                    if isinstance(op, dict) and op.get("security") and {} not in op["security"]:
+                        op["security"].append({})
+        limits = {
+            "top_k": {"maximum": settings.limits.max_top_k},
+            "text": {"maxLength": settings.limits.max_story_chars},
+            "stories": {"maxItems": settings.service.max_stories_per_job},
+        }
+        for cname, component in schema.get("components", {}).get("schemas", {}).items():
+            if cname not in _REQUEST_BODIES and not cname.startswith("Body_"):
+                continue
+            for name, extra in limits.items():
+                prop = component.get("properties", {}).get(name)
+                if isinstance(prop, dict) and "type" in prop:
+                    prop.update(extra)
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def create_app(
@@ -115,6 +159,7 @@ def create_app(
     if s.service.studio:
         app.include_router(studio.router)
     install_error_handlers(app)
+    install_openapi(app, s)
     app.add_middleware(MetricsMiddleware)
     app.add_middleware(
         BodyLimitMiddleware,

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Path, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 from storycue.config import Settings
 from storycue.errors import AuthenticationError
 from storycue.jobs.dispatch import JobDispatcher
+from storycue.jobs.params import MAX_ROW_ID
 from storycue.jobs.runtime import JobRuntime
+from storycue.storage.jobs import JOB_ID
 from storycue.storage.tenancy import DEFAULT_TENANT
 
 bearer = HTTPBearer(auto_error=False, description="An API key: `Authorization: Bearer sc_...`")
@@ -55,6 +57,11 @@ def get_tenant(
         raise AuthenticationError("unknown or revoked API key")
     return record.tenant
 
+
+#: A track id in a path: what the schema states is what the database can hold.
+TrackIdPath = Annotated[int, Path(ge=1, le=MAX_ROW_ID, description="The track's id.")]
+#: A job id in a path.
+JobIdPath = Annotated[str, Path(pattern=JOB_ID, description="The job's id.")]
 
 Tenant = Annotated[str, Depends(get_tenant)]
 Runtime = Annotated[JobRuntime, Depends(get_runtime_dep)]

@@ -9,6 +9,7 @@ while a dependency is down. Bad input never answers 500.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import httpx
@@ -31,6 +32,7 @@ from storycue.errors import (
     NotFoundError,
     PayloadTooLargeError,
     ServiceUnavailableError,
+    SourceNotAllowedError,
     StorycueError,
     TooManyJobsError,
 )
@@ -46,6 +48,7 @@ RETRY_AFTER_S = 5
 #: HTTP status of each error class (the most specific class wins).
 STATUS: list[tuple[type[StorycueError], int]] = [
     (PayloadTooLargeError, 413),
+    (SourceNotAllowedError, 403),
     (RangeNotSatisfiableError, 416),
     (SourceGoneError, 409),
     (SourceFetchError, 502),
@@ -96,6 +99,15 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     413: {"model": ErrorResponse, "description": "Request body over the size limit."},
     422: {"model": ErrorResponse, "description": "Invalid request."},
     503: {"model": ErrorResponse, "description": "A dependency is down; see Retry-After."},
+}
+
+#: Extra ``responses`` of the routes that read a track's source.
+SOURCE_RESPONSES: dict[int | str, dict[str, Any]] = {
+    403: {
+        "model": ErrorResponse,
+        "description": "The source is well formed but this deployment may not read it "
+        "(sources.allowed_roots, sources.allow_private_addresses): source_not_allowed.",
+    },
 }
 
 #: Extra ``responses`` of the routes that create jobs.
@@ -184,9 +196,43 @@ def _http(request: Request, exc: Exception) -> JSONResponse:
         return error_response(
             422, "validation_error", "the request body could not be parsed (UTF-8 JSON expected)"
         )
+    if exc.status_code == 400:
+        # Starlette's other body parsers (a broken multipart upload): also an invalid request,
+        # answered like every other one (the routes document 422, not 400)
+        detail = exc.detail if isinstance(exc.detail, str) else "the request body is malformed"
+        return error_response(422, "validation_error", f"the request body is malformed: {detail}")
     code = _HTTP_CODES.get(exc.status_code, "http_error")
     message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ")
-    return error_response(exc.status_code, code, message, headers=dict(exc.headers or {}))
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405:
+        headers["Allow"] = ", ".join(allowed_methods(request))
+    return error_response(exc.status_code, code, message, headers=headers)
+
+
+_HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """Every documented method of the paths that match this request's path (Starlette's
+    own 405 names only the first route whose path matches, e.g. ``POST`` for
+    ``/v1/catalogues``, which also has ``GET``). Read from the OpenAPI document, so ``Allow``
+    and the schema never disagree."""
+    app = request.app
+    table: list[tuple[re.Pattern[str], frozenset[str]]] | None = getattr(
+        app.state, "allow_table", None
+    )
+    if table is None:
+        table = []
+        for template, item in app.openapi().get("paths", {}).items():
+            regex = re.sub(r"\\\{[^/]+?\\\}", "[^/]+", re.escape(template))
+            methods = frozenset(m.upper() for m in item if m.upper() in _HTTP_METHODS)
+            table.append((re.compile(f"^{regex}$"), methods))
+        app.state.allow_table = table
+    path = request.url.path
+    matched = [(pattern, methods) for pattern, methods in table if pattern.match(path)]
+    # a literal path wins over templated ones (/v1/jobs/train is not /v1/jobs/{job_id})
+    literal = [m for p, m in matched if "[^/]+" not in p.pattern]
+    return sorted({m for methods in (literal or [m for _, m in matched]) for m in methods})
 
 
 def _database_down(request: Request, exc: Exception) -> JSONResponse:

@@ -40,7 +40,7 @@ class AudioLinkSigner:
         return cls(key=key, ttl_s=settings.service.audio_link_ttl_s)
 
     def _sig(self, tenant: str, track_id: int, expires: int) -> str:
-        msg = f"audio\n{tenant}\n{track_id}\n{expires}".encode()
+        msg = f"audio\n{tenant}\n{track_id}\n{expires}".encode("utf-8", "surrogatepass")
         return _b64(hmac.new(self.key, msg, hashlib.sha256).digest())
 
     def sign(self, tenant: str, track_id: int, *, now: float | None = None) -> tuple[str, int]:
@@ -55,7 +55,11 @@ class AudioLinkSigner:
         self, tenant: str, track_id: int, expires: int, sig: str, *, now: float | None = None
     ) -> str:
         """The link's tenant, or :class:`AuthenticationError` (bad or expired link)."""
-        if not hmac.compare_digest(self._sig(tenant, track_id, expires), sig):
+        # compare bytes: compare_digest refuses non-ASCII str (a forged link is a 401, not a 500)
+        if not hmac.compare_digest(
+            self._sig(tenant, track_id, expires).encode("ascii"),
+            sig.encode("utf-8", "surrogatepass"),
+        ):
             raise AuthenticationError("the audio link's signature is not valid")
         if expires < (now if now is not None else time.time()):
             raise AuthenticationError("the audio link has expired: ask for a new one")

@@ -7,13 +7,29 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from storycue.jobs.params import MatchParams, SearchFilters
+from storycue.jobs.params import MatchParams, SearchFilters, Tag, TopK
 from storycue.storage.jobs import Job, JobKind, JobResult, JobState
 from storycue.storage.records import Catalogue, Track
 from storycue.storage.tenancy import TrackSource
 
 #: Catalogue names are path segments: letters, digits, ``.``, ``_`` and ``-``.
 CATALOGUE_NAME = r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,199}$"
+#: Story text: no NUL character, and at least one that is not whitespace.
+STORY_TEXT = r"^[^\x00]*[^\s\x00][^\x00]*$"
+#: Story ids: no NUL character.
+STORY_ID = r"^[^\x00]+$"
+#: Track URIs, as far as a pattern can state them (storycue.sources.check_uri decides):
+#: an absolute path or file:/// URI (no NUL), an s3:// object (a valid bucket name and a
+#: key, no query or fragment), or an http(s) URL with a host (a name or a bracketed IPv6
+#: address, no credentials) and a port up to 65535. Whether a path is under an allowed
+#: root, or a host resolves to a public address, is policy and DNS: 403 and 422.
+_PORT = r"(6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[0-9]{1,4})"
+TRACK_URI = (
+    r"^(/[^\x00]*|file:///[^\x00]*"
+    r"|s3://[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]/[^?#\x00]+"
+    rf"|https?://([A-Za-z0-9](?:[A-Za-z0-9.\-]*[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\])(:{_PORT})?"
+    r"([/?][^#\x00]*)?)$"
+)
 
 
 class _In(BaseModel):
@@ -24,14 +40,22 @@ class _In(BaseModel):
 class SearchRequest(SearchFilters):
     """A story to match, with optional filters."""
 
-    text: str = Field(description="The story (any length up to limits.max_story_chars).")
-    top_k: int = Field(default=5, ge=1, description="Tracks per segment (<= limits.max_top_k).")
+    text: str = Field(
+        min_length=1,
+        pattern=STORY_TEXT,
+        description="The story (any length up to limits.max_story_chars; not only blanks).",
+    )
+    top_k: TopK = Field(default=5, description="Tracks per segment (<= limits.max_top_k).")
 
 
 # ---- jobs -----------------------------------------------------------------------------------
 class StoryIn(_In):
-    id: str = Field(min_length=1, max_length=200, description="Your id of the story.")
-    text: str = Field(description="The story text.")
+    id: str = Field(
+        min_length=1, max_length=200, pattern=STORY_ID, description="Your id of the story."
+    )
+    text: str = Field(
+        min_length=1, pattern=STORY_TEXT, description="The story text (not only blanks)."
+    )
 
 
 class MatchJobRequest(MatchParams):
@@ -158,11 +182,12 @@ class TrackIn(_In):
     uri: str = Field(
         min_length=1,
         max_length=4096,
+        pattern=TRACK_URI,
         description="An absolute path under an allowed root, file://, s3:// or http(s)://.",
     )
     title: str | None = Field(default=None, max_length=1000)
     artist: str | None = Field(default=None, max_length=1000)
-    tags: list[str] = Field(default_factory=list, max_length=100)
+    tags: list[Tag] = Field(default_factory=list, max_length=100)
 
 
 class TracksCreate(_In):

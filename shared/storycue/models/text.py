@@ -9,6 +9,7 @@ network, e.g. the paper's ``distilbert-base-uncased``).
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -119,6 +120,10 @@ class TextEncoder(LazyModel[_Loaded]):
             raise ConfigurationError(f"text backend must be 'torch' or 'onnx', got {backend!r}")
         self.batch_size = batch_size
         self._max_tokens = max_tokens
+        #: A fast (Rust) tokenizer is not safe to call from two threads at once: it changes
+        #: its truncation and padding state on every call ("Already borrowed" when a search
+        #: and a bulk job tokenised together). Tokenising is short; the forward runs outside.
+        self._tokenizer_lock = threading.Lock()
         self.pooling: Pooling = pooling
         self.normalize = normalize
         self.precision: Precision = precision or get_settings().precision
@@ -199,9 +204,10 @@ class TextEncoder(LazyModel[_Loaded]):
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
         """Number of tokens each text takes, special tokens included, without truncation."""
         tok = self.model().tokenizer
-        enc = tok(list(texts), add_special_tokens=True, truncation=False, verbose=False)[
-            "input_ids"
-        ]
+        with self._tokenizer_lock:
+            enc = tok(list(texts), add_special_tokens=True, truncation=False, verbose=False)[
+                "input_ids"
+            ]
         return [len(ids) for ids in enc]
 
     # ---- encoding -------------------------------------------------------------------
@@ -221,13 +227,14 @@ class TextEncoder(LazyModel[_Loaded]):
         loaded = self.model()
         limit = self.max_tokens
         # Tokenise once: the lengths serve both the limit check and length-sorted batching.
-        ids: list[list[int]] = loaded.tokenizer(
-            list(texts),
-            add_special_tokens=True,
-            truncation=allow_truncation,
-            max_length=limit if allow_truncation else None,
-            verbose=False,
-        )["input_ids"]
+        with self._tokenizer_lock:
+            ids: list[list[int]] = loaded.tokenizer(
+                list(texts),
+                add_special_tokens=True,
+                truncation=allow_truncation,
+                max_length=limit if allow_truncation else None,
+                verbose=False,
+            )["input_ids"]
         lengths = [len(x) for x in ids]
         too_long = [i for i, n in enumerate(lengths) if n > limit]
         if too_long:
@@ -244,9 +251,13 @@ class TextEncoder(LazyModel[_Loaded]):
             for start in range(0, len(texts), self.batch_size):
                 idx = order[start : start + self.batch_size]
                 observe_batch("text", len(idx))
-                enc = loaded.tokenizer.pad(
-                    {"input_ids": [ids[int(i)] for i in idx]}, padding=True, return_tensors="pt"
-                ).to(loaded.device)
+                with self._tokenizer_lock:
+                    enc = loaded.tokenizer.pad(
+                        {"input_ids": [ids[int(i)] for i in idx]},
+                        padding=True,
+                        return_tensors="pt",
+                    )
+                enc = enc.to(loaded.device)
                 pooled = self._pool(self._hidden(loaded, enc, dtype), enc["attention_mask"])
                 if self.normalize:
                     pooled = torch.nn.functional.normalize(pooled, dim=-1)
@@ -262,10 +273,12 @@ class TextEncoder(LazyModel[_Loaded]):
 
     def _probe(self, loaded: _Loaded, dtype: torch.dtype | None) -> torch.Tensor:
         """Precision probe: the fixed sentences' pooled, L2-normalised embeddings."""
-        enc = loaded.tokenizer(
-            list(_PROBE_SENTENCES), padding=True, truncation=True, max_length=64,
-            return_tensors="pt",
-        ).to(loaded.device)  # fmt: skip
+        with self._tokenizer_lock:
+            enc = loaded.tokenizer(
+                list(_PROBE_SENTENCES), padding=True, truncation=True, max_length=64,
+                return_tensors="pt",
+            )  # fmt: skip
+        enc = enc.to(loaded.device)
         with torch.inference_mode():
             pooled = self._pool(self._hidden(loaded, enc, dtype), enc["attention_mask"])
         return torch.nn.functional.normalize(pooled, dim=-1).flatten()

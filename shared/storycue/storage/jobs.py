@@ -21,13 +21,13 @@ an item (after a crash, a redelivered task) never duplicates a result nor counts
 
 from __future__ import annotations
 
-import base64
+import re
 import threading
 import uuid
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, cast, get_args
 
 from sqlalchemy import Engine, and_, func, insert, or_, select, update
@@ -197,22 +197,46 @@ def _check_limit(limit: int) -> None:
         )
 
 
-def encode_cursor(*parts: str) -> str:
-    """An opaque page cursor of ``parts``."""
-    raw = "\x1f".join(parts).encode("utf-8")
-    return base64.urlsafe_b64encode(raw).decode("ascii").rstrip("=")
+#: Page cursors have a stated grammar, so that every cursor the OpenAPI schema allows is a
+#: page position the server can answer (a well-formed cursor past the end gives an empty
+#: page): a position in a sequence of numbers (a track id, an item index), or a job's
+#: creation time in microseconds since the epoch and its id (:data:`JOB_ID`).
+NUMBER_CURSOR = r"^[0-9]{1,19}$"
+#: Job ids (uuid4 strings from the gateway; letters, digits, ``_`` and ``-`` in general).
+JOB_ID = r"^[A-Za-z0-9_\-]{1,64}$"
+JOB_CURSOR = r"^[0-9]{1,16}_[A-Za-z0-9_\-]{1,64}$"
+_MAX_POSITION = 2**63 - 1
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-def decode_cursor(cursor: str, n_parts: int) -> list[str]:
-    """The parts of a cursor made by :func:`encode_cursor`; :class:`InvalidInputError` else."""
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode("utf-8")
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise InvalidInputError("invalid page cursor", detail={"field": "cursor"}) from exc
-    parts = raw.split("\x1f")
-    if len(parts) != n_parts:
-        raise InvalidInputError("invalid page cursor", detail={"field": "cursor"})
-    return parts
+def _invalid_cursor() -> InvalidInputError:
+    return InvalidInputError("invalid page cursor", detail={"field": "cursor"})
+
+
+def number_cursor(position: int) -> str:
+    """The cursor of the page after ``position`` (a track id, an item index)."""
+    return str(position)
+
+
+def parse_number_cursor(cursor: str) -> int:
+    """The position of a :data:`NUMBER_CURSOR`; :class:`InvalidInputError` when malformed."""
+    if not re.fullmatch(NUMBER_CURSOR, cursor):
+        raise _invalid_cursor()
+    return min(int(cursor), _MAX_POSITION)
+
+
+def job_cursor(created_at: datetime, job_id: str) -> str:
+    """The cursor of the page after this job (newest first)."""
+    aware = created_at if created_at.tzinfo else created_at.replace(tzinfo=UTC)
+    return f"{(aware - _EPOCH) // timedelta(microseconds=1)}_{job_id}"
+
+
+def parse_job_cursor(cursor: str) -> tuple[datetime, str]:
+    """(creation time, job id) of a :data:`JOB_CURSOR` (time aware, UTC)."""
+    if not re.fullmatch(JOB_CURSOR, cursor):
+        raise _invalid_cursor()
+    micros, job_id = cursor.split("_", 1)
+    return _EPOCH + timedelta(microseconds=int(micros)), job_id
 
 
 def _truncate(message: str | None) -> str | None:
@@ -325,6 +349,8 @@ class JobStore:
         limits: JobLimits | None,
     ) -> Job:
         jid = job_id or str(uuid.uuid4())
+        if not re.fullmatch(JOB_ID, jid):
+            raise InvalidInputError(f"job ids are 1 to 64 letters, digits, _ or -; got {jid!r}")
         with self._session() as s:
             if limits is not None:
                 self._check_limits(s, tenant, kind, limits)
@@ -404,11 +430,9 @@ class JobStore:
         if kind is not None:
             stmt = stmt.where(JobRow.kind == kind)
         if cursor is not None:
-            created_s, last_id = decode_cursor(cursor, 2)
-            try:
-                created = datetime.fromisoformat(created_s)
-            except ValueError as exc:
-                raise InvalidInputError("invalid page cursor", detail={"field": "cursor"}) from exc
+            created, last_id = parse_job_cursor(cursor)
+            if self._engine.dialect.name == "sqlite":  # SQLite hands back naive UTC times
+                created = created.replace(tzinfo=None)
             stmt = stmt.where(
                 or_(
                     JobRow.created_at < created,
@@ -422,7 +446,7 @@ class JobStore:
         next_cursor = None
         if len(rows) > limit:
             last = rows[limit - 1]
-            next_cursor = encode_cursor(last.created_at.isoformat(), last.id)
+            next_cursor = job_cursor(last.created_at, last.id)
         return jobs, next_cursor
 
     def count_by_state(self, tenant: str | None = None) -> dict[str, int]:
@@ -809,15 +833,12 @@ class JobStore:
         self.require(tenant, job_id)
         stmt = select(JobResultRow).where(JobResultRow.job_id == job_id)
         if cursor is not None:
-            (after_s,) = decode_cursor(cursor, 1)
-            if not after_s.isdigit():
-                raise InvalidInputError("invalid page cursor", detail={"field": "cursor"})
-            stmt = stmt.where(JobResultRow.item_index > int(after_s))
+            stmt = stmt.where(JobResultRow.item_index > parse_number_cursor(cursor))
         stmt = stmt.order_by(JobResultRow.item_index).limit(limit + 1)
         with self._session() as s:
             rows = list(s.scalars(stmt))
         page = [_result(r) for r in rows[:limit]]
-        next_cursor = encode_cursor(str(page[-1].index)) if len(rows) > limit else None
+        next_cursor = number_cursor(page[-1].index) if len(rows) > limit else None
         return page, next_cursor
 
     def result_counts(self, tenant: str, job_id: str) -> dict[str, int]:

@@ -394,8 +394,9 @@ class TenantStore:
         state: SourceState | None = None,
     ) -> list[TrackSource]:
         """A page of a catalogue's registered sources, by id (after ``after_id``)."""
-        if not 1 <= limit <= MAX_PAGE:
-            raise InvalidInputError(f"limit must be between 1 and {MAX_PAGE}")
+        # a page of MAX_PAGE plus the one look-ahead row that tells a caller a next page exists
+        if not 1 <= limit <= MAX_PAGE + 1:
+            raise InvalidInputError(f"limit must be between 1 and {MAX_PAGE + 1}")
         self.catalogue_by_id(tenant, catalogue_id)
         stmt = select(TrackSourceRow).where(TrackSourceRow.catalogue_id == catalogue_id)
         if after_id is not None:

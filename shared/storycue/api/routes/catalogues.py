@@ -7,8 +7,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Response, status
 
-from storycue.api.deps import AppSettings, Dispatcher, Runtime, Tenant
-from storycue.api.errors import ERROR_RESPONSES, JOB_LIMIT_RESPONSES
+from storycue.api.deps import AppSettings, Dispatcher, Runtime, Tenant, TrackIdPath
+from storycue.api.errors import ERROR_RESPONSES, JOB_LIMIT_RESPONSES, SOURCE_RESPONSES
 from storycue.api.routes.jobs import dispatch_job
 from storycue.api.routes.models import default_model_ref
 from storycue.api.schemas import (
@@ -34,7 +34,8 @@ from storycue.jobs.submit import submit_ingest
 from storycue.jobs.switch import abandon, drop_alias, settle_switch, sync_alias
 from storycue.log import get_logger
 from storycue.sources import check_uri
-from storycue.storage.jobs import Job, decode_cursor, encode_cursor
+from storycue.storage.jobs import NUMBER_CURSOR, Job, number_cursor, parse_number_cursor
+from storycue.storage.metadata import MAX_PAGE
 from storycue.storage.records import Catalogue, EmbeddingRecord, ModelRecord
 from storycue.storage.tenancy import SourceState, TrackSource
 
@@ -131,6 +132,7 @@ def delete_catalogue(catalogue: CatalogueName, tenant: Tenant, rt: Runtime) -> R
     response_model=TracksCreated,
     status_code=status.HTTP_201_CREATED,
     summary="Register tracks by URI",
+    responses=SOURCE_RESPONSES,
 )
 def register_tracks(
     catalogue: CatalogueName, body: TracksCreate, tenant: Tenant, rt: Runtime, settings: AppSettings
@@ -164,20 +166,21 @@ def list_tracks(
     rt: Runtime,
     state: SourceState | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    cursor: Annotated[str | None, Query(max_length=200)] = None,
+    cursor: Annotated[
+        str | None, Query(pattern=NUMBER_CURSOR, description="next_cursor of the previous page.")
+    ] = None,
 ) -> TrackPage:
     cat = rt.tenancy.catalogue(tenant, catalogue)
-    after = None
-    if cursor is not None:
-        (after_s,) = decode_cursor(cursor, 1)
-        after = int(after_s) if after_s.isdigit() else -1
+    after = None if cursor is None else parse_number_cursor(cursor)
     page = rt.tenancy.sources(tenant, cat.id, limit=limit + 1, after_id=after, state=state)
-    next_cursor = encode_cursor(str(page[limit - 1].id)) if len(page) > limit else None
+    next_cursor = number_cursor(page[limit - 1].id) if len(page) > limit else None
     return TrackPage(tracks=[_track_out(rt, s) for s in page[:limit]], next_cursor=next_cursor)
 
 
 @router.get("/{catalogue}/tracks/{track_id}", response_model=TrackOut, summary="One track")
-def get_track(catalogue: CatalogueName, track_id: int, tenant: Tenant, rt: Runtime) -> TrackOut:
+def get_track(
+    catalogue: CatalogueName, track_id: TrackIdPath, tenant: Tenant, rt: Runtime
+) -> TrackOut:
     cat = rt.tenancy.catalogue(tenant, catalogue)
     return _track_out(rt, rt.tenancy.source(tenant, cat.id, track_id))
 
@@ -187,7 +190,9 @@ def get_track(catalogue: CatalogueName, track_id: int, tenant: Tenant, rt: Runti
     status_code=status.HTTP_204_NO_CONTENT,
     summary="Delete a track",
 )
-def delete_track(catalogue: CatalogueName, track_id: int, tenant: Tenant, rt: Runtime) -> Response:
+def delete_track(
+    catalogue: CatalogueName, track_id: TrackIdPath, tenant: Tenant, rt: Runtime
+) -> Response:
     """Delete a registered track, its audio's track record and its vectors."""
     cat = rt.tenancy.catalogue(tenant, catalogue)
     _src, embeddings = rt.tenancy.delete_source(tenant, cat.id, track_id)
@@ -284,7 +289,7 @@ def mood_map(
     catalogue: CatalogueName,
     tenant: Tenant,
     rt: Runtime,
-    limit: Annotated[int, Query(ge=1, le=20_000)] = 2000,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 2000,
 ) -> MoodMap:
     """Every ingested track of the catalogue with its valence and arousal under the
     catalogue's active model, for a map; over ``limit`` tracks an evenly spaced sample.

@@ -8,20 +8,27 @@ import json
 from collections.abc import Iterator
 from typing import IO, Annotated
 
-from fastapi import APIRouter, File, Form, Query, UploadFile, status
+from fastapi import APIRouter, Body, File, Form, Query, UploadFile, status
 from pydantic import ValidationError
 
-from storycue.api.deps import AppSettings, Dispatcher, Runtime, Tenant
+from storycue.api.deps import AppSettings, Dispatcher, JobIdPath, Runtime, Tenant
 from storycue.api.errors import ERROR_RESPONSES, JOB_LIMIT_RESPONSES
 from storycue.api.schemas import JobOut, JobPage, MatchJobRequest, ResultOut, ResultPage
 from storycue.errors import InvalidInputError, NotFoundError, StorycueError, TextDecodeError
 from storycue.jobs.dispatch import JobDispatcher
-from storycue.jobs.params import EvaluateParams, MatchParams, TrainParams
+from storycue.jobs.params import EvaluateParams, MatchParams, TrainRequest, train_params
 from storycue.jobs.runtime import JobRuntime
 from storycue.jobs.submit import submit_evaluate, submit_match, submit_train
 from storycue.jobs.switch import settle_switch
 from storycue.log import get_logger
-from storycue.storage.jobs import InvalidTransitionError, Job, JobKind, JobState
+from storycue.storage.jobs import (
+    JOB_CURSOR,
+    NUMBER_CURSOR,
+    InvalidTransitionError,
+    Job,
+    JobKind,
+    JobState,
+)
 
 log = get_logger(__name__)
 router = APIRouter(prefix="/jobs", tags=["jobs"], responses=ERROR_RESPONSES)
@@ -117,8 +124,8 @@ def post_match_upload(
     dispatcher: Dispatcher,
     top_k: Annotated[int, Form(ge=1)] = 5,
     catalogue: Annotated[str | None, Form(min_length=1, max_length=200)] = None,
-    min_duration_s: Annotated[float | None, Form(ge=0)] = None,
-    max_duration_s: Annotated[float | None, Form(ge=0)] = None,
+    min_duration_s: Annotated[float | None, Form(ge=0, le=86_400)] = None,
+    max_duration_s: Annotated[float | None, Form(ge=0, le=86_400)] = None,
     tags: Annotated[str | None, Form(description="Comma-separated tags.")] = None,
 ) -> JobOut:
     """Like ``POST /v1/jobs/match`` with the stories in an uploaded JSON-lines file
@@ -165,11 +172,11 @@ def post_evaluate_job(
     responses=JOB_LIMIT_RESPONSES,
 )
 def post_train_job(
-    body: TrainParams, tenant: Tenant, rt: Runtime, dispatcher: Dispatcher
+    body: Annotated[TrainRequest, Body()], tenant: Tenant, rt: Runtime, dispatcher: Dispatcher
 ) -> JobOut:
     """Train a model family on the cached frozen features; the new model's identity is
     the job's one result, and it is listed by ``GET /v1/models`` afterwards."""
-    job = submit_train(rt, tenant, body)
+    job = submit_train(rt, tenant, train_params(body))
     return JobOut.of(dispatch_job(rt, dispatcher, job))
 
 
@@ -180,7 +187,9 @@ def list_jobs(
     state: JobState | None = None,
     kind: JobKind | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
-    cursor: Annotated[str | None, Query(max_length=500)] = None,
+    cursor: Annotated[
+        str | None, Query(pattern=JOB_CURSOR, description="next_cursor of the previous page.")
+    ] = None,
 ) -> JobPage:
     """Your jobs, newest first, optionally of one state or kind."""
     jobs, next_cursor = rt.jobs.list_jobs(
@@ -190,17 +199,19 @@ def list_jobs(
 
 
 @router.get("/{job_id}", response_model=JobOut, summary="A job's state and progress")
-def get_job(job_id: str, tenant: Tenant, rt: Runtime) -> JobOut:
+def get_job(job_id: JobIdPath, tenant: Tenant, rt: Runtime) -> JobOut:
     return JobOut.of(rt.jobs.require(tenant, job_id))
 
 
 @router.get("/{job_id}/results", response_model=ResultPage, summary="A page of a job's results")
 def get_results(
-    job_id: str,
+    job_id: JobIdPath,
     tenant: Tenant,
     rt: Runtime,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    cursor: Annotated[str | None, Query(max_length=500)] = None,
+    cursor: Annotated[
+        str | None, Query(pattern=NUMBER_CURSOR, description="next_cursor of the previous page.")
+    ] = None,
 ) -> ResultPage:
     """Results ordered by item index; pass ``next_cursor`` back as ``cursor``. Results
     appear while the job runs."""
@@ -220,7 +231,7 @@ def get_results(
     summary="Cancel a job",
     responses={409: {"description": "The job has already finished."}},
 )
-def cancel_job(job_id: str, tenant: Tenant, rt: Runtime, dispatcher: Dispatcher) -> JobOut:
+def cancel_job(job_id: JobIdPath, tenant: Tenant, rt: Runtime, dispatcher: Dispatcher) -> JobOut:
     """A queued job is cancelled at once; a running one stops between batches (its
     ``cancel_requested`` is true until then). A finished job answers 409."""
     job = rt.jobs.request_cancel(tenant, job_id)

@@ -19,9 +19,18 @@ from fastapi.security import HTTPAuthorizationCredentials
 from pydantic import BaseModel, Field
 from starlette.background import BackgroundTask
 
-from storycue.api.deps import AppSettings, Runtime, Tenant, api_key_header, bearer, get_tenant
-from storycue.api.errors import ERROR_RESPONSES, ErrorResponse
+from storycue.api.deps import (
+    AppSettings,
+    Runtime,
+    Tenant,
+    TrackIdPath,
+    api_key_header,
+    bearer,
+    get_tenant,
+)
+from storycue.api.errors import ERROR_RESPONSES, SOURCE_RESPONSES, ErrorResponse
 from storycue.api.links import AudioLinkSigner
+from storycue.jobs.params import RowId
 from storycue.sources import open_audio
 
 #: Under ``/v1`` (the API key dependency applies): the signed links.
@@ -34,7 +43,7 @@ MAX_LINKS = 500
 
 
 class AudioLinksRequest(BaseModel):
-    track_ids: list[int] = Field(min_length=1, max_length=MAX_LINKS)
+    track_ids: list[RowId] = Field(min_length=1, max_length=MAX_LINKS)
 
 
 class AudioLinks(BaseModel):
@@ -68,7 +77,7 @@ def audio_links(body: AudioLinksRequest, tenant: Tenant, rt: Runtime, signer: Si
 
 def audio_tenant(
     request: Request,
-    track_id: int,
+    track_id: TrackIdPath,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
     api_key: Annotated[str | None, Depends(api_key_header)],
     signer: Signer,
@@ -89,6 +98,7 @@ def audio_tenant(
 _AUDIO_RESPONSES: dict[int | str, dict[str, object]] = {
     200: {"content": {"audio/*": {}}, "description": "The whole audio."},
     206: {"content": {"audio/*": {}}, "description": "The requested byte range."},
+    **SOURCE_RESPONSES,
     409: {"model": ErrorResponse, "description": "The audio is gone from its source."},
     416: {"model": ErrorResponse, "description": "The range lies outside the audio."},
     502: {"model": ErrorResponse, "description": "The source failed."},
@@ -111,7 +121,7 @@ _AUDIO_RESPONSES: dict[int | str, dict[str, object]] = {
 )
 def track_audio(
     request: Request,
-    track_id: int,
+    track_id: TrackIdPath,
     tenant: Annotated[str, Depends(audio_tenant)],
     rt: Runtime,
     settings: AppSettings,
