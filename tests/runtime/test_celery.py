@@ -198,7 +198,8 @@ def test_worker_ingests_matches_and_dead_letters(
         )
         assert letters[0]["task"] == TASK_INGEST_TRACK
         assert letters[0]["kwargs"]["uri"] == "/etc/hostname"
-        assert letters[0]["error_code"] == "invalid_input" and letters[0]["retries"] == 0
+        # a policy refusal (403 at the gateway), permanent like any invalid input
+        assert letters[0]["error_code"] == "source_not_allowed" and letters[0]["retries"] == 0
         again = jobs.require("acme", job.id)
         assert again.progress_done == 5 and again.state == "succeeded"
         assert tracks() == 3
