@@ -435,7 +435,7 @@ def train(
     The encoders are frozen by default. --finetune text|audio|both fine-tunes them end to
     end first (minutes on a GPU, hours on CPU); or fine-tune with `storycue finetune` and
     name the results with --text-encoder and --audio-backbone."""
-    from storycue.models.emotion import EmotionHeads, EmotionModel
+    from storycue.models.emotion import EmotionHeads
     from storycue.models.finetuned import is_finetuned_name
     from storycue.models.musicnn import load_backbone
     from storycue.models.text import TextEncoder
@@ -510,15 +510,10 @@ def train(
             heads: EmotionHeads = train_model(
                 settings, options, text_encoder=encoder, backbone=backbone, progress=report
             )
-        if evaluate_after:
-            from storycue.evaluation.release import release_metrics
-
-            model = EmotionModel(heads, device=device)
-            model.use_text_encoder(encoder)
-            heads.info.metrics = release_metrics(model, backbone, settings)
-        ident = heads.info.identity
-        path = output or (settings.home / "models" / f"{ident.name}-{ident.version}.safetensors")
-        sha = heads.save(path)
+        path, sha = _save_release(
+            settings, heads, encoder=encoder, backbone=backbone, evaluate=evaluate_after,
+            output=output,
+        )  # fmt: skip
     except StorycueError as exc:
         raise _fail(exc) from exc
     from storycue.training.modelcard import write_model_card
@@ -541,6 +536,29 @@ def train(
             if m != "diagnostics"
         )
         out.print(f"  {key}: {line}")
+
+
+def _save_release(
+    settings: Settings,
+    heads: Any,
+    *,
+    encoder: Any,
+    backbone: Any,
+    evaluate: bool,
+    output: Path | None,
+) -> tuple[Path, str]:
+    """Score a new release when asked (its one look at the test parts) and save its
+    checkpoint; ``(path, sha256)``. Shared by ``train`` and ``calibrate``."""
+    from storycue.evaluation.release import release_metrics
+    from storycue.models.emotion import EmotionModel
+
+    if evaluate:
+        model = EmotionModel(heads, device=settings.torch_device())
+        model.use_text_encoder(encoder)
+        heads.info.metrics = release_metrics(model, backbone, settings)
+    ident = heads.info.identity
+    path = output or (settings.home / "models" / f"{ident.name}-{ident.version}.safetensors")
+    return path, str(heads.save(path))
 
 
 @app.command()
@@ -573,7 +591,6 @@ def calibrate(
     its readings of rated sentences and passages from their ratings becomes a shift stored
     in a new version (see storycue.training.calibration)."""
     settings = _settings()
-    from storycue.evaluation.release import release_metrics
     from storycue.models.emotion import EmotionHeads, EmotionModel, resolve_checkpoint
     from storycue.training.calibration import calibrated, fit_text_shift
     from storycue.training.modelcard import write_model_card
@@ -589,13 +606,10 @@ def calibrate(
             method=method,  # type: ignore[arg-type]
         )
         heads = calibrated(base.heads, fit, version)
-        if evaluate_after:
-            model = EmotionModel(heads, device=settings.torch_device())
-            model.use_text_encoder(base.text_encoder)
-            heads.info.metrics = release_metrics(model, base.audio_backbone(), settings)
-        ident = heads.info.identity
-        path = output or (settings.home / "models" / f"{ident.name}-{ident.version}.safetensors")
-        sha = heads.save(path)
+        path, sha = _save_release(
+            settings, heads, encoder=base.text_encoder, backbone=base.audio_backbone(),
+            evaluate=evaluate_after, output=output,
+        )  # fmt: skip
     except StorycueError as exc:
         raise _fail(exc) from exc
     card = write_model_card(heads.info, path, sha)

@@ -14,8 +14,6 @@ import re
 import shutil
 import subprocess
 import sys
-import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +25,7 @@ from storycue.cli import synthesise_clips
 from storycue.config import IngestSourceSettings, LimitSettings, ServiceSettings, Settings
 from storycue.jobs import InProcessDispatcher, close_runtimes, get_runtime
 from storycue.storage.factory import close_vector_stores
-from support.local import absent, free_port
+from support.local import absent, ingest_over_api, serve_app
 
 CONFIG = Path(__file__).with_name("schemathesis.toml")
 
@@ -45,7 +43,6 @@ def live(
 ) -> Iterator[Live]:
     """A gateway on a free port (uvicorn in a thread, embedded stores) with a catalogue of
     three ingested clips, so that stateful scenarios find data."""
-    import uvicorn
     from fastapi.testclient import TestClient
 
     from storycue.api import create_app
@@ -68,33 +65,13 @@ def live(
     key = rt.keys.create("default", "schemathesis")[1]
     dispatcher = InProcessDispatcher(settings, max_workers=2)
     app = create_app(settings, dispatcher)
-    h = {"Authorization": f"Bearer {key}"}
     with TestClient(app) as client:
-        assert client.post("/v1/catalogues", json={"name": "demo"}, headers=h).status_code == 201
         tracks = [{"uri": str(p), "title": p.stem, "tags": ["calm"]} for p in clips]
-        r = client.post("/v1/catalogues/demo/tracks", json={"tracks": tracks}, headers=h)
-        assert r.status_code == 201, r.text
-        job = client.post("/v1/catalogues/demo/ingest", headers=h).json()
-        for _ in range(600):
-            job = client.get(f"/v1/jobs/{job['id']}", headers=h).json()
-            if job["state"] in ("succeeded", "failed", "cancelled"):
-                break
-            time.sleep(0.1)
-        assert job["state"] == "succeeded", job
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise AssertionError("the gateway did not start")
-        time.sleep(0.05)
+        ingest_over_api(client, {"Authorization": f"Bearer {key}"}, "demo", tracks)
     try:
-        yield Live(f"http://127.0.0.1:{port}", key if mode == "auth" else None, mode)
+        with serve_app(app) as url:
+            yield Live(url, key if mode == "auth" else None, mode)
     finally:
-        server.should_exit = True
-        thread.join(timeout=10)
         dispatcher.shutdown()
         close_runtimes()
         close_vector_stores()

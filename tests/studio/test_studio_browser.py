@@ -9,7 +9,6 @@ CI=true, where ``.ci/run`` installs them.
 from __future__ import annotations
 
 import shutil
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -22,7 +21,7 @@ from storycue.cli import synthesise_clips
 from storycue.config import IngestSourceSettings, LimitSettings, ServiceSettings, Settings
 from storycue.jobs import InProcessDispatcher, close_runtimes, get_runtime
 from storycue.storage.factory import close_vector_stores
-from support.local import absent, free_port
+from support.local import absent, ingest_over_api, serve_app
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 STORY = (
@@ -44,7 +43,6 @@ class Studio:
 
 @pytest.fixture(scope="module")
 def studio(tmp_path_factory: pytest.TempPathFactory, text_encoder: Any) -> Iterator[Studio]:
-    import uvicorn
 
     from storycue.api import create_app
 
@@ -65,35 +63,15 @@ def studio(tmp_path_factory: pytest.TempPathFactory, text_encoder: Any) -> Itera
     key = rt.keys.create("default", "browser tests")[1]
     dispatcher = InProcessDispatcher(settings, max_workers=2)
     app = create_app(settings, dispatcher)
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise AssertionError("the gateway did not start")
-        time.sleep(0.05)
     from fastapi.testclient import TestClient
 
     with TestClient(app) as client:  # ingest through the API, as a platform would
-        h = {"Authorization": f"Bearer {key}"}
-        assert client.post("/v1/catalogues", json={"name": "studio"}, headers=h).status_code == 201
         tracks = [{"uri": str(p), "title": p.stem} for p in clips]
-        r = client.post("/v1/catalogues/studio/tracks", json={"tracks": tracks}, headers=h)
-        assert r.status_code == 201, r.text
-        job = client.post("/v1/catalogues/studio/ingest", headers=h).json()
-        for _ in range(600):
-            job = client.get(f"/v1/jobs/{job['id']}", headers=h).json()
-            if job["state"] in ("succeeded", "failed", "cancelled"):
-                break
-            time.sleep(0.1)
-        assert job["state"] == "succeeded", job
+        ingest_over_api(client, {"Authorization": f"Bearer {key}"}, "studio", tracks)
     try:
-        yield Studio(f"http://127.0.0.1:{port}", key, settings)
+        with serve_app(app) as url:
+            yield Studio(url, key, settings)
     finally:
-        server.should_exit = True
-        thread.join(timeout=10)
         dispatcher.shutdown()
         close_runtimes()
         close_vector_stores()

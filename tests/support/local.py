@@ -6,9 +6,11 @@ from __future__ import annotations
 import os
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 import pytest
 
@@ -39,3 +41,44 @@ def serve_http(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+@contextmanager
+def serve_app(app: Any) -> Iterator[str]:
+    """``http://127.0.0.1:<port>`` served by an ASGI ``app`` (uvicorn in a daemon thread)
+    until exit: a live gateway for clients that speak HTTP (a browser, schemathesis)."""
+    import uvicorn
+
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise AssertionError("the gateway did not start")
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+def ingest_over_api(
+    client: Any, headers: dict[str, str], catalogue: str, tracks: list[dict[str, Any]]
+) -> None:
+    """Create ``catalogue``, register ``tracks`` and ingest them through the API, as a
+    platform would; fails unless the ingest job succeeds."""
+    assert (
+        client.post("/v1/catalogues", json={"name": catalogue}, headers=headers).status_code == 201
+    )
+    r = client.post(f"/v1/catalogues/{catalogue}/tracks", json={"tracks": tracks}, headers=headers)
+    assert r.status_code == 201, r.text
+    job = client.post(f"/v1/catalogues/{catalogue}/ingest", headers=headers).json()
+    for _ in range(600):
+        job = client.get(f"/v1/jobs/{job['id']}", headers=headers).json()
+        if job["state"] in ("succeeded", "failed", "cancelled"):
+            break
+        time.sleep(0.1)
+    assert job["state"] == "succeeded", job
