@@ -154,6 +154,19 @@ class KafkaSettings(BaseModel):
     session_timeout_ms: int = Field(default=30_000, ge=1000)
     heartbeat_interval_ms: int = Field(default=3_000, ge=100)
     max_poll_records: int = Field(default=16, ge=1)
+    idempotence: bool = Field(
+        default=True,
+        description="Idempotent producer (one copy of each record however often a send is "
+        "retried). Turn off only for a broker whose de-duplication is not durable: Tansu "
+        "0.6's S3 engine, killed between storing a producer's sequence and its batch, "
+        "answers the retry DUPLICATE_SEQUENCE_NUMBER for a record it never stored "
+        "(docs/events.md, Delivery guarantees).",
+    )
+    delivery_timeout_ms: int = Field(
+        default=120_000,
+        ge=31_000,  # above the clients' 30 s request timeout plus linger
+        description="How long a producer retries one record before the send fails.",
+    )
     security_protocol: str = "PLAINTEXT"
     sasl_mechanism: str | None = None
     sasl_username: str | None = None

@@ -148,6 +148,7 @@ def make_stack(
                 "STORYCUE_KAFKA__SESSION_TIMEOUT_MS": "6000",
                 "STORYCUE_KAFKA__HEARTBEAT_INTERVAL_MS": "2000",
                 "STORYCUE_KAFKA__MAX_POLL_RECORDS": "2",
+                "STORYCUE_KAFKA__IDEMPOTENCE": str(kafka.idempotence).lower(),
             }
         )
     settings = Settings(
@@ -524,6 +525,12 @@ def test_kafka_broker_restarted_while_consuming(
         topic_embedded=f"embedded-{tag}",
         topic_dead_letter=f"dlq-{tag}",
         group_id=f"ingest-{tag}",
+        # Tansu 0.6's S3 engine stores an idempotent producer's sequence apart from the
+        # batch: killed in between, it answers the retry DUPLICATE_SEQUENCE_NUMBER for a
+        # record it never stored, and the acknowledged track.embedded is lost (reproduced in
+        # test_kafka_acks.py). Real Kafka rebuilds sequences from its log; against Tansu the
+        # consumer publishes at least once instead, and readers de-duplicate by key.
+        idempotence=False,
     )
     stack = make_stack(
         tmp_path, private_pg, qdrant_rest, supervisor, kafka=kafka, allowed_root=fourq
@@ -582,6 +589,7 @@ def test_kafka_broker_restarted_while_consuming(
             "tracks_at_restart": at_restart,
             "tracks_stored": counts["tracks"],
             "results": len({r.key for r in embedded}),
+            "embedded_records": len(embedded),  # above results: re-published (at least once)
             "duplicates": duplicates,
             "storage": counts,
         }

@@ -254,13 +254,29 @@ class IngestConsumer:
         )
 
     # ---- output ------------------------------------------------------------------------------
+    def _send(
+        self, topic: str, key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes]]
+    ) -> None:
+        """Send one record and wait for the broker's acknowledgement (every in-sync replica,
+        :func:`~storycue.events.kafka.producer_config`); raises when it never comes, so the
+        caller's offset is not committed."""
+        k = self.settings.kafka
+        md = self.producer.send(topic, key=key, value=value, headers=headers).get(
+            timeout=k.delivery_timeout_ms / 1000 + 5
+        )
+        if md.offset < 0:
+            # An idempotent producer's retry answered DUPLICATE_SEQUENCE_NUMBER: the broker
+            # says it already holds the batch. True on Kafka; not always on a broker whose
+            # sequence state is not stored with the log (docs/events.md).
+            log.warning("kafka_ack_as_duplicate", topic=topic, partition=md.partition, key=key)
+
     def _publish_embedded(self, event: TrackEmbeddedEvent) -> None:
-        self.producer.send(
+        self._send(
             self.settings.kafka.topic_embedded,
-            key=event.key.encode("utf-8"),
-            value=event.to_bytes(),
-            headers=[("storycue.type", b"track.embedded")],
-        ).get(timeout=30)
+            event.key.encode("utf-8"),
+            event.to_bytes(),
+            [("storycue.type", b"track.embedded")],
+        )
 
     def _dead_letter(self, record: ConsumerRecord, code: str, reason: str) -> None:
         k = self.settings.kafka
@@ -276,19 +292,14 @@ class IngestConsumer:
         headers += [(n, v) for n, v in (record.headers or []) if not n.startswith("storycue.dlq.")]
         try:
             try:
-                self.producer.send(
-                    k.topic_dead_letter, key=record.key, value=record.value, headers=headers
-                ).get(timeout=30)
+                self._send(k.topic_dead_letter, record.key, record.value, headers)
             except MessageSizeTooLargeError:
                 # Too large to copy (the producer's or broker's limit): dead-letter it
                 # without its value, else it would block its partition for ever.
                 size = str(len(record.value or b"")).encode()
-                self.producer.send(
-                    k.topic_dead_letter,
-                    key=record.key,
-                    value=None,
-                    headers=[*headers, (DLQ_VALUE_DROPPED, size)],
-                ).get(timeout=30)
+                self._send(
+                    k.topic_dead_letter, record.key, None, [*headers, (DLQ_VALUE_DROPPED, size)]
+                )
         except KafkaError as exc:
             # Not committing is the only safe answer: the message stays to be re-read.
             raise ConnectionError(f"dead-letter topic unavailable: {exc}") from exc

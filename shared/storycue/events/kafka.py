@@ -34,17 +34,30 @@ def client_config(kafka: KafkaSettings) -> dict[str, Any]:
     return cfg
 
 
-def make_producer(settings: Settings | None = None, **overrides: Any) -> KafkaProducer:
-    """A producer that waits for every in-sync replica (``acks=all``) and retries."""
-    s = settings or get_settings()
-    cfg = client_config(s.kafka) | {
+def producer_config(kafka: KafkaSettings) -> dict[str, Any]:
+    """Options of every storycue producer: durable (``acks=all``: every in-sync replica
+    has the record before the send succeeds), ordered (one request in flight per broker, so
+    a retry never overtakes the next record of a key) and, with ``kafka.idempotence``,
+    de-duplicated (the broker drops a retried batch it already holds). Retries run until
+    ``kafka.delivery_timeout_ms``; a send that still fails raises to the caller, which then
+    does not commit the offset it was answering."""
+    cfg: dict[str, Any] = client_config(kafka) | {
         "acks": "all",
-        "retries": 5,
+        "enable_idempotence": kafka.idempotence,
+        "max_in_flight_requests_per_connection": 1,
+        "delivery_timeout_ms": kafka.delivery_timeout_ms,
         "linger_ms": 5,
-        "max_in_flight_requests_per_connection": 1,  # keeps a key's events in order on retry
     }
-    cfg.update(overrides)
-    return KafkaProducer(**cfg)
+    if not kafka.idempotence:
+        # kafka-python retries for ever by default; bounded by the delivery timeout anyway.
+        cfg["retries"] = 2**31 - 1
+    return cfg
+
+
+def make_producer(settings: Settings | None = None, **overrides: Any) -> KafkaProducer:
+    """A producer configured by :func:`producer_config` (``overrides`` win)."""
+    s = settings or get_settings()
+    return KafkaProducer(**(producer_config(s.kafka) | overrides))
 
 
 def ensure_topics(
@@ -87,14 +100,16 @@ def publish_track_events(
     settings: Settings | None = None,
     *,
     producer: KafkaProducer | None = None,
-    timeout_s: float = 30.0,
+    timeout_s: float | None = None,
 ) -> int:
     """Publish track events to ``Settings.kafka.topic_tracks`` keyed by track; waits for
-    every acknowledgement and returns how many were sent. The helper platform teams (and
-    the tests) use; any Kafka client that writes the same JSON and key works as well."""
+    every acknowledgement (by default as long as the producer may retry) and returns how
+    many were sent. The helper platform teams (and the tests) use; any Kafka client that
+    writes the same JSON and key works as well."""
     s = settings or get_settings()
     own = producer is None
     prod = producer or make_producer(s)
+    wait_s = timeout_s if timeout_s is not None else s.kafka.delivery_timeout_ms / 1000 + 5
     try:
         futures = [
             prod.send(
@@ -109,7 +124,7 @@ def publish_track_events(
             for ev in events
         ]
         for f in futures:
-            f.get(timeout=timeout_s)
+            f.get(timeout=wait_s)
     except KafkaError as exc:
         raise ConfigurationError(f"publishing to Kafka failed: {exc}") from exc
     finally:
