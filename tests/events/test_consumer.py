@@ -7,17 +7,14 @@ tests/integration runs the PostgreSQL path.
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
-
-from kafka import KafkaConsumer
-from kafka.structs import TopicPartition
 
 from storycue.config import Settings
 from storycue.events.consumer import DLQ_CODE, DLQ_OFFSET, DLQ_REASON, IngestConsumer
-from storycue.events.kafka import client_config, ensure_topics, make_producer, publish_track_events
+from storycue.events.kafka import ensure_topics, make_producer, publish_track_events
 from storycue.events.schemas import TrackEvent
 from storycue.jobs.runtime import get_runtime
+from support.kafka import committed_total, read_topic
 
 TENANT, CATALOGUE = "acme", "moods"
 
@@ -31,36 +28,6 @@ def _added(path: Path, key: str, kind: str = "track.added") -> TrackEvent:
         uri=str(path),
         metadata={"title": key, "tags": ["test"]},  # type: ignore[arg-type]
     )
-
-
-def _read_all(settings: Settings, topic: str, expect: int, timeout_s: float = 20.0) -> list:
-    c = KafkaConsumer(
-        topic,
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-        consumer_timeout_ms=1000,
-        **client_config(settings.kafka),
-    )
-    out: list = []
-    deadline = time.monotonic() + timeout_s
-    try:
-        while len(out) < expect and time.monotonic() < deadline:
-            for recs in c.poll(500).values():
-                out.extend(recs)
-    finally:
-        c.close()
-    return out
-
-
-def _committed_total(consumer: IngestConsumer, settings: Settings) -> int:
-    """Sum of the group's committed offsets over the topic's partitions (= messages done).
-
-    (Compared with the number of messages published: Tansu's ListOffsets answers the base
-    offset of the last record batch, so end offsets are not a reliable total there.)
-    """
-    topic = settings.kafka.topic_tracks
-    parts = [TopicPartition(topic, p) for p in consumer.consumer.partitions_for_topic(topic)]
-    return sum(consumer.consumer.committed(tp) or 0 for tp in parts)
 
 
 def _counts(settings: Settings) -> tuple[int, int]:
@@ -94,7 +61,7 @@ def test_events_are_embedded_once_and_bad_ones_dead_lettered(
     consumer = IngestConsumer(s)
     try:
         consumer.run(max_messages=len(events) + 2, idle_timeout_s=30)
-        committed = _committed_total(consumer, s)
+        committed = committed_total(s)
     finally:
         consumer.close()
 
@@ -103,7 +70,7 @@ def test_events_are_embedded_once_and_bad_ones_dead_lettered(
     assert committed == 8  # every offset committed, nothing blocked
     assert _counts(s) == (3, 3)  # three distinct clips: one row and one vector each
 
-    dlq = _read_all(s, s.kafka.topic_dead_letter, 4)
+    dlq = read_topic(s, s.kafka.topic_dead_letter, 4)
     assert len(dlq) == 4
     reasons = {
         dict(r.headers)[DLQ_CODE].decode(): dict(r.headers)[DLQ_REASON].decode() for r in dlq
@@ -111,7 +78,7 @@ def test_events_are_embedded_once_and_bad_ones_dead_lettered(
     assert "malformed" in reasons
     assert any("allowed roots" in r for r in reasons.values())
     assert all(DLQ_OFFSET in dict(r.headers) for r in dlq)
-    embedded = _read_all(s, s.kafka.topic_embedded, 4)
+    embedded = read_topic(s, s.kafka.topic_embedded, 4)
     assert sorted(r.key for r in embedded) == [b"acme/moods/a"] * 2 + [
         b"acme/moods/b",
         b"acme/moods/c",
@@ -143,7 +110,7 @@ def test_offsets_are_committed_only_after_the_writes(
     broken._sleep = lambda _s: broken.stop()  # stop while backing off from the failure
     try:
         broken.run(idle_timeout_s=30)
-        committed = _committed_total(broken, s)
+        committed = committed_total(s)
     finally:
         broken.close()
     assert broken.stats.retried >= 1 and broken.stats.processed == 0
@@ -153,7 +120,7 @@ def test_offsets_are_committed_only_after_the_writes(
     healthy = IngestConsumer(s)
     try:
         healthy.run(max_messages=2, idle_timeout_s=30)
-        committed = _committed_total(healthy, s)
+        committed = committed_total(s)
     finally:
         healthy.close()
     assert healthy.stats.embedded == 2 and healthy.stats.dead_lettered == 0

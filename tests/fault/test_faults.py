@@ -43,6 +43,7 @@ from storycue.jobs.tasks import run_ingest
 from storycue.runtime.celery_app import create_celery_app
 from storycue.runtime.dispatcher import CeleryDispatcher
 from storycue.storage.factory import close_vector_stores
+from support.kafka import committed_total, read_topic
 from support.qdrant_rest import QdrantRestServer
 from support.services import Supervisor, storycue_command
 
@@ -460,45 +461,6 @@ def pick_clips(root: Path, n: int) -> list[Path]:
     return out
 
 
-def committed_total(settings: Settings) -> int:
-    from kafka import KafkaConsumer
-    from kafka.structs import TopicPartition
-
-    from storycue.events.kafka import client_config
-
-    k = settings.kafka
-    c = KafkaConsumer(group_id=k.group_id, enable_auto_commit=False, **client_config(k))
-    try:
-        parts = c.partitions_for_topic(k.topic_tracks) or set()
-        return sum(c.committed(TopicPartition(k.topic_tracks, p)) or 0 for p in parts)
-    finally:
-        c.close()
-
-
-def read_topic(settings: Settings, topic: str, expect: int, timeout_s: float = 30.0) -> list[Any]:
-    from kafka import KafkaConsumer
-
-    from storycue.events.kafka import client_config
-
-    c = KafkaConsumer(
-        topic,
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-        **client_config(settings.kafka),
-    )
-    out: list[Any] = []
-    deadline = time.monotonic() + timeout_s
-    try:
-        while len(out) < expect and time.monotonic() < deadline:
-            for recs in c.poll(500).values():
-                out.extend(recs)
-        for recs in c.poll(1000).values():
-            out.extend(recs)
-    finally:
-        c.close()
-    return out
-
-
 @pytest.mark.postgres
 @pytest.mark.data
 @pytest.mark.timeout(600)
@@ -569,7 +531,7 @@ def test_kafka_broker_restarted_while_consuming(
     )
     committed = committed_total(s)
     assert committed == len(events)
-    embedded = read_topic(s, kafka.topic_embedded, len(events))
+    embedded = read_topic(s, kafka.topic_embedded, len(events), timeout_s=30)
     assert {r.key.decode() for r in embedded} == {e.key for e in events}
     assert read_topic(s, kafka.topic_dead_letter, 0, timeout_s=2) == []
     counts = storage_counts(stack)
