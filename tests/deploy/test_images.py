@@ -2,8 +2,8 @@
 contract (targets, pinned bases, non-root user, health check, nothing secret or data baked
 in), the build context allowlist, and the entrypoint and health-check scripts run for real.
 
-Building the images needs Docker Hub, the PyTorch wheel index and a Docker daemon, none of
-which CI has; what can be checked without them is checked here.
+The images built and run (a Docker daemon, Debian's mirror and PyPI; no Docker Hub) are the
+slow test_images_run.py; what can be checked without a daemon is checked here.
 """
 
 from __future__ import annotations
