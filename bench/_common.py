@@ -509,8 +509,34 @@ def _bulk_section(r: dict[str, Any]) -> list[str]:
     ]
 
 
+def _ingest_celery_section(r: dict[str, Any]) -> list[str]:
+    cfg, job, bare = r["config"], r["job"], r["bare_backbone"]
+    cpu = job.get("worker_cpu_s")
+    return [
+        "## Ingest through Celery: an ingest job to the audio worker vs bare backbone forward",
+        "",
+        f"{cfg['clips']} real 4Q clips ({cfg['audio_s']:,.1f} s of audio) through "
+        f"`{cfg['broker']}` to one audio worker (concurrency {cfg['concurrency']}, "
+        f"{cfg['audio_patches']} patches per batch).",
+        "",
+        "| path | clips/s | real-time factor | worker CPU s | CPU util |",
+        "|---|---:|---:|---:|---:|",
+        f"| (a) ingest job through the Celery audio worker | {_fmt(job['clips_per_s'])} | "
+        f"{_fmt(job['real_time_factor'], 1)}× | {_fmt(cpu)} | {_fmt(job.get('worker_cpu_util'))} |",
+        f"| (b) bare backbone forward, same clips, same run | {_fmt(bare['clips_per_s'])} | – | – "
+        f"| {_fmt(bare.get('cpu_util'))} |",
+        "",
+        f"**Ratio (a)/(b): {_fmt(r['ratio'], 3)}** (target ≥ {r['target_ratio']}: "
+        f"{'met' if r['ratio'] >= r['target_ratio'] else 'missed'}).",
+        "",
+        f"_{_env_line(r)}_",
+        "",
+    ]
+
+
 _SECTIONS: dict[str, Callable[[dict[str, Any]], list[str]]] = {
     "ingest": _ingest_section,
+    "ingest-celery": _ingest_celery_section,
     "text": _text_section,
     "search": _search_section,
     "bulk": _bulk_section,
@@ -525,7 +551,10 @@ def _result_files(results_dir: Path) -> list[tuple[str, Path]]:
         exact = results_dir / f"{name}.json"
         if exact.is_file():
             out.append((name, exact))
-        out += [(name, p) for p in sorted(results_dir.glob(f"{name}-*.json"))]
+        # Variants of a section (search-128d.json), not another section (ingest-celery).
+        out += [
+            (name, p) for p in sorted(results_dir.glob(f"{name}-*.json")) if p.stem not in _SECTIONS
+        ]
     return out
 
 

@@ -125,3 +125,17 @@ def test_ingest_quick(bench: Any, tmp_path: Path, real_data_dir: Path) -> None:
     )
     assert r["config"]["clips"] == 4 and _positive(r["ratio"])
     assert "## Ingest" in _summary(tmp_path)
+
+
+def test_summary_renders_every_committed_result(bench: Any, tmp_path: Path) -> None:
+    """SUMMARY.md from the committed results: each file under its own section (a section
+    whose name starts like another's, ingest-celery, is not taken for a variant of it)."""
+    import shutil
+
+    common = bench("_common")
+    for p in (BENCH / "results").glob("*.json"):
+        shutil.copy(p, tmp_path / p.name)
+    text = common.write_summary(tmp_path).read_text()
+    assert "could not be rendered" not in text
+    if (tmp_path / "ingest-celery.json").exists():
+        assert "## Ingest through Celery" in text
