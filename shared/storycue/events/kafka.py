@@ -48,9 +48,7 @@ def producer_config(kafka: KafkaSettings) -> dict[str, Any]:
         "delivery_timeout_ms": kafka.delivery_timeout_ms,
         "linger_ms": 5,
     }
-    if not kafka.idempotence:
-        # kafka-python retries for ever by default; bounded by the delivery timeout anyway.
-        cfg["retries"] = 2**31 - 1
+    # ``retries`` stays the client's default (unbounded), so the delivery timeout bounds them.
     return cfg
 
 
