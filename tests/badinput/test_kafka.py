@@ -5,7 +5,6 @@ the consumer never stops or hangs (it runs with a message count and an idle time
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,8 +12,9 @@ from typing import Any
 import pytest
 from badcorpus import KAFKA_MALFORMED, adversarial_audio
 
-from storycue.config import IngestSourceSettings, KafkaSettings, QueueSettings, Settings
+from storycue.config import IngestSourceSettings, QueueSettings, Settings
 from storycue.events.devbroker import TansuBroker
+from support.kafka import unique_kafka
 
 
 def _absent(reason: str) -> None:
@@ -34,17 +34,10 @@ def tansu() -> Iterator[TansuBroker]:
 
 
 def _settings(tmp_path: Path, tansu: TansuBroker, root: Path) -> Settings:
-    tag = uuid.uuid4().hex[:8]
     return Settings(
         home=tmp_path / "home",
-        kafka=KafkaSettings(
-            bootstrap_servers=tansu.bootstrap_servers,
-            topic_tracks=f"tracks-{tag}",
-            topic_embedded=f"embedded-{tag}",
-            topic_dead_letter=f"dlq-{tag}",
-            group_id=f"ingest-{tag}",
-            session_timeout_ms=6000,
-            heartbeat_interval_ms=2000,
+        kafka=unique_kafka(
+            tansu.bootstrap_servers, session_timeout_ms=6000, heartbeat_interval_ms=2000
         ),
         sources=IngestSourceSettings(allowed_roots=[root]),
         queue=QueueSettings(task_max_retries=1, task_retry_backoff_s=0.05),

@@ -36,6 +36,7 @@ from deploytools import REPO
 
 from storycue.cli import synthesise_clips
 from storycue.log import get_logger
+from support.kafka import unique_kafka
 from support.local import free_port
 from support.qdrant_rest import QdrantRestServer
 
@@ -264,7 +265,7 @@ def test_compose_file_runs_with_the_local_images(
 ) -> None:
     import yaml
 
-    from storycue.config import KafkaSettings, Settings
+    from storycue.config import Settings
     from storycue.events.devbroker import TansuBroker
     from storycue.events.kafka import ensure_topics, publish_track_events
     from storycue.events.schemas import TrackEvent
@@ -277,13 +278,7 @@ def test_compose_file_runs_with_the_local_images(
     datasets = tmp_path / "datasets"
     datasets.mkdir()
     with TansuBroker() as tansu:
-        kafka = KafkaSettings(
-            bootstrap_servers=tansu.bootstrap_servers,
-            topic_tracks=f"tracks-{tag}",
-            topic_embedded=f"embedded-{tag}",
-            topic_dead_letter=f"dlq-{tag}",
-            group_id=f"ingest-{tag}",
-        )
+        kafka = unique_kafka(tansu.bootstrap_servers)
         ensure_topics(Settings(home=tmp_path / "home", kafka=kafka), partitions=2)
         env = {
             "STORYCUE_DATABASE_URL": pg_url,

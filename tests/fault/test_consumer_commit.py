@@ -8,7 +8,6 @@ deterministic: a record in hand, the broker killed, the commit started, the brok
 
 from __future__ import annotations
 
-import os
 import signal
 import threading
 import time
@@ -17,24 +16,18 @@ from pathlib import Path
 import pytest
 from faultsvc import PrivateTansu
 
-from storycue.config import KafkaSettings, QueueSettings, Settings
+from storycue.config import QueueSettings, Settings
 from storycue.events.consumer import IngestConsumer
 from storycue.events.kafka import ensure_topics, publish_track_events
 from storycue.events.schemas import TrackEvent
+from support.kafka import unique_kafka
 
 
 @pytest.mark.timeout(300)
 def test_commit_waits_for_a_restarted_broker(tmp_path: Path, private_tansu: PrivateTansu) -> None:
-    tag = os.urandom(4).hex()
     settings = Settings(
         home=tmp_path / "home",
-        kafka=KafkaSettings(
-            bootstrap_servers=private_tansu.bootstrap_servers,
-            topic_tracks=f"tracks-{tag}",
-            topic_embedded=f"embedded-{tag}",
-            topic_dead_letter=f"dlq-{tag}",
-            group_id=f"commit-{tag}",
-        ),
+        kafka=unique_kafka(private_tansu.bootstrap_servers, group="commit"),
         queue=QueueSettings(task_retry_backoff_s=0.25, task_retry_backoff_max_s=1.0),
     )
     ensure_topics(settings, partitions=1)

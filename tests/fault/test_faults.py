@@ -43,7 +43,7 @@ from storycue.jobs.tasks import run_ingest
 from storycue.runtime.celery_app import create_celery_app
 from storycue.runtime.dispatcher import CeleryDispatcher
 from storycue.storage.factory import close_vector_stores
-from support.kafka import committed_total, read_topic
+from support.kafka import committed_total, read_topic, unique_kafka
 from support.qdrant_rest import QdrantRestServer
 from support.services import Supervisor, storycue_command
 
@@ -480,13 +480,8 @@ def test_kafka_broker_restarted_while_consuming(
     if not (fourq / "Q1").is_dir():
         pytest.skip(f"the 4Q clips are not at {fourq}")
     clips = pick_clips(fourq, 6)
-    tag = os.urandom(4).hex()
-    kafka = KafkaSettings(
-        bootstrap_servers=private_tansu.bootstrap_servers,
-        topic_tracks=f"tracks-{tag}",
-        topic_embedded=f"embedded-{tag}",
-        topic_dead_letter=f"dlq-{tag}",
-        group_id=f"ingest-{tag}",
+    kafka = unique_kafka(
+        private_tansu.bootstrap_servers,
         # Tansu 0.6's S3 engine stores an idempotent producer's sequence apart from the
         # batch: killed in between, it answers the retry DUPLICATE_SEQUENCE_NUMBER for a
         # record it never stored, and the acknowledged track.embedded is lost (reproduced in

@@ -42,17 +42,16 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
-from kafka import KafkaConsumer
-from kafka.structs import TopicPartition
 from qdrant_client import QdrantClient
 
 from storycue.config import KafkaSettings, QueueSettings, Settings
 from storycue.data.isear import clean_isear, read_isear
 from storycue.events.devbroker import TansuBroker
-from storycue.events.kafka import client_config, ensure_topics, publish_track_events
+from storycue.events.kafka import ensure_topics, publish_track_events
 from storycue.events.schemas import TrackEvent
 from storycue.log import get_logger
 from storycue.runtime.celery_app import QUEUES, create_celery_app
+from support.kafka import committed_total, read_topic
 from support.qdrant_rest import QdrantRestServer, free_port
 from support.services import Supervisor, storycue_command
 
@@ -230,37 +229,6 @@ def worker_queues(settings: Settings) -> dict[str, list[str]]:
 
 
 # ---- checks -------------------------------------------------------------------------------
-def committed_total(settings: Settings) -> int:
-    """Sum of the consumer group's committed offsets (= messages done; see test_consumer)."""
-    k = settings.kafka
-    c = KafkaConsumer(group_id=k.group_id, enable_auto_commit=False, **client_config(k))
-    try:
-        parts = c.partitions_for_topic(k.topic_tracks) or set()
-        return sum(c.committed(TopicPartition(k.topic_tracks, p)) or 0 for p in parts)
-    finally:
-        c.close()
-
-
-def read_topic(settings: Settings, topic: str, expect: int, timeout_s: float = 30.0) -> list[Any]:
-    c = KafkaConsumer(
-        topic,
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-        **client_config(settings.kafka),
-    )
-    out: list[Any] = []
-    deadline = time.monotonic() + timeout_s
-    try:
-        while len(out) < expect and time.monotonic() < deadline:
-            for recs in c.poll(500).values():
-                out.extend(recs)
-        for recs in c.poll(1000).values():  # anything beyond what was expected
-            out.extend(recs)
-    finally:
-        c.close()
-    return out
-
-
 def vector_points(url: str) -> list[Any]:
     """Every point of every collection of the vector store (with payloads)."""
     client = QdrantClient(url=url, timeout=30)
@@ -470,7 +438,7 @@ def run_scenario(
     # Kafka: every message committed; every track reported embedded (replays allowed).
     committed = committed_total(s)
     assert committed == len(events)
-    embedded = read_topic(s, s.kafka.topic_embedded, len(events))
+    embedded = read_topic(s, s.kafka.topic_embedded, len(events), timeout_s=30)
     embedded_keys = {r.key.decode() for r in embedded}
     assert embedded_keys == {e.key for e in events}
     dead_letters = read_topic(s, s.kafka.topic_dead_letter, 0, timeout_s=2)

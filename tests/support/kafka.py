@@ -1,16 +1,31 @@
-"""Reading Kafka topics back in tests (kafka-python): every record of a topic, and the
-number of messages a consumer group has committed."""
+"""Kafka in tests (kafka-python): settings with topics of their own, every record of a
+topic read back, and the number of messages a consumer group has committed."""
 
 from __future__ import annotations
 
 import time
+import uuid
 from typing import Any
 
 from kafka import KafkaConsumer
 from kafka.structs import TopicPartition
 
-from storycue.config import Settings
+from storycue.config import KafkaSettings, Settings
 from storycue.events.kafka import client_config
+
+
+def unique_kafka(bootstrap_servers: str, group: str = "ingest", **options: Any) -> KafkaSettings:
+    """Settings whose three topics and consumer group carry a random tag, so tests sharing
+    a broker never read each other's messages; ``options`` are further KafkaSettings."""
+    tag = uuid.uuid4().hex[:8]
+    return KafkaSettings(
+        bootstrap_servers=bootstrap_servers,
+        topic_tracks=f"tracks-{tag}",
+        topic_embedded=f"embedded-{tag}",
+        topic_dead_letter=f"dlq-{tag}",
+        group_id=f"{group}-{tag}",
+        **options,
+    )
 
 
 def read_topic(settings: Settings, topic: str, expect: int, timeout_s: float = 20.0) -> list[Any]:
