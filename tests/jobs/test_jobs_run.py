@@ -210,3 +210,59 @@ def test_a_job_that_cannot_run_fails_with_a_code(
     bad = rt.jobs.create("t1", "match", {"top_k": "many"}, items=STORIES[:1])
     run_match_items(bad.id, [0], settings)
     assert rt.jobs.require("t1", bad.id).error_code == "invalid_params"
+
+
+def test_ingest_prepares_one_source_ahead_and_keeps_item_outcomes(
+    env: tuple[Settings, JobRuntime, list[Path]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The next track is handed to the prefetcher before the current one is embedded; a
+    file that cannot be decoded and a source deleted after submission stay their own
+    items' results, in order, and the job goes on."""
+    import storycue.jobs.ingest as ingest_mod
+
+    settings, rt, clips = env
+    music = clips[0].parent
+    bad = music / "not-audio.wav"
+    bad.write_bytes(b"this is not a wave file")
+    cat, _ = rt.tenancy.create_catalogue("t1", "music")
+    paths = [clips[0], bad, clips[1], clips[2], clips[3]]
+    sources = [rt.tenancy.register_source("t1", cat.id, str(p))[0] for p in paths]
+    job = submit_ingest(rt, "t1", IngestParams(catalogue="music"))
+    rt.tenancy.delete_source("t1", cat.id, sources[3].id)  # gone before the worker runs
+
+    events: list[str] = []
+    name = {s.id: p.name for s, p in zip(sources, paths, strict=True)}
+    submit, store = ingest_mod.SourcePrefetcher.submit, ingest_mod.store_prepared
+
+    def spy_submit(self: Any, source: Any) -> Any:
+        events.append(f"prepare {name[source.id]}")
+        return submit(self, source)
+
+    def spy_store(runtime: Any, model: Any, record: Any, catalogue: Any, prepared: Any) -> Any:
+        events.append(f"embed {name[prepared.source.id]}")
+        return store(runtime, model, record, catalogue, prepared)
+
+    monkeypatch.setattr(ingest_mod.SourcePrefetcher, "submit", spy_submit)
+    monkeypatch.setattr(ingest_mod, "store_prepared", spy_store)
+    run_ingest(job.id, settings)
+
+    c0, c1, _, c3 = (p.name for p in clips[:4])
+    assert events == [
+        f"prepare {c0}",
+        "prepare not-audio.wav",
+        f"embed {c0}",
+        f"prepare {c1}",  # the bad file fails in preparation: nothing to embed
+        f"embed {c1}",  # the deleted source (item 3) is never prepared
+        f"prepare {c3}",
+        f"embed {c3}",
+    ]
+    results, _ = rt.jobs.results("t1", job.id)
+    outcomes = [(r.result["outcome"], (r.result.get("error") or {}).get("code")) for r in results]
+    assert outcomes[0] == ("embedded", None)
+    assert outcomes[1][0] == "failed" and outcomes[1][1] is not None
+    assert outcomes[2] == ("embedded", None)
+    assert outcomes[3] == ("failed", "not_found")
+    assert outcomes[4] == ("embedded", None)
+    final = rt.jobs.require("t1", job.id)
+    assert final.progress_done == 5
+    assert rt.metadata.count_tracks(cat.id) == 3

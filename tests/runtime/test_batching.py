@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -188,3 +189,44 @@ def test_batched_text_encoder_sorts_mixed_lengths_and_matches_the_plain_encoder(
     np.testing.assert_allclose(np.concatenate(rows), plain, atol=1e-5)
     assert sorted(t for c in calls for t in c) == sorted(texts)
     assert max(len(c) for c in calls) <= 16
+
+
+def test_worker_warm_up_runs_both_encoders_through_their_batchers(
+    tmp_path: Path, text_encoder: object
+) -> None:
+    """An audio+text worker loads the model, installs the micro-batchers and runs each
+    encoder once before its first task (the first task must not pay for kernel set-up)."""
+    from storycue.config import Settings
+    from storycue.jobs.runtime import close_runtimes, get_runtime
+    from storycue.runtime.batching import BatchedAudioBackbone, BatchedTextEncoder
+    from storycue.runtime.worker import warm_up
+
+    settings = Settings(home=tmp_path / "home")
+    try:
+        model = get_runtime(settings).load_model()
+        model.use_text_encoder(text_encoder)
+        warm_up(settings, ["text", "audio"])
+        text_side, audio_side = model.text_encoder, model.audio_backbone()
+        assert isinstance(text_side, BatchedTextEncoder)
+        assert isinstance(audio_side, BatchedAudioBackbone)
+        # the warm-up went through the batchers: one request each
+        assert text_side.batcher.stats.items == 1
+        assert audio_side.batcher.stats.items == 1
+        text_side.close()
+        audio_side.close()
+    finally:
+        close_runtimes()
+
+
+def test_model_warm_up_reports_each_side(text_encoder: object) -> None:
+    from storycue.config import get_settings
+    from storycue.models.emotion import load_emotion_model, warm_up_waveform
+
+    model = load_emotion_model(get_settings().emotion_model, device="cpu")
+    model.use_text_encoder(text_encoder)
+    took = model.warm_up(text=False, audio=True)
+    assert set(took) == {"audio"} and took["audio"] > 0
+    wave = warm_up_waveform(2.0)
+    assert wave.shape == (32_000,) and wave.dtype == np.float32
+    assert 0 < float(np.abs(wave).max()) < 0.5
+    np.testing.assert_array_equal(wave, warm_up_waveform(2.0))  # deterministic

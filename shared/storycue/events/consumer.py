@@ -364,6 +364,8 @@ def main() -> None:
 
     start_metrics_server_if_enabled(settings.metrics_port)  # probes and Prometheus scrape it
     consumer = IngestConsumer(settings)
+    # The first track must not pay for loading the model and the backbone's kernel set-up.
+    consumer.runtime.load_model().warm_up(text=False, audio=True)
     signal.signal(signal.SIGTERM, lambda *_: consumer.stop())
     signal.signal(signal.SIGINT, lambda *_: consumer.stop())
     try:

@@ -16,7 +16,9 @@ caller retries the task (Celery) or fails the job (:class:`InProcessDispatcher`)
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Sequence
+from collections import deque
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
@@ -24,15 +26,16 @@ from pydantic import ValidationError
 
 from storycue.config import Settings, get_settings
 from storycue.errors import InvalidInputError, ModelMismatchError, NotFoundError, StorycueError
-from storycue.jobs.ingest import ingest_source
+from storycue.jobs.ingest import PreparedSource, SourcePrefetcher, ingest_source
 from storycue.jobs.matching import MatchOptions, match_texts, search_scope
 from storycue.jobs.params import EvaluateParams, IngestParams, MatchParams, TrainParams
 from storycue.jobs.runtime import JobRuntime, get_runtime, trained_models_dir
 from storycue.jobs.switch import promote, sync_alias
 from storycue.log import get_logger
 from storycue.models.emotion import EmotionModel
-from storycue.storage.jobs import InvalidTransitionError, Job, JobNotRunningError
+from storycue.storage.jobs import InvalidTransitionError, Job, JobItem, JobNotRunningError
 from storycue.storage.records import Catalogue, ModelRecord
+from storycue.storage.tenancy import TrackSource
 
 log = get_logger(__name__)
 
@@ -213,35 +216,35 @@ def run_ingest(job_id: str, settings: Settings | None = None, *, redelivered: bo
     items = rt.jobs.items(job.tenant, job.id)
     done = rt.jobs.done_indexes(job.tenant, job.id)
     counts = {"embedded": 0, "already_present": 0, "failed": 0}
+    pending = [item for item in items if item.index not in done]
     try:
-        for item in items:
-            if item.index in done:
-                continue
-            if rt.jobs.cancel_requested(job.tenant, job.id):
-                _cancel(rt, job)
-                if params.reembed:
-                    rt.tenancy.clear_pending(job.tenant, cat.id, job.id)
-                return
-            try:
-                source = rt.tenancy.source(job.tenant, cat.id, int(item.item_id))
-            except NotFoundError as exc:
+        with SourcePrefetcher(rt, s, record, cat) as prefetch:
+            for item, found, fut in _one_ahead(rt, job.tenant, cat.id, pending, prefetch):
+                if rt.jobs.cancel_requested(job.tenant, job.id):
+                    _cancel(rt, job)
+                    if params.reembed:
+                        rt.tenancy.clear_pending(job.tenant, cat.id, job.id)
+                    return
+                if isinstance(found, NotFoundError):
+                    rt.jobs.record_result(
+                        job.tenant,
+                        job.id,
+                        item.index,
+                        {
+                            "source_id": int(item.item_id),
+                            "uri": item.text,
+                            "outcome": "failed",
+                            "track_id": None,
+                            "error": {"code": found.code, "message": "the track was deleted"},
+                        },
+                        ok=False,
+                    )
+                    continue
+                outcome = ingest_source(rt, s, model, record, cat, found, prepared=fut)
+                counts[outcome.outcome] += 1
                 rt.jobs.record_result(
-                    job.tenant,
-                    job.id,
-                    item.index,
-                    {
-                        "source_id": int(item.item_id),
-                        "uri": item.text,
-                        "outcome": "failed",
-                        "track_id": None,
-                        "error": {"code": exc.code, "message": "the track was deleted"},
-                    },
-                    ok=False,
+                    job.tenant, job.id, item.index, outcome.to_dict(), ok=outcome.ok
                 )
-                continue
-            outcome = ingest_source(rt, s, model, record, cat, source)
-            counts[outcome.outcome] += 1
-            rt.jobs.record_result(job.tenant, job.id, item.index, outcome.to_dict(), ok=outcome.ok)
         if params.reembed:
             _reembed_stragglers(rt, s, job, cat, model, record, counts)
     except JobNotRunningError:
@@ -259,6 +262,45 @@ def run_ingest(job_id: str, settings: Settings | None = None, *, redelivered: bo
     ):
         sync_alias(rt, cat.id, model.identity)
     log.info("ingest job done", job_id=job.id, state=final.state, **counts)
+
+
+#: An ingest job's item, its source (or why it is gone) and the future of its preparation.
+Ahead = tuple[JobItem, TrackSource | NotFoundError, Future[PreparedSource] | None]
+
+
+def _one_ahead(
+    rt: JobRuntime,
+    tenant: str,
+    catalogue_id: int,
+    items: Sequence[JobItem],
+    prefetch: SourcePrefetcher,
+) -> Iterator[Ahead]:
+    """Each item with its source (or why it is gone) and the future of its preparation,
+    the *next* item's preparation already submitted when an item is handed out: the next
+    track is fetched and decoded on the prefetcher's thread while this one goes through the
+    model."""
+
+    def start(item: JobItem) -> Ahead:
+        try:
+            found: TrackSource | NotFoundError = rt.tenancy.source(
+                tenant, catalogue_id, int(item.item_id)
+            )
+        except NotFoundError as exc:
+            found = exc
+        fut = prefetch.submit(found) if isinstance(found, TrackSource) else None
+        return item, found, fut
+
+    ahead: deque[Ahead] = deque()
+    upcoming = iter(items)
+    first = next(upcoming, None)
+    if first is not None:
+        ahead.append(start(first))
+    while ahead:
+        current = ahead.popleft()
+        following = next(upcoming, None)
+        if following is not None:
+            ahead.append(start(following))
+        yield current
 
 
 def _reembed_stragglers(

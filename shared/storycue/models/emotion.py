@@ -25,9 +25,12 @@ from safetensors.torch import load_file, save_file
 
 from storycue.errors import InvalidInputError, ModelMismatchError, ModelNotFoundError
 from storycue.identity import ModelIdentity
+from storycue.log import get_logger
 from storycue.metrics import record_model_load, time_stage
 from storycue.models.base import MODEL_LOAD_LOCK
 from storycue.models.heads import HeadConfig, MLPHead
+
+log = get_logger(__name__)
 
 Distance = Literal["euclid", "cosine", "dot"]
 #: Which side of a search a vector is for: texts query, clips are the catalogue.
@@ -477,6 +480,23 @@ class EmotionModel:
         feats = self.text_encoder.encode(texts)
         return self.project_text_features(feats)
 
+    def warm_up(self, *, text: bool = True, audio: bool = True) -> dict[str, float]:
+        """Load the encoders and run each once, so that a process's first request or task
+        does not pay for weight loading and kernel set-up (2–3 s of the first one on CPU:
+        ``bench/results/bulk-celery-profile.txt``, ``bench/results/ingest.json``). Returns
+        the seconds each side took."""
+        took: dict[str, float] = {}
+        if text:
+            started = time.perf_counter()
+            self.embed_text(["warming up the text encoder"])
+            took["text"] = round(time.perf_counter() - started, 3)
+        if audio:
+            started = time.perf_counter()
+            self.embed_waveform(warm_up_waveform(WARM_UP_AUDIO_S))
+            took["audio"] = round(time.perf_counter() - started, 3)
+        log.info("model_warm", model=self.identity.key, **took)
+        return took
+
     def embed_waveform(self, waveform_16k: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """Embed one decoded clip; returns (space vector, raw backbone features)."""
         feats = self.audio_backbone().embed_waveform(waveform_16k)
@@ -581,3 +601,15 @@ def load_emotion_model(
 def model_summary(info: CheckpointInfo) -> dict[str, Any]:
     summary: dict[str, Any] = json.loads(info.model_dump_json(exclude={"mood_words"}))
     return summary
+
+
+#: Length of the synthetic clip :meth:`EmotionModel.warm_up` embeds (a typical excerpt).
+WARM_UP_AUDIO_S = 30.0
+
+
+def warm_up_waveform(seconds: float, sample_rate: int = 16000) -> np.ndarray:
+    """A quiet, deterministic, non-silent mono waveform (a chord under light noise)."""
+    t = np.arange(int(seconds * sample_rate), dtype=np.float32) / sample_rate
+    tone = sum(np.sin(2 * np.pi * f * t) for f in (220.0, 277.2, 329.6)) / 3.0
+    noise = np.random.default_rng(0).standard_normal(t.size).astype(np.float32)
+    return np.asarray(0.1 * tone + 0.01 * noise, dtype=np.float32)

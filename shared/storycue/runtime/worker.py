@@ -20,7 +20,8 @@ log = get_logger(__name__)
 
 
 def warm_up(settings: Settings, queues: Sequence[str]) -> None:
-    """Load the default model and put micro-batchers in front of the encoders it uses."""
+    """Load the default model, put micro-batchers in front of the encoders it uses and run
+    each encoder once, so that the first task does not pay for loading and kernel set-up."""
     from storycue.jobs.runtime import get_runtime
     from storycue.runtime.batching import install_batching
 
@@ -29,11 +30,7 @@ def warm_up(settings: Settings, queues: Sequence[str]) -> None:
         return
     model = get_runtime(settings).load_model()
     install_batching(model, settings, text=text, audio=audio)
-    if text:
-        # The encoder's weights load lazily on first use: here, not inside the first job
-        # (2-3 s of the first chunk's time on CPU, bench/results/bulk-celery-profile.txt).
-        model.text_encoder.encode(["warming up the text encoder"])
-        log.info("text_encoder_warm", model=model.identity.key)
+    model.warm_up(text=text, audio=audio)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
