@@ -534,9 +534,42 @@ def _ingest_celery_section(r: dict[str, Any]) -> list[str]:
     ]
 
 
+def _ingest_kafka_section(r: dict[str, Any]) -> list[str]:
+    cfg, run, bare = r["config"], r["consumer"], r["bare_backbone"]
+    return [
+        "## Ingest through Kafka: track events to the ingest consumer vs bare backbone forward",
+        "",
+        f"{cfg['clips']} real 4Q clips ({cfg['audio_s']:,.1f} s of audio) announced as "
+        f"`track.added` events on {cfg['broker']} to one ingest-consumer process "
+        f"({cfg['audio_patches']} patches per batch), timed until the last `track.embedded` "
+        "is read back. The consumer was warm and had joined its group before the first event"
+        + (
+            f" (start-up, paid once: warm {run['startup']['warm_s']} s, partitions assigned "
+            f"{run['startup']['assigned_s']} s after start)."
+            if run.get("startup")
+            else "."
+        ),
+        "",
+        "| path | clips/s | real-time factor | consumer CPU s | CPU util |",
+        "|---|---:|---:|---:|---:|",
+        f"| (a) events through the ingest consumer | {_fmt(run['clips_per_s'])} | "
+        f"{_fmt(run['real_time_factor'], 1)}× | {_fmt(run.get('cpu_s'))} | "
+        f"{_fmt(run.get('cpu_util'))} |",
+        f"| (b) bare backbone forward, same clips, same run | {_fmt(bare['clips_per_s'])} | – | – "
+        f"| {_fmt(bare.get('cpu_util'))} |",
+        "",
+        f"**Ratio (a)/(b): {_fmt(r['ratio'], 3)}** (target ≥ {r['target_ratio']}: "
+        f"{'met' if r['ratio'] >= r['target_ratio'] else 'missed'}).",
+        "",
+        f"_{_env_line(r)}_",
+        "",
+    ]
+
+
 _SECTIONS: dict[str, Callable[[dict[str, Any]], list[str]]] = {
     "ingest": _ingest_section,
     "ingest-celery": _ingest_celery_section,
+    "ingest-kafka": _ingest_kafka_section,
     "text": _text_section,
     "search": _search_section,
     "bulk": _bulk_section,

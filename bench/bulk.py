@@ -152,15 +152,16 @@ def process_cpu_s(pid: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def start_py_spy(pid: int, results_dir: Path) -> subprocess.Popen[bytes]:
-    """Sample the worker process with py-spy (all threads, 100 Hz, waiting ones included)
-    while the job runs; collapsed stacks (flame-graph input) go to
-    ``<results_dir>/bulk-celery-profile.txt``."""
+def start_py_spy(
+    pid: int, results_dir: Path, name: str = "bulk-celery-profile.txt"
+) -> subprocess.Popen[bytes]:
+    """Sample a worker process with py-spy (all threads, 100 Hz, waiting ones included)
+    while the job runs; collapsed stacks (flame-graph input) go to ``<results_dir>/<name>``."""
     exe = Path(sys.executable).with_name("py-spy")
     if not exe.is_file():
         raise SystemExit("--profile needs py-spy (pip install py-spy)")
     results_dir.mkdir(parents=True, exist_ok=True)
-    out = results_dir / "bulk-celery-profile.txt"
+    out = results_dir / name
     return subprocess.Popen(
         [str(exe), "record", "--pid", str(pid), "--rate", "100", "--format", "raw",
          "--output", str(out), "--threads", "--idle", "--nonblocking"],

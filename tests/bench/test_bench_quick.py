@@ -139,3 +139,5 @@ def test_summary_renders_every_committed_result(bench: Any, tmp_path: Path) -> N
     assert "could not be rendered" not in text
     if (tmp_path / "ingest-celery.json").exists():
         assert "## Ingest through Celery" in text
+    if (tmp_path / "ingest-kafka.json").exists():
+        assert "## Ingest through Kafka" in text

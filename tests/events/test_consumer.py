@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from storycue.config import Settings
 from storycue.events.consumer import DLQ_CODE, DLQ_OFFSET, DLQ_REASON, IngestConsumer
 from storycue.events.kafka import ensure_topics, make_producer, publish_track_events
@@ -126,3 +128,74 @@ def test_offsets_are_committed_only_after_the_writes(
     assert healthy.stats.embedded == 2 and healthy.stats.dead_lettered == 0
     assert committed == 2
     assert _counts(s) == (2, 2)
+
+
+def test_the_next_event_is_fetched_while_this_one_is_embedded(
+    event_settings: Settings, audio_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Within a poll, event n+1's audio is fetched and decoded (no database touched) before
+    event n goes through the model; a bad file fetched ahead still dead-letters, a removal
+    is not fetched, and every event's outcome is what it is without fetching ahead."""
+    import storycue.events.consumer as consumer_mod
+    import storycue.jobs.ingest as ingest_mod
+
+    s = event_settings
+    ensure_topics(s, partitions=1)  # one partition: the events come in one poll, in order
+    clips = sorted(audio_dir.glob("clip*.wav"))
+    removal = _added(clips[0], "a", "track.removed")
+    events = [
+        _added(clips[0], "a"),
+        _added(audio_dir / "notes.wav", "junk"),
+        _added(clips[1], "b"),
+        removal,
+        _added(clips[2], "c"),
+    ]
+    publish_track_events(events, s)
+
+    calls: list[str] = []
+    fetch, store = ingest_mod.fetch_audio, ingest_mod.store_prepared
+
+    def spy_fetch(settings: Settings, uri: str) -> object:
+        calls.append(f"fetch {Path(uri).name}")
+        return fetch(settings, uri)
+
+    def spy_store(*args: object) -> object:
+        calls.append(f"embed {Path(args[-1].source.uri).name}")  # type: ignore[attr-defined]
+        return store(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(consumer_mod, "fetch_audio", spy_fetch)
+    monkeypatch.setattr("storycue.runtime.ingest.store_prepared", spy_store)
+    consumer = IngestConsumer(s)
+    batches: list[int] = []  # how many records each poll gave (fetching ahead is per poll)
+    poll = consumer.consumer.poll
+
+    def counting_poll(*args: object, **kwargs: object) -> object:
+        got = poll(*args, **kwargs)  # type: ignore[arg-type]
+        if got:
+            batches.append(sum(len(v) for v in got.values()))
+        return got
+
+    consumer.consumer.poll = counting_poll  # type: ignore[method-assign]
+    try:
+        consumer.run(max_messages=len(events), idle_timeout_s=30)
+    finally:
+        consumer.close()
+
+    names = [Path(e.uri).name for e in events]
+    embeds = {0, 2, 4}  # event 1 is not audio, event 3 a removal
+    expected: list[str] = []
+    first = 0
+    for size in batches:
+        for i in range(first, first + size):
+            if i + 1 < first + size and events[i + 1].type != "track.removed":
+                expected.append(f"fetch {names[i + 1]}")  # before event i is handled
+            if i in embeds:
+                expected.append(f"embed {names[i]}")
+        first += size
+    assert sum(batches) == len(events)
+    assert calls == expected
+    if batches == [len(events)]:  # the usual case: one poll gives all five
+        assert calls[:3] == ["fetch notes.wav", "embed clip0.wav", "fetch clip1.wav"]
+    assert consumer.stats.embedded == 3 and consumer.stats.dead_lettered == 1
+    assert consumer.stats.removed == 1
+    assert _counts(s) == (2, 2)  # clip0 removed again; clip1 and clip2 stay

@@ -10,6 +10,10 @@ on ``Settings.kafka.topic_tracks``. For each message, in partition order:
    and the rows of the tracks at that URI;
 3. commit the message's offset, only now, after both writes.
 
+While the model embeds one track, the next event's audio of the same poll is fetched and
+decoded on a second thread (no database is touched ahead of order), so decoding, which
+runs on one core, overlaps the backbone's forward pass, which runs on all of them.
+
 A message that can never succeed (malformed, unknown type, unreadable audio, a URI outside
 the allowed roots) is copied to the dead-letter topic with its reason in headers and its
 offset committed, so it never blocks its partition. A transient failure (database, vector
@@ -25,11 +29,12 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from kafka import KafkaConsumer, KafkaProducer
+from kafka import ConsumerRebalanceListener, KafkaConsumer, KafkaProducer
 from kafka.consumer.fetcher import ConsumerRecord
 from kafka.errors import KafkaError, MessageSizeTooLargeError
 from kafka.structs import OffsetAndMetadata, TopicPartition
@@ -38,6 +43,7 @@ from storycue.config import Settings, get_settings
 from storycue.errors import InvalidInputError, StorycueError
 from storycue.events.kafka import client_config, make_producer
 from storycue.events.schemas import TrackEmbeddedEvent, TrackEvent, decode_track_event
+from storycue.jobs.ingest import FetchedAudio, fetch_audio
 from storycue.jobs.runtime import JobRuntime, get_runtime
 from storycue.log import get_logger
 from storycue.metrics import count_kafka_message, set_kafka_lag
@@ -79,6 +85,25 @@ class UnprocessableError(StorycueError):
     code = "unprocessable"
 
 
+class _AssignmentLog(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Logs the partitions this member gets and loses: ``partitions_assigned`` is the
+    moment a new member starts consuming (joining the group can take seconds)."""
+
+    def __init__(self, owner: IngestConsumer) -> None:
+        self._owner = owner
+
+    def on_partitions_revoked(self, revoked: Any) -> None:
+        log.info("partitions_revoked", partitions=_names(revoked))
+
+    def on_partitions_assigned(self, assigned: Any) -> None:
+        self._owner.assigned_at = time.monotonic()
+        log.info("partitions_assigned", partitions=_names(assigned))
+
+
+def _names(partitions: Any) -> list[str]:
+    return sorted(f"{tp.topic}[{tp.partition}]" for tp in partitions)
+
+
 class IngestConsumer:
     """One consumer-group member; call :meth:`run` (blocks) and :meth:`stop` from elsewhere.
 
@@ -98,18 +123,26 @@ class IngestConsumer:
         self.settings = settings or get_settings()
         k = self.settings.kafka
         self.runtime = runtime or get_runtime(self.settings)
-        self.consumer = consumer or KafkaConsumer(
-            k.topic_tracks,
-            group_id=k.group_id,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            session_timeout_ms=k.session_timeout_ms,
-            heartbeat_interval_ms=k.heartbeat_interval_ms,
-            max_poll_records=k.max_poll_records,
-            **client_config(k),
-        )
+        if consumer is None:
+            consumer = KafkaConsumer(
+                group_id=k.group_id,
+                enable_auto_commit=False,
+                auto_offset_reset="earliest",
+                session_timeout_ms=k.session_timeout_ms,
+                heartbeat_interval_ms=k.heartbeat_interval_ms,
+                max_poll_records=k.max_poll_records,
+                **client_config(k),
+            )
+            consumer.subscribe([k.topic_tracks], listener=_AssignmentLog(self))
+        self.consumer = consumer
         self.producer = producer or make_producer(self.settings)
         self.stats = ConsumerStats()
+        #: ``time.monotonic()`` of the last partition assignment (``None``: none yet).
+        self.assigned_at: float | None = None
+        #: The next event's audio, fetched and decoded while this one is embedded, by
+        #: ``(topic, partition, offset)`` (:meth:`_fetch_ahead`).
+        self._ahead: dict[tuple[str, int, int], Future[FetchedAudio]] = {}
+        self._fetcher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-fetch")
         self._stop = threading.Event()
         self._sleep = retry_sleep
 
@@ -119,6 +152,8 @@ class IngestConsumer:
         self._stop.set()
 
     def close(self) -> None:
+        self._forget_ahead()
+        self._fetcher.shutdown(wait=True, cancel_futures=True)
         self.consumer.close(autocommit=False)
         self.producer.close()
 
@@ -141,6 +176,8 @@ class IngestConsumer:
                         # Rewind so the next poll (or the next member) starts here.
                         self.consumer.seek(tp, record.offset)
                         break
+                    if i + 1 < len(records):
+                        self._fetch_ahead(records[i + 1])
                     if not self._handle_with_retry(tp, record):
                         # Given up for now (stopping): re-read from this record next time.
                         self.consumer.seek(tp, record.offset)
@@ -153,7 +190,30 @@ class IngestConsumer:
                         self._stop.set()
                         break
                 self._report_lag(tp)
+            self._forget_ahead()  # records fetched ahead but not handled (rewound, stopping)
         log.info("ingest_consumer_stopped", **self.stats.__dict__)
+
+    # ---- fetching ahead ----------------------------------------------------------------------
+    def _fetch_ahead(self, record: ConsumerRecord) -> None:
+        """Start fetching and decoding the audio of ``record`` (the next event of the
+        batch) on the fetch thread, so it is ready when the model is done with the current
+        one: decoding runs on one core and the backbone on all of them. Touches no
+        database (the event's writes stay in order); an event that does not parse or has
+        no audio to add is left to :meth:`handle`."""
+        try:
+            event = decode_track_event(record.value)
+        except InvalidInputError:
+            return
+        if event.type == "track.removed":
+            return
+        key = (record.topic, record.partition, record.offset)
+        if key not in self._ahead:
+            self._ahead[key] = self._fetcher.submit(fetch_audio, self.settings, event.uri)
+
+    def _forget_ahead(self) -> None:
+        for fut in self._ahead.values():
+            fut.cancel()
+        self._ahead.clear()
 
     # ---- one message -------------------------------------------------------------------------
     def _handle_with_retry(self, tp: TopicPartition, record: ConsumerRecord) -> bool:
@@ -202,14 +262,18 @@ class IngestConsumer:
             self.stats.processed += 1
             count_kafka_message(self.settings.kafka.topic_tracks)
             return None
-        embedded = self._embed(event)  # errors: transient are retried, others dead-lettered
+        fetched = self._ahead.pop((record.topic, record.partition, record.offset), None)
+        # errors: transient are retried (a retry fetches again), others dead-lettered
+        embedded = self._embed(event, fetched)
         self._publish_embedded(embedded)
         self.stats.processed += 1
         self.stats.embedded += 1
         count_kafka_message(self.settings.kafka.topic_tracks)
         return embedded
 
-    def _embed(self, event: TrackEvent) -> TrackEmbeddedEvent:
+    def _embed(
+        self, event: TrackEvent, fetched: Future[FetchedAudio] | None = None
+    ) -> TrackEmbeddedEvent:
         before = (
             previous_track_id(
                 self.runtime, tenant=event.tenant, catalogue=event.catalogue, uri=event.uri
@@ -226,6 +290,7 @@ class IngestConsumer:
             title=event.metadata.title,
             artist=event.metadata.artist,
             tags=event.metadata.tags,
+            fetched=fetched,
         )
         track, emb = done.track, done.embedding
         if before is not None and before != track.id:

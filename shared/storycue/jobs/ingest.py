@@ -73,6 +73,46 @@ class PreparedSource:
     existing_track_id: int | None = None
 
 
+@dataclass(frozen=True)
+class FetchedAudio:
+    """One URI's file fetched, hashed and decoded: no database touched, so it can be done
+    ahead of the writes that precede it (the Kafka consumer's next event)."""
+
+    uri: str
+    content_hash: str
+    audio: DecodedAudio
+
+
+def fetch_audio(settings: Settings, uri: str) -> FetchedAudio:
+    """Fetch, hash and decode the file at ``uri``.
+
+    Raises :class:`StorycueError` / :class:`OSError` for a file that cannot be ingested.
+    """
+    with fetch(uri, settings) as path:
+        sha = sha256_file(path, settings.limits.max_audio_bytes)
+        with time_stage("decode"):
+            audio = load_audio(path, settings=settings)
+    return FetchedAudio(uri, sha, audio)
+
+
+def prepare_fetched(
+    runtime: JobRuntime,
+    model_record: ModelRecord,
+    catalogue: Catalogue,
+    source: TrackSource,
+    fetched: FetchedAudio,
+) -> PreparedSource:
+    """A source from audio already fetched for its URI (or the track that already holds
+    that content with an embedding of the model)."""
+    if fetched.uri != source.uri:
+        raise ValueError(f"audio fetched for {fetched.uri!r}, not for {source.uri!r}")
+    meta = runtime.metadata
+    existing = meta.find_track_by_hash(catalogue.id, fetched.content_hash)
+    if existing is not None and meta.get_embedding(existing.id, model_record.id) is not None:
+        return PreparedSource(source, fetched.content_hash, None, existing.id)
+    return PreparedSource(source, fetched.content_hash, fetched.audio)
+
+
 def prepare_source(
     runtime: JobRuntime,
     settings: Settings,
@@ -80,7 +120,8 @@ def prepare_source(
     catalogue: Catalogue,
     source: TrackSource,
 ) -> PreparedSource:
-    """Fetch, hash and decode one source (or find that it is already embedded).
+    """Fetch, hash and decode one source, or find that it is already embedded (then its
+    audio is not decoded).
 
     Raises :class:`StorycueError` / :class:`OSError` for a source that cannot be ingested.
     """

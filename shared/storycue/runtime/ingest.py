@@ -13,13 +13,19 @@ between the writes, never duplicates anything.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass
 
 from sqlalchemy import func, select
 
 from storycue.config import Settings
 from storycue.errors import StorycueError
-from storycue.jobs.ingest import embed_file_into_catalogue
+from storycue.jobs.ingest import (
+    FetchedAudio,
+    prepare_fetched,
+    prepare_source,
+    store_prepared,
+)
 from storycue.jobs.runtime import JobRuntime
 from storycue.log import get_logger
 from storycue.storage.orm import TrackSourceRow
@@ -48,12 +54,16 @@ def ingest_uri(
     title: str | None = None,
     artist: str | None = None,
     tags: Sequence[str] = (),
+    fetched: Future[FetchedAudio] | None = None,
 ) -> IngestedTrack:
     """Register, fetch, embed and store one track in ``tenant``'s ``catalogue``.
 
-    Raises :class:`~storycue.errors.StorycueError` (or :class:`OSError`) when the URI can
-    never be ingested (refused, missing, not audio, out of limits): the source is then
-    marked failed. Database, vector-store and network errors propagate (callers retry).
+    ``fetched`` is the URI's audio already being fetched and decoded ahead (the Kafka
+    consumer does so for the next event while the model embeds this one); audio fetched
+    for another URI is refused. Raises :class:`~storycue.errors.StorycueError` (or
+    :class:`OSError`) when the URI can never be ingested (refused, missing, not audio, out
+    of limits): the source is then marked failed. Database, vector-store and network
+    errors propagate (callers retry).
     """
     cat, _ = runtime.tenancy.create_catalogue(tenant, catalogue)
     source, _ = runtime.tenancy.register_source(
@@ -62,9 +72,11 @@ def ingest_uri(
     model = runtime.catalogue_model(tenant, cat.id)
     record = runtime.register(model)
     try:
-        track_id, embedded = embed_file_into_catalogue(
-            runtime, settings, model, record, cat, source
-        )
+        if fetched is None:
+            prepared = prepare_source(runtime, settings, record, cat, source)
+        else:
+            prepared = prepare_fetched(runtime, record, cat, source, fetched.result())
+        track_id, embedded = store_prepared(runtime, model, record, cat, prepared)
     except (StorycueError, OSError) as exc:
         code = exc.code if isinstance(exc, StorycueError) else "io_error"
         message = exc.message if isinstance(exc, StorycueError) else str(exc)
