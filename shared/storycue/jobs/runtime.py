@@ -101,7 +101,7 @@ class JobRuntime:
         init=False, default_factory=dict, repr=False
     )
     _model_cache_gen: int = field(init=False, default=0, repr=False)
-    _registered: set[str] = field(init=False, default_factory=set, repr=False)
+    _registered: dict[str, ModelRecord] = field(init=False, default_factory=dict, repr=False)
     _model_cache_lock: threading.Lock = field(
         init=False, default_factory=threading.Lock, repr=False
     )
@@ -150,15 +150,20 @@ class JobRuntime:
         self.vectors.ensure_collection(model.identity, model.distance)
         return rec
 
-    def ensure_registered(self, model: EmotionModel) -> None:
-        """:meth:`register` once per model and process: the read path (searches) then
-        touches neither the database nor the vector store's collections to do it."""
+    def ensure_registered(self, model: EmotionModel) -> ModelRecord:
+        """:meth:`register` once per model and process, and its record: the read path
+        (searches) and the per-event ingest of the Kafka consumer then touch neither the
+        database nor the vector store's collections to do it. A model's row is keyed by
+        its identity and checkpoint digest and never changes once written."""
         key = f"{model.identity.key}:{model.checkpoint_sha256}"
-        if key in self._registered:
-            return
-        self.register(model)
         with self._model_cache_lock:
-            self._registered.add(key)
+            hit = self._registered.get(key)
+        if hit is not None:
+            return hit
+        rec = self.register(model)
+        with self._model_cache_lock:
+            self._registered[key] = rec
+        return rec
 
     def catalogue_model(
         self, tenant: str, catalogue_id: int | None, *, cached: bool = False

@@ -70,7 +70,7 @@ def ingest_uri(
         tenant, cat.id, uri, title=title, artist=artist, tags=tags
     )
     model = runtime.catalogue_model(tenant, cat.id)
-    record = runtime.register(model)
+    record = runtime.ensure_registered(model)
     try:
         if fetched is None:
             prepared = prepare_source(runtime, settings, record, cat, source)
