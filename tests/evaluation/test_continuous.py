@@ -94,6 +94,37 @@ def test_training_sets_take_emobank_passages_as_rated_prose(tmp_path: Path) -> N
         check_text_sources(["emobank-scenes"])
 
 
+def test_goemotions_labels_place_a_comment_at_its_own_labels(tmp_path: Path) -> None:
+    """``goemotions-labels``: a comment sits at the mean NRC position of its own labels
+    (relief is calm, amusement is not), not at its Ekman group's word ("joy")."""
+    from storycue.config import Settings
+    from storycue.data.nrc_vad import VadLexicon
+    from storycue.training.va import fine_label_va, text_training_set
+
+    folder = tmp_path / "goemotions"
+    folder.mkdir()
+    (folder / "labels.txt").write_text("relief\namusement\nneutral\njoy\n", "utf-8")
+    rows = ["What a relief.\t0\tc1", "Ha, so funny\t1,3\tc2", "Fine.\t2\tc3"]
+    (folder / "train.tsv").write_text("\n".join(rows) + "\n", "utf-8")
+    lex_path = tmp_path / "nrc.txt"
+    lex_path.write_text(
+        "Word\tValence\tArousal\tDominance\nrelief\t0.84\t0.28\t0.5\n"
+        "amusement\t0.93\t0.84\t0.5\njoy\t0.98\t0.82\t0.5\nneutral\t0.47\t0.18\t0.5\n",
+        "utf-8",
+    )
+    lex = VadLexicon.from_file(lex_path)
+    settings = Settings(data_dir=tmp_path)
+    fine = text_training_set("train", lex, ["goemotions-labels"], settings)
+    ekman = text_training_set("train", lex, ["goemotions"], settings)
+    assert fine.texts == ekman.texts == ["What a relief.", "Ha, so funny"]  # neutral: no group
+    assert fine.labels == ekman.labels == ["joy", "joy"]
+    assert fine.source == ["goemotions-labels"] * 2
+    np.testing.assert_allclose(fine.targets, [[0.84, 0.28], [0.955, 0.83]], atol=1e-6)
+    np.testing.assert_allclose(ekman.targets, [[0.98, 0.82], [0.98, 0.82]], atol=1e-6)
+    with pytest.raises(InvalidInputError, match="at least one label"):
+        fine_label_va(lex, ())
+
+
 def test_correlations_are_exact_and_bootstrap_is_deterministic() -> None:
     rng = np.random.default_rng(3)
     truth = rng.random((60, 2))

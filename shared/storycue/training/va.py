@@ -38,7 +38,17 @@ MusicTarget = Literal["quadrant", "tags", "blend"]
 #: joined into passages of consecutive sentences of one document (:data:`PASSAGE_SIZES`),
 #: each against the mean rating of its sentences, so a head also learns how a paragraph
 #: reads, not only a single sentence.
-TEXT_SOURCES: tuple[str, ...] = ("isear", "goemotions", "emobank", "emobank-passages")
+#: ``goemotions-labels`` are GoEmotions' single-Ekman-group comments placed at the mean NRC
+#: position of their *own* labels (relief, gratitude, caring, love... rather than all at
+#: "joy"), so labelled positive texts also teach calm positive readings; use it *instead of*
+#: ``goemotions``.
+TEXT_SOURCES: tuple[str, ...] = (
+    "isear",
+    "goemotions",
+    "goemotions-labels",
+    "emobank",
+    "emobank-passages",
+)
 #: Sources whose targets are human ratings of the text itself (not a label's NRC position).
 RATED_SOURCES: tuple[str, ...] = ("emobank", "emobank-passages")
 PASSAGE_SIZES: tuple[int, ...] = (2, 3, 4, 6)
@@ -71,6 +81,14 @@ def label_va(lexicon: VadLexicon, label: str) -> tuple[float, float]:
     return float(vad.valence), float(vad.arousal)
 
 
+def fine_label_va(lexicon: VadLexicon, labels: Sequence[str]) -> tuple[float, float]:
+    """Mean NRC position of a text's own labels (GoEmotions' 27 emotions)."""
+    if not labels:
+        raise InvalidInputError("a labelled text needs at least one label")
+    points = [label_va(lexicon, lab) for lab in labels]
+    return float(np.mean([p[0] for p in points])), float(np.mean([p[1] for p in points]))
+
+
 def text_training_set(
     part: Literal["train", "validation", "test"],
     lexicon: VadLexicon,
@@ -100,6 +118,15 @@ def text_training_set(
             weights.append(1.0)
             labels.append(g.ekman)
             source.append("goemotions")
+    if "goemotions-labels" in sources:
+        for g in load_goemotions(part, settings=settings):
+            if g.ekman is None:
+                continue
+            texts.append(g.text)
+            targets.append(fine_label_va(lexicon, g.labels))
+            weights.append(1.0)
+            labels.append(g.ekman)
+            source.append("goemotions-labels")
     if "emobank" in sources:
         for e in load_emobank(part, settings=settings):
             v, a, _ = e.vad01()
