@@ -238,13 +238,24 @@ def models(
     json_out: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
 ) -> None:
     """List the emotion models available (shipped and in STORYCUE_MODEL_DIR)."""
-    from storycue.models.emotion import checkpoint_info, list_checkpoints, model_summary
+    from storycue.models.emotion import (
+        checkpoint_info,
+        list_checkpoints,
+        model_summary,
+        resolve_checkpoint,
+    )
 
     settings = _settings()
+    try:
+        default = resolve_checkpoint(settings.emotion_model, settings.model_dir).resolve()
+    except StorycueError:
+        default = None  # a misconfigured default is reported by the commands that load it
     rows = []
     for path in list_checkpoints(settings.model_dir):
         info = checkpoint_info(path)
-        rows.append({"path": str(path), **model_summary(info)})
+        rows.append(
+            {"path": str(path), **model_summary(info), "default": path.resolve() == default}
+        )
     if json_out:
         out.print_json(json.dumps(rows))
         return
@@ -261,7 +272,7 @@ def models(
             r["distance"],
             r["text_encoder"],
             f"{r['audio_backbone']} ({'+'.join(r['audio_features'])})",
-            "*" if settings.emotion_model in (ident["name"], Path(r["path"]).stem) else "",
+            "*" if r["default"] else "",
         )
     out.print(table)
 

@@ -42,6 +42,16 @@ def test_models_lists_the_shipped_default(env: Path) -> None:
     names = {r["identity"]["name"] for r in rows}
     assert get_settings().emotion_model in names
     assert all(r["identity"]["dim"] > 0 and r["identity"]["version"] for r in rows)
+    # exactly one row is the default: the checkpoint the name resolves to (the newest
+    # shipped version), not every version that shares its name
+    from storycue.models.emotion import checkpoint_info, resolve_checkpoint
+
+    defaults = [r for r in rows if r["default"]]
+    want = checkpoint_info(resolve_checkpoint(get_settings().emotion_model))
+    assert len(defaults) == 1
+    assert defaults[0]["identity"]["version"] == want.identity.version
+    table = runner.invoke(app, ["models"])
+    assert table.exit_code == 0 and table.stdout.count("*") == 1
 
 
 def test_ingest_and_match_json(env: Path) -> None:
