@@ -195,22 +195,6 @@ def store_prepared(
     return track.id, True
 
 
-def embed_file_into_catalogue(
-    runtime: JobRuntime,
-    settings: Settings,
-    model: EmotionModel,
-    model_record: ModelRecord,
-    catalogue: Catalogue,
-    source: TrackSource,
-) -> tuple[int, bool]:
-    """Fetch, decode, embed and store one source; ``(track_id, embedded_now)``.
-
-    Raises :class:`StorycueError` / :class:`OSError` for a source that cannot be ingested.
-    """
-    prepared = prepare_source(runtime, settings, model_record, catalogue, source)
-    return store_prepared(runtime, model, model_record, catalogue, prepared)
-
-
 class SourcePrefetcher:
     """Prepares (fetches, hashes, decodes) sources on one background thread, so that a
     sequential ingest decodes the next track while the model embeds the current one.
