@@ -202,9 +202,11 @@ def test_worker_warm_up_runs_both_encoders_through_their_batchers(
     from storycue.runtime.worker import warm_up
 
     settings = Settings(home=tmp_path / "home")
+    # The model is the process-wide instance other tests use: put its own encoder and
+    # backbone back afterwards (the batchers are closed at the end of this test).
+    model = get_runtime(settings).load_model()
+    model.use_text_encoder(text_encoder)
     try:
-        model = get_runtime(settings).load_model()
-        model.use_text_encoder(text_encoder)
         warm_up(settings, ["text", "audio"])
         text_side, audio_side = model.text_encoder, model.audio_backbone()
         assert isinstance(text_side, BatchedTextEncoder)
@@ -215,7 +217,11 @@ def test_worker_warm_up_runs_both_encoders_through_their_batchers(
         text_side.close()
         audio_side.close()
     finally:
+        vars(model).pop("audio_backbone", None)  # install_batching shadows the method
+        model.use_text_encoder(text_encoder)
         close_runtimes()
+    assert not isinstance(model.audio_backbone(), BatchedAudioBackbone)
+    assert not isinstance(model.text_encoder, BatchedTextEncoder)
 
 
 def test_model_warm_up_reports_each_side(text_encoder: object) -> None:
