@@ -509,20 +509,17 @@ def _bulk_section(r: dict[str, Any]) -> list[str]:
     ]
 
 
-def _ingest_celery_section(r: dict[str, Any]) -> list[str]:
-    cfg, job, bare = r["config"], r["job"], r["bare_backbone"]
-    cpu = job.get("worker_cpu_s")
+def _ingest_path_rows(
+    r: dict[str, Any], run: dict[str, Any], label: str, process: str
+) -> list[str]:
+    """The table and ratio of an ingest path measured beside the bare backbone."""
+    bare = r["bare_backbone"]
     return [
-        "## Ingest through Celery: an ingest job to the audio worker vs bare backbone forward",
-        "",
-        f"{cfg['clips']} real 4Q clips ({cfg['audio_s']:,.1f} s of audio) through "
-        f"`{cfg['broker']}` to one audio worker (concurrency {cfg['concurrency']}, "
-        f"{cfg['audio_patches']} patches per batch).",
-        "",
-        "| path | clips/s | real-time factor | worker CPU s | CPU util |",
+        f"| path | clips/s | real-time factor | {process} CPU s | CPU util |",
         "|---|---:|---:|---:|---:|",
-        f"| (a) ingest job through the Celery audio worker | {_fmt(job['clips_per_s'])} | "
-        f"{_fmt(job['real_time_factor'], 1)}× | {_fmt(cpu)} | {_fmt(job.get('worker_cpu_util'))} |",
+        f"| (a) {label} | {_fmt(run['clips_per_s'])} | {_fmt(run['real_time_factor'], 1)}× | "
+        f"{_fmt(run.get('worker_cpu_s', run.get('cpu_s')))} | "
+        f"{_fmt(run.get('worker_cpu_util', run.get('cpu_util')))} |",
         f"| (b) bare backbone forward, same clips, same run | {_fmt(bare['clips_per_s'])} | – | – "
         f"| {_fmt(bare.get('cpu_util'))} |",
         "",
@@ -534,8 +531,21 @@ def _ingest_celery_section(r: dict[str, Any]) -> list[str]:
     ]
 
 
+def _ingest_celery_section(r: dict[str, Any]) -> list[str]:
+    cfg = r["config"]
+    return [
+        "## Ingest through Celery: an ingest job to the audio worker vs bare backbone forward",
+        "",
+        f"{cfg['clips']} real 4Q clips ({cfg['audio_s']:,.1f} s of audio) through "
+        f"`{cfg['broker']}` to one audio worker (concurrency {cfg['concurrency']}, "
+        f"{cfg['audio_patches']} patches per batch).",
+        "",
+        *_ingest_path_rows(r, r["job"], "ingest job through the Celery audio worker", "worker"),
+    ]
+
+
 def _ingest_kafka_section(r: dict[str, Any]) -> list[str]:
-    cfg, run, bare = r["config"], r["consumer"], r["bare_backbone"]
+    cfg, run = r["config"], r["consumer"]
     return [
         "## Ingest through Kafka: track events to the ingest consumer vs bare backbone forward",
         "",
@@ -550,19 +560,7 @@ def _ingest_kafka_section(r: dict[str, Any]) -> list[str]:
             else "."
         ),
         "",
-        "| path | clips/s | real-time factor | consumer CPU s | CPU util |",
-        "|---|---:|---:|---:|---:|",
-        f"| (a) events through the ingest consumer | {_fmt(run['clips_per_s'])} | "
-        f"{_fmt(run['real_time_factor'], 1)}× | {_fmt(run.get('cpu_s'))} | "
-        f"{_fmt(run.get('cpu_util'))} |",
-        f"| (b) bare backbone forward, same clips, same run | {_fmt(bare['clips_per_s'])} | – | – "
-        f"| {_fmt(bare.get('cpu_util'))} |",
-        "",
-        f"**Ratio (a)/(b): {_fmt(r['ratio'], 3)}** (target ≥ {r['target_ratio']}: "
-        f"{'met' if r['ratio'] >= r['target_ratio'] else 'missed'}).",
-        "",
-        f"_{_env_line(r)}_",
-        "",
+        *_ingest_path_rows(r, run, "events through the ingest consumer", "consumer"),
     ]
 
 

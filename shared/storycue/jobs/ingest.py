@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -90,8 +91,7 @@ def fetch_audio(settings: Settings, uri: str) -> FetchedAudio:
     """
     with fetch(uri, settings) as path:
         sha = sha256_file(path, settings.limits.max_audio_bytes)
-        with time_stage("decode"):
-            audio = load_audio(path, settings=settings)
+        audio = _decode(path, settings)
     return FetchedAudio(uri, sha, audio)
 
 
@@ -106,10 +106,9 @@ def prepare_fetched(
     that content with an embedding of the model)."""
     if fetched.uri != source.uri:
         raise ValueError(f"audio fetched for {fetched.uri!r}, not for {source.uri!r}")
-    meta = runtime.metadata
-    existing = meta.find_track_by_hash(catalogue.id, fetched.content_hash)
-    if existing is not None and meta.get_embedding(existing.id, model_record.id) is not None:
-        return PreparedSource(source, fetched.content_hash, None, existing.id)
+    existing = _embedded_track(runtime, model_record, catalogue, fetched.content_hash)
+    if existing is not None:
+        return PreparedSource(source, fetched.content_hash, None, existing)
     return PreparedSource(source, fetched.content_hash, fetched.audio)
 
 
@@ -125,15 +124,29 @@ def prepare_source(
 
     Raises :class:`StorycueError` / :class:`OSError` for a source that cannot be ingested.
     """
-    meta = runtime.metadata
     with fetch(source.uri, settings) as path:
         sha = sha256_file(path, settings.limits.max_audio_bytes)
-        existing = meta.find_track_by_hash(catalogue.id, sha)
-        if existing is not None and meta.get_embedding(existing.id, model_record.id) is not None:
-            return PreparedSource(source, sha, None, existing.id)
-        with time_stage("decode"):
-            audio = load_audio(path, settings=settings)
+        existing = _embedded_track(runtime, model_record, catalogue, sha)
+        if existing is not None:
+            return PreparedSource(source, sha, None, existing)
+        audio = _decode(path, settings)
     return PreparedSource(source, sha, audio)
+
+
+def _embedded_track(
+    runtime: JobRuntime, model_record: ModelRecord, catalogue: Catalogue, content_hash: str
+) -> int | None:
+    """The catalogue's track holding this content with an embedding of the model, if any."""
+    meta = runtime.metadata
+    existing = meta.find_track_by_hash(catalogue.id, content_hash)
+    if existing is not None and meta.get_embedding(existing.id, model_record.id) is not None:
+        return existing.id
+    return None
+
+
+def _decode(path: Path, settings: Settings) -> DecodedAudio:
+    with time_stage("decode"):
+        return load_audio(path, settings=settings)
 
 
 def store_prepared(

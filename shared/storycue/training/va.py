@@ -109,24 +109,22 @@ def text_training_set(
             weights.append(1.0)
             labels.append(r.emotion)
             source.append("isear")
-    if "goemotions" in sources:
+    for name in ("goemotions", "goemotions-labels"):
+        if name not in sources:
+            continue
         for g in load_goemotions(part, settings=settings):
             if g.ekman is None:
                 continue
             texts.append(g.text)
-            targets.append(label_va(lexicon, g.ekman))
+            # the Ekman group's word, or (goemotions-labels) the comment's own labels
+            targets.append(
+                label_va(lexicon, g.ekman)
+                if name == "goemotions"
+                else fine_label_va(lexicon, g.labels)
+            )
             weights.append(1.0)
             labels.append(g.ekman)
-            source.append("goemotions")
-    if "goemotions-labels" in sources:
-        for g in load_goemotions(part, settings=settings):
-            if g.ekman is None:
-                continue
-            texts.append(g.text)
-            targets.append(fine_label_va(lexicon, g.labels))
-            weights.append(1.0)
-            labels.append(g.ekman)
-            source.append("goemotions-labels")
+            source.append(name)
     if "emobank" in sources:
         for e in load_emobank(part, settings=settings):
             v, a, _ = e.vad01()
