@@ -206,7 +206,7 @@ def resolve_emotion_checkpoint(requested: str | None, scratch: Path) -> tuple[st
     mean nothing).
     """
     from storycue.errors import ModelNotFoundError
-    from storycue.models.emotion import checkpoint_info, file_sha256, resolve_checkpoint
+    from storycue.models.checkpoints import checkpoint_info, file_sha256, resolve_checkpoint
 
     name = requested or SHIPPED_MODEL
     try:
@@ -234,7 +234,7 @@ def build_random_checkpoint(path: Path) -> Path:
     """A valid checkpoint with randomly initialised heads of the shipped model's shapes."""
     from storycue.config import DEFAULT_AUDIO_BACKBONE
     from storycue.identity import ModelIdentity
-    from storycue.models.emotion import CheckpointInfo, EmotionHeads
+    from storycue.models.checkpoints import CheckpointInfo, EmotionHeads
     from storycue.models.heads import HeadConfig, MLPHead
     from storycue.models.musicnn import MUSICNN_VERSION
 

@@ -53,6 +53,7 @@ from storycue.config import QueueSettings, Settings
 from storycue.data.isear import load_isear
 from storycue.errors import DatasetNotFoundError
 from storycue.log import configure_logging
+from storycue.models.text import TextEncoder
 from storycue.storage.vectors import VectorPoint, point_id_for
 from text import pretokenise, pretokenise_calls, run_bare, synthetic_texts
 
@@ -261,6 +262,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         model = rt.load_model()
         with stopwatch() as t_load:
             encoder = model.text_encoder
+            # the bench measures the bare encoder: the model's own, before any batcher
+            assert isinstance(encoder, TextEncoder), type(encoder)
             encoder.model()
         seed_catalogue(rt, model, args.tracks, args.seed)
 

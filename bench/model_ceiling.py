@@ -28,13 +28,12 @@ from sklearn.preprocessing import StandardScaler
 from storycue.config import get_settings
 from storycue.data.fourq import load_fourq
 from storycue.data.isear import load_isear
+from storycue.data.mappings import MANUAL_MAPPING
 from storycue.data.splits import split_fourq
-from storycue.evaluation.mappings import MANUAL_MAPPING
 from storycue.evaluation.metrics import retrieval_metrics
+from storycue.models.features import feature_cache_dir, fourq_features, text_features
 from storycue.models.musicnn.backbone import load_backbone
 from storycue.models.text import TextEncoder
-from storycue.training.features import text_features
-from storycue.training.va import fourq_features
 
 QUADRANTS = ["Q1", "Q2", "Q3", "Q4"]
 OUT = Path(__file__).resolve().parent / "results" / "model_ceiling.json"
@@ -58,7 +57,7 @@ def main() -> None:
     args = ap.parse_args()
 
     s = get_settings()
-    cache = s.home / "cache" / "features"
+    cache = feature_cache_dir(s)
     split = split_fourq(load_fourq(settings=s))
     audio = fourq_features(split, load_backbone(args.backbone), cache)
     enc = TextEncoder(args.text_encoder or s.text_encoder)

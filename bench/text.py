@@ -10,7 +10,7 @@ Runtime, see ``storycue.models.text_onnx``) and each input:
     and padding). The ratio (a)/(b) of segments per second is the share of the encoder's
     speed the text path keeps.
 (c) the text worker's path: ``--clients`` threads call ``embed_text`` at once, ``--request-size``
-    segments each, through the worker's micro-batcher (``storycue.runtime.batching``, as
+    segments each, through the worker's micro-batcher (``storycue.models.batching``, as
     ``install_batching`` sets it up in a worker process); (d) the bare forward on exactly the
     batches the batcher formed in (c). The ratio (c)/(d) is the worker's share. This is the
     in-process batching path of the worker; the Celery queue in front of it is measured by
@@ -57,10 +57,10 @@ from storycue.config import Settings
 from storycue.data.isear import load_isear
 from storycue.errors import DatasetNotFoundError
 from storycue.log import configure_logging
+from storycue.models.batching import BatchedTextEncoder
 from storycue.models.emotion import EmotionModel, load_emotion_model
 from storycue.models.text import TextBackend, TextEncoder
 from storycue.pipeline.segment import segment_story
-from storycue.runtime.batching import BatchedTextEncoder
 
 NAME = "text"
 TARGET_RATIO = 0.9

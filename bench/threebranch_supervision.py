@@ -26,7 +26,8 @@ from typing import Any
 import numpy as np
 
 from storycue.config import get_settings
-from storycue.evaluation.mappings import MANUAL_MAPPING
+from storycue.data.mappings import MANUAL_MAPPING
+from storycue.models.features import feature_cache_dir
 from storycue.models.musicnn import load_backbone
 from storycue.models.text import TextEncoder
 from storycue.training.families import build_feature_bank, get_family
@@ -71,7 +72,7 @@ def main() -> None:
         settings,
         TextEncoder(name, backend="torch"),
         load_backbone("MSD_musicnn"),
-        settings.home / "cache" / "features",
+        feature_cache_dir(settings),
         text_parts=("train", "validation"),
     )
     quads = np.asarray(bank.music["train"].quadrants)

@@ -43,14 +43,15 @@ from storycue.evaluation.continuous import (
     tag_va,
 )
 from storycue.evaluation.harness import evaluate, fourq_gallery, gallery_input, load_queries
-from storycue.models.emotion import load_emotion_model, resolve_checkpoint
+from storycue.models.checkpoints import find_checkpoint
+from storycue.models.emotion import load_emotion_model
 
 OUT = Path(__file__).resolve().parent / "results" / "va_validation.json"
 
 
 def score_checkpoint(target: str) -> dict[str, Any]:
     settings = get_settings()
-    path = resolve_checkpoint(target, settings.model_dir)
+    path = find_checkpoint(target, settings)
     model = load_emotion_model(str(path), device="cpu")
     gallery = fourq_gallery("validation", model.audio_backbone(), settings)
     row: dict[str, Any] = {

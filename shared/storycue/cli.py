@@ -237,21 +237,23 @@ def match(
 def models(
     json_out: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
 ) -> None:
-    """List the emotion models available (shipped and in STORYCUE_MODEL_DIR)."""
-    from storycue.models.emotion import (
+    """List the emotion models available (shipped, in STORYCUE_MODEL_DIR and in
+    <home>/models)."""
+    from storycue.models.checkpoints import (
         checkpoint_info,
+        find_checkpoint,
         list_checkpoints,
+        model_search_dirs,
         model_summary,
-        resolve_checkpoint,
     )
 
     settings = _settings()
     try:
-        default = resolve_checkpoint(settings.emotion_model, settings.model_dir).resolve()
+        default = find_checkpoint(settings.emotion_model, settings).resolve()
     except StorycueError:
         default = None  # a misconfigured default is reported by the commands that load it
     rows = []
-    for path in list_checkpoints(settings.model_dir):
+    for path in list_checkpoints(model_search_dirs(settings)):
         info = checkpoint_info(path)
         rows.append(
             {"path": str(path), **model_summary(info), "default": path.resolve() == default}
@@ -446,7 +448,7 @@ def train(
     The encoders are frozen by default. --finetune text|audio|both fine-tunes them end to
     end first (minutes on a GPU, hours on CPU); or fine-tune with `storycue finetune` and
     name the results with --text-encoder and --audio-backbone."""
-    from storycue.models.emotion import EmotionHeads
+    from storycue.models.checkpoints import EmotionHeads
     from storycue.models.finetuned import is_finetuned_name
     from storycue.models.musicnn import load_backbone
     from storycue.models.text import TextEncoder
@@ -602,12 +604,13 @@ def calibrate(
     its readings of rated sentences and passages from their ratings becomes a shift stored
     in a new version (see storycue.training.calibration)."""
     settings = _settings()
-    from storycue.models.emotion import EmotionHeads, EmotionModel, resolve_checkpoint
+    from storycue.models.checkpoints import EmotionHeads, find_checkpoint
+    from storycue.models.emotion import EmotionModel
     from storycue.training.calibration import calibrated, fit_text_shift
     from storycue.training.modelcard import write_model_card
 
     try:
-        source = resolve_checkpoint(model_name, settings.model_dir)
+        source = find_checkpoint(model_name, settings)
         base = EmotionModel(EmotionHeads.load(source), device=settings.torch_device())
         fit = fit_text_shift(
             base,
@@ -814,12 +817,13 @@ def _evaluate_reading(
     agreement, without a gallery) of one model."""
     from storycue.evaluation.continuous import continuous_report
     from storycue.evaluation.stories import story_report
+    from storycue.models.checkpoints import model_search_dirs
     from storycue.models.emotion import load_emotion_model
 
     emo = load_emotion_model(
         model or settings.emotion_model,
         device=settings.torch_device(),
-        extra_dir=settings.model_dir,
+        dirs=model_search_dirs(settings),
         text_batch_size=settings.batch.text,
         musicnn_weights_dir=settings.musicnn_weights_dir,
     )
@@ -865,12 +869,13 @@ def _evaluate_one(
     """``storycue evaluate`` for one model and query set: the harness report."""
     from storycue.evaluation.harness import evaluate as run_evaluation
     from storycue.evaluation.harness import folder_gallery, fourq_gallery, load_queries
+    from storycue.models.checkpoints import model_search_dirs
     from storycue.models.emotion import load_emotion_model
 
     emo = load_emotion_model(
         model or settings.emotion_model,
         device=settings.torch_device(),
-        extra_dir=settings.model_dir,
+        dirs=model_search_dirs(settings),
         text_batch_size=settings.batch.text,
         musicnn_weights_dir=settings.musicnn_weights_dir,
     )
@@ -955,13 +960,14 @@ def _evaluate_table(
     if plots is not None:
         from storycue.evaluation.harness import fourq_gallery, load_queries
         from storycue.evaluation.plots import model_figure3
+        from storycue.models.checkpoints import model_search_dirs
         from storycue.models.emotion import load_emotion_model
 
         for name in names:
             emo = load_emotion_model(
                 name,
                 device=settings.torch_device(),
-                extra_dir=settings.model_dir,
+                dirs=model_search_dirs(settings),
                 text_batch_size=settings.batch.text,
                 musicnn_weights_dir=settings.musicnn_weights_dir,
             )

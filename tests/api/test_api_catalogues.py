@@ -9,7 +9,7 @@ import pytest
 from apigw import Gateway
 
 from storycue.identity import ModelIdentity
-from storycue.models.emotion import checkpoint_info, resolve_checkpoint
+from storycue.models.checkpoints import checkpoint_info, resolve_checkpoint
 from storycue.storage.vectors import SearchFilter
 
 #: The default model: the newest shipped ``va-regression``.

@@ -25,7 +25,7 @@ from storycue.jobs import close_runtimes, get_runtime
 from storycue.jobs.dispatch import JobDispatcher
 from storycue.jobs.switch import catalogue_alias
 from storycue.jobs.tasks import run_job
-from storycue.models.emotion import checkpoint_info, resolve_checkpoint
+from storycue.models.checkpoints import checkpoint_info, resolve_checkpoint
 from storycue.storage.factory import close_vector_stores
 from storycue.storage.jobs import Job
 from storycue.storage.vectors import SearchFilter

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from storycue.models.emotion import checkpoint_info, resolve_checkpoint
+from storycue.models.checkpoints import checkpoint_info, resolve_checkpoint
 
 BENCH = Path(__file__).resolve().parents[2] / "bench"
 

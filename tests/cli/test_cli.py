@@ -44,7 +44,7 @@ def test_models_lists_the_shipped_default(env: Path) -> None:
     assert all(r["identity"]["dim"] > 0 and r["identity"]["version"] for r in rows)
     # exactly one row is the default: the checkpoint the name resolves to (the newest
     # shipped version), not every version that shares its name
-    from storycue.models.emotion import checkpoint_info, resolve_checkpoint
+    from storycue.models.checkpoints import checkpoint_info, resolve_checkpoint
 
     defaults = [r for r in rows if r["default"]]
     want = checkpoint_info(resolve_checkpoint(get_settings().emotion_model))

@@ -76,7 +76,7 @@ def test_passage_windows_join_sentences_against_their_mean_rating() -> None:
 
 def test_training_sets_take_emobank_passages_as_rated_prose(tmp_path: Path) -> None:
     from storycue.config import Settings
-    from storycue.training.va import check_text_sources, text_training_set
+    from storycue.data.textsets import check_text_sources, text_training_set
 
     folder = tmp_path / "emobank"
     folder.mkdir()
@@ -99,7 +99,7 @@ def test_goemotions_labels_place_a_comment_at_its_own_labels(tmp_path: Path) -> 
     (relief is calm, amusement is not), not at its Ekman group's word ("joy")."""
     from storycue.config import Settings
     from storycue.data.nrc_vad import VadLexicon
-    from storycue.training.va import fine_label_va, text_training_set
+    from storycue.data.textsets import fine_label_va, text_training_set
 
     folder = tmp_path / "goemotions"
     folder.mkdir()

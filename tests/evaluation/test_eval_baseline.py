@@ -7,6 +7,7 @@ import pytest
 from test_eval_report import make_gallery
 
 from storycue.config import Settings
+from storycue.data.mappings import MANUAL_MAPPING
 from storycue.errors import InvalidInputError
 from storycue.evaluation.baseline import (
     BridgeBaseline,
@@ -15,7 +16,6 @@ from storycue.evaluation.baseline import (
     score_baseline,
 )
 from storycue.evaluation.harness import QuerySet
-from storycue.evaluation.mappings import MANUAL_MAPPING
 from storycue.evaluation.metrics import retrieval_metrics
 
 LABELS = ("anger", "joy", "sadness", "shame")

@@ -13,7 +13,8 @@ from test_eval_report import make_gallery, make_texts, va_model
 from storycue.errors import InvalidInputError
 from storycue.evaluation.plots import figure3, plot_va_plane
 from storycue.identity import ModelIdentity
-from storycue.models.emotion import CheckpointInfo, EmotionHeads, EmotionModel
+from storycue.models.checkpoints import CheckpointInfo, EmotionHeads
+from storycue.models.emotion import EmotionModel
 from storycue.models.heads import HeadConfig, MLPHead
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

@@ -11,12 +11,13 @@ import torch
 
 from storycue.config import Settings
 from storycue.data.fourq import FourQRecord
+from storycue.data.mappings import QUADRANT_VA_CENTRES
 from storycue.errors import InvalidInputError
 from storycue.evaluation.harness import Gallery, LabelledFeatures, QuerySet, evaluate
-from storycue.evaluation.mappings import QUADRANT_VA_CENTRES
 from storycue.evaluation.report import render_diagnostics, render_table
 from storycue.identity import ModelIdentity
-from storycue.models.emotion import CheckpointInfo, EmotionHeads, EmotionModel
+from storycue.models.checkpoints import CheckpointInfo, EmotionHeads
+from storycue.models.emotion import EmotionModel
 from storycue.models.heads import HeadConfig, MLPHead
 
 LABEL_QUADRANT = {"joy": "Q1", "anger": "Q2", "fear": "Q2", "sadness": "Q3"}

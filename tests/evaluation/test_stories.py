@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from storycue.cli import DEMO_STORIES
+from storycue.data.mappings import quadrant_of
 from storycue.errors import DatasetFormatError, InvalidInputError
-from storycue.evaluation.mappings import quadrant_of
 from storycue.evaluation.stories import (
     QUADRANTS,
     default_story_set,

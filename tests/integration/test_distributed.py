@@ -50,7 +50,8 @@ from storycue.events.devbroker import TansuBroker
 from storycue.events.kafka import ensure_topics, publish_track_events
 from storycue.events.schemas import TrackEvent
 from storycue.log import get_logger
-from storycue.runtime.celery_app import QUEUES, create_celery_app
+from storycue.runtime.celery_app import create_celery_app
+from storycue.runtime.names import QUEUES
 from support.kafka import committed_total, read_topic
 from support.qdrant_rest import QdrantRestServer, free_port
 from support.services import Supervisor, storycue_command

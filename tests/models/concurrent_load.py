@@ -18,7 +18,8 @@ import numpy as np
 
 def main() -> None:
     from storycue.config import get_settings
-    from storycue.models.emotion import checkpoint_info, load_emotion_model, resolve_checkpoint
+    from storycue.models.checkpoints import checkpoint_info, resolve_checkpoint
+    from storycue.models.emotion import load_emotion_model
     from storycue.models.musicnn import load_backbone
     from storycue.models.text import TextEncoder
 

@@ -18,18 +18,13 @@ import pytest
 
 from storycue.config import Settings
 from storycue.jobs.params import MatchParams
-from storycue.runtime.celery_app import (
-    QUEUES,
-    TASK_INGEST_TRACK,
-    TASK_MATCH_CHUNK,
-    celery_config,
-    create_celery_app,
-    read_dead_letters,
-)
+from storycue.runtime.celery_app import celery_config, create_celery_app
 from storycue.runtime.dispatcher import CeleryDispatcher
-from storycue.runtime.errors import is_transient
+from storycue.runtime.names import QUEUES, TASK_INGEST_TRACK, TASK_MATCH_CHUNK
+from storycue.runtime.tasks import read_dead_letters
 from storycue.storage import MetadataStore
 from storycue.storage.jobs import JobStore
+from storycue.transient import is_transient
 
 STORIES = [
     "The sun rose over the meadow and the children ran laughing into the warm light.",

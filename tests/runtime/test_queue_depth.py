@@ -10,7 +10,8 @@ from prometheus_client import REGISTRY
 
 from storycue.config import QueueSettings, Settings
 from storycue.metrics import start_metrics_server_if_enabled
-from storycue.runtime.celery_app import QUEUES, TASK_MATCH_CHUNK, create_celery_app, queue_depths
+from storycue.runtime.celery_app import create_celery_app, queue_depths
+from storycue.runtime.names import QUEUES, TASK_MATCH_CHUNK
 
 
 def _purge(app: object) -> None:

@@ -29,8 +29,8 @@ from typer.testing import CliRunner
 from storycue.config import Settings, get_settings
 from storycue.jobs.params import MatchParams
 from storycue.metrics import JOBS_REDISPATCHED
-from storycue.runtime.celery_app import QUEUE_DEAD_LETTER, QUEUES
 from storycue.runtime.dispatcher import CeleryDispatcher
+from storycue.runtime.names import QUEUE_DEAD_LETTER, QUEUES
 from storycue.runtime.supervisor import JOB_STALLED, JobSupervisor
 from storycue.storage import MetadataStore
 from storycue.storage.jobs import JobStore

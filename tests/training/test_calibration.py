@@ -15,16 +15,12 @@ import pytest
 
 from storycue.config import Settings
 from storycue.data.emobank import load_emobank, passage_windows, rescale
+from storycue.data.textsets import PASSAGE_SIZES
 from storycue.errors import InvalidInputError
-from storycue.models.emotion import (
-    CheckpointInfo,
-    EmotionHeads,
-    EmotionModel,
-    resolve_checkpoint,
-)
+from storycue.models.checkpoints import CheckpointInfo, EmotionHeads, resolve_checkpoint
+from storycue.models.emotion import EmotionModel
 from storycue.training.calibration import ShiftFit, calibrated, fit_text_shift
 from storycue.training.modelcard import render_model_card
-from storycue.training.va import PASSAGE_SIZES
 
 CALM = [
     "The lake lay still under a pale sky.",

@@ -19,8 +19,8 @@ from storycue.config import Settings
 from storycue.data.fourq import load_fourq
 from storycue.data.splits import split_fourq
 from storycue.errors import ModelMismatchError
+from storycue.models.features import fourq_cache_path
 from storycue.training.families.base import build_feature_bank
-from storycue.training.va import fourq_cache_path
 
 pytestmark = pytest.mark.data
 

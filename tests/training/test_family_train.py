@@ -16,9 +16,10 @@ import pytest
 import torch
 
 from storycue.data.fourq import QUADRANTS
+from storycue.data.mappings import QUADRANT_VA_CENTRES
 from storycue.errors import InvalidInputError
-from storycue.evaluation.mappings import QUADRANT_VA_CENTRES
-from storycue.models.emotion import CheckpointInfo, EmotionHeads, EmotionModel
+from storycue.models.checkpoints import CheckpointInfo, EmotionHeads
+from storycue.models.emotion import EmotionModel
 from storycue.training.families import FAMILIES, FamilyConfig, FeatureBank, get_family
 
 LABELS = ("joy", "anger", "sadness", "serenity")  # label k <-> quadrant k

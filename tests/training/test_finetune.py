@@ -349,7 +349,7 @@ def test_build_mel_bank_decodes_clips_and_skips_broken_ones(tmp_path: Path) -> N
 
 
 def test_model_card_describes_a_fine_tuned_text_encoder(tuned_text: Tuned) -> None:
-    from storycue.models.emotion import checkpoint_info, resolve_checkpoint
+    from storycue.models.checkpoints import checkpoint_info, resolve_checkpoint
     from storycue.training.modelcard import render_model_card
 
     _, delta, path = tuned_text
@@ -371,7 +371,7 @@ def test_word_mapping_uses_the_pretrained_base_of_a_fine_tuned_encoder(
     from types import SimpleNamespace
 
     from storycue.evaluation import harness
-    from storycue.models.text import TextEncoder
+    from storycue.models.text import TextEncoder, pretrained_text_encoder
 
     tuned, delta, path = tuned_text
     home_dir = get_settings().home / "models" / "encoders"
@@ -387,7 +387,7 @@ def test_word_mapping_uses_the_pretrained_base_of_a_fine_tuned_encoder(
     args = ("word", labels, None, get_settings(), records)
     base = harness.build_mapping(*args, text_encoder=TextEncoder(backend="torch"))  # type: ignore[arg-type]
     assert harness.build_mapping(*args, text_encoder=by_name) == base  # type: ignore[arg-type]
-    assert harness.pretrained_encoder(delta.base).name == delta.base
+    assert pretrained_text_encoder(delta.base).name == delta.base
     assert tuned.name == delta.name  # the tuned object carries its new identity
 
 

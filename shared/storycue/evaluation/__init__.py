@@ -3,7 +3,7 @@
 See ``EVALUATION.md`` for the protocol these implement.
 """
 
-from storycue.evaluation.mappings import (
+from storycue.data.mappings import (
     MANUAL_MAPPING,
     QUADRANT_VA_CENTRES,
     quadrant_of,

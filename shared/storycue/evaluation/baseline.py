@@ -329,12 +329,11 @@ def evaluate_baseline(
 
     ``query_features`` (text-encoder features of the queries) skip the feature cache.
     """
-    from storycue.evaluation.harness import _cache_dir
-    from storycue.training.features import text_features
+    from storycue.models.features import feature_cache_dir, text_features
 
     if query_features is None:
         query_features = text_features(
-            text_encoder, queries.texts, _cache_dir(settings), tag=f"queries-{queries.name}"
+            text_encoder, queries.texts, feature_cache_dir(settings), tag=f"queries-{queries.name}"
         )
     audio_in = baseline.audio_input(gallery)
     labels = sorted(set(queries.labels) | set(baseline.text.classes))

@@ -38,9 +38,10 @@ import numpy as np
 
 from storycue.config import Settings
 from storycue.data.emobank import EmoBankRecord, load_emobank, scene_windows
+from storycue.data.mappings import quadrant_of
 from storycue.errors import InvalidInputError
-from storycue.evaluation.mappings import quadrant_of
 from storycue.log import get_logger
+from storycue.models.features import feature_cache_dir
 
 log = get_logger(__name__)
 
@@ -159,14 +160,14 @@ class ModelReader:
             raise InvalidInputError(f"model {model.identity.key} has no valence-arousal axes")
         self.model = model
         self.name = f"{model.identity.name} {model.identity.version}"
-        self._cache = settings.home / "cache" / "features"
+        self._cache = feature_cache_dir(settings)
 
     @property
     def encoder(self) -> Any:
         return self.model.text_encoder
 
     def read_segments(self, texts: Sequence[str]) -> np.ndarray:
-        from storycue.training.features import text_features
+        from storycue.models.features import text_features
 
         feats = text_features(self.encoder, list(texts), self._cache, tag="continuous")
         va: np.ndarray = self.model.va_coordinates(self.model.project_text_features(feats))
@@ -183,11 +184,11 @@ class RidgeProbe:
     def __init__(self, encoder: Any, settings: Settings) -> None:
         from sklearn.linear_model import Ridge
 
-        from storycue.training.features import text_features
+        from storycue.models.features import text_features
 
         self.encoder = encoder
         self.name = f"ridge probe on frozen {encoder.name}"
-        self._cache = settings.home / "cache" / "features"
+        self._cache = feature_cache_dir(settings)
         data: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         for part in ("train", "validation"):
             rows = load_emobank(part, settings=settings)  # type: ignore[arg-type]
@@ -212,7 +213,7 @@ class RidgeProbe:
         self.train_size = len(data["train"][0])
 
     def read_segments(self, texts: Sequence[str]) -> np.ndarray:
-        from storycue.training.features import text_features
+        from storycue.models.features import text_features
 
         feats = text_features(self.encoder, list(texts), self._cache, tag="continuous")
         return np.asarray(self._ridge.predict(feats), np.float32).reshape(-1, 2)
@@ -240,9 +241,9 @@ def ridge_probe(encoder_name: str, settings: Settings) -> RidgeProbe:
     with _probe_lock:
         probe = _probe_cache.get(key)
         if probe is None:
-            from storycue.evaluation.harness import pretrained_encoder
+            from storycue.models.text import pretrained_text_encoder
 
-            probe = RidgeProbe(pretrained_encoder(base), settings)
+            probe = RidgeProbe(pretrained_text_encoder(base), settings)
             _probe_cache[key] = probe
         return probe
 
@@ -416,63 +417,3 @@ def tag_va(records: Sequence[Any], lexicon: Any) -> np.ndarray:
         if pts:
             out[i] = np.mean(pts, axis=0)
     return out
-
-
-def text_reading_section(
-    model: Any,
-    gallery: Any,
-    gallery_vectors: np.ndarray,
-    settings: Settings,
-    *,
-    part: Part = "test",
-    stories: Sequence[Any] | None = None,
-) -> dict[str, Any]:
-    """What ``storycue evaluate`` adds about reading prose (module docstring): the
-    continuous section, arousal in matching against ``gallery`` (EmoBank ``part``
-    sentences rated at or above 3.5 / at or below 2.5 for arousal), and, given ``stories``,
-    the story-set agreement. Missing data leave a note instead of numbers."""
-    from storycue.data.nrc_vad import load_nrc_vad
-    from storycue.errors import StorycueError
-
-    rated = emobank_sets(settings, part)
-    section: dict[str, Any] = {
-        "continuous": continuous_report(model, settings, part=part, sets=rated)
-    }
-    if not model.info.va_axes:
-        reason = section["continuous"]["rows"]["model"]["reason"]
-        section["matching"] = {"available": False, "reason": reason}
-        return section
-    try:
-        tags = tag_va(gallery.records, load_nrc_vad(settings=settings))
-    except StorycueError as exc:
-        tags = None
-        section["matching"] = {"available": False, "reason": f"no NRC VAD lexicon: {exc}"}
-    if tags is not None:
-        from storycue.data.emobank import rescale
-
-        keep = np.isfinite(tags).all(axis=1)
-        vectors = np.asarray(gallery_vectors)[keep]
-        quads = [q for q, ok in zip(gallery.quadrants, keep, strict=True) if ok]
-        sentences = next(s for s in rated if s.name == "sentences")
-        section["matching"] = {
-            "available": True,
-            "gallery_clips_with_tags": int(keep.sum()),
-            "emobank": matching_arousal(
-                model,
-                vectors,
-                quads,
-                tags[keep],
-                sentences,
-                settings,
-                high=rescale(HIGH_AROUSAL_RATING),
-                low=rescale(LOW_AROUSAL_RATING),
-            ),
-        }
-    if stories is not None:
-        from storycue.evaluation.stories import story_report
-
-        section["stories"] = story_report(
-            model, settings, stories, gallery_vectors=gallery_vectors,
-            gallery_quadrants=gallery.quadrants, gallery_tag_va=tags,
-        )  # fmt: skip
-    return section

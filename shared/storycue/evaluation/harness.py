@@ -31,7 +31,6 @@ scores never depend on it.
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -44,25 +43,28 @@ from storycue.config import Settings
 from storycue.data.fourq import FourQRecord, load_fourq, load_gallery
 from storycue.data.goemotions import load_goemotions
 from storycue.data.isear import load_isear
-from storycue.data.nrc_vad import load_nrc_vad
-from storycue.data.splits import split_fourq
-from storycue.errors import InvalidInputError, StorycueError
-from storycue.evaluation.mappings import (
+from storycue.data.mappings import (
     MANUAL_MAPPING,
     quadrant_of,
     quadrant_tags,
     va_mapping,
     word_mapping,
 )
+from storycue.data.nrc_vad import load_nrc_vad
+from storycue.data.splits import split_fourq
+from storycue.errors import InvalidInputError, StorycueError
 from storycue.evaluation.metrics import (
     balanced_accuracy,
     classification_accuracy,
     retrieval_metrics,
     va_correlations,
 )
+from storycue.evaluation.reading import text_reading_section
 from storycue.log import get_logger
 from storycue.models.emotion import EmotionModel
+from storycue.models.features import feature_cache_dir
 from storycue.models.finetuned import base_of, is_finetuned_name
+from storycue.models.text import pretrained_text_encoder
 
 log = get_logger(__name__)
 
@@ -113,10 +115,10 @@ def fourq_gallery(
     part: str, backbone: Any, settings: Settings, progress: Progress | None = None
 ) -> Gallery:
     """One part of storycue's artist-disjoint 4Q split as a gallery."""
-    from storycue.training.va import fourq_features
+    from storycue.models.features import fourq_features
 
     split = split_fourq(load_fourq(settings=settings))
-    feats = fourq_features(split, backbone, _cache_dir(settings), progress=progress)
+    feats = fourq_features(split, backbone, feature_cache_dir(settings), progress=progress)
     key = {"val": "validation", "dev": "validation"}.get(part, part)
     info = {
         "source": "4Q (Panda et al. 2018), storycue's artist-disjoint split",
@@ -137,7 +139,7 @@ def folder_gallery(
     progress: Progress | None = None,
 ) -> Gallery:
     """Any folder of audio plus a metadata CSV in the 4Q format."""
-    from storycue.training.features import audio_features
+    from storycue.models.features import audio_features
 
     loaded = load_gallery(audio_dir, metadata_csv)
     if not loaded.records:
@@ -150,7 +152,7 @@ def folder_gallery(
     raw, failed = audio_features(
         backbone,
         [r.audio_path for r in loaded.records],
-        _cache_dir(settings),
+        feature_cache_dir(settings),
         tag="gallery",
         progress=_prog,
     )
@@ -163,18 +165,6 @@ def folder_gallery(
         missing=missing,
         info={"source": str(metadata_csv), "backbone": f"{backbone.name}@{backbone.version}"},
     )
-
-
-def _cache_dir(settings: Settings) -> Path:
-    return settings.home / "cache" / "features"
-
-
-@functools.lru_cache(maxsize=4)
-def pretrained_encoder(name: str) -> Any:
-    """A pretrained text encoder (the word mapping, the ridge probe), loaded once per name."""
-    from storycue.models.text import TextEncoder
-
-    return TextEncoder(name, backend="torch")
 
 
 def build_mapping(
@@ -211,7 +201,7 @@ def build_mapping(
                 raise InvalidInputError("the word mapping needs a model or a text encoder")
             encoder = model.text_encoder
         if is_finetuned_name(str(encoder.name)):
-            encoder = pretrained_encoder(base_of(str(encoder.name)))
+            encoder = pretrained_text_encoder(base_of(str(encoder.name)))
         return word_mapping(uniq, lambda xs: encoder.encode(list(xs)), quadrant_tags(records))
     raise InvalidInputError(f"unknown mapping {name!r}; choose from {', '.join(MAPPINGS)}")
 
@@ -242,10 +232,13 @@ def evaluate(
     ``matching`` (arousal in matching against ``gallery``) and, given ``stories``
     (:mod:`storycue.evaluation.stories` passages), ``stories``.
     """
-    from storycue.training.features import text_features
+    from storycue.models.features import text_features
 
     text_feats = text_features(
-        model.text_encoder, queries.texts, _cache_dir(settings), tag=f"queries-{queries.name}"
+        model.text_encoder,
+        queries.texts,
+        feature_cache_dir(settings),
+        tag=f"queries-{queries.name}",
     )
     q = model.project_text_features(text_feats)
     g = model.project_audio_features(gallery_input(model, gallery))
@@ -286,8 +279,6 @@ def evaluate(
         report["diagnostics"] = diag
         report["diagnostics_notes"] = notes
     if reading or stories is not None:
-        from storycue.evaluation.continuous import text_reading_section
-
         report.update(
             text_reading_section(model, gallery, g, settings, part=reading_part, stories=stories)
         )
@@ -366,9 +357,8 @@ def query_training_texts(
     text sources, so the cache is the one training filled), then the rows of the dataset
     are kept. Memoised per process.
     """
-    from storycue.training.families.base import DEFAULT_TEXT_SOURCES
-    from storycue.training.features import text_features
-    from storycue.training.va import text_training_set
+    from storycue.data.textsets import DEFAULT_TEXT_SOURCES, text_training_set
+    from storycue.models.features import text_features
 
     dataset = query_dataset(queries_name)
     key = ("texts", dataset, part, str(encoder.name), str(encoder.pooling), str(settings.home))
@@ -376,7 +366,7 @@ def query_training_texts(
         if key in _reference_cache:
             return _reference_cache[key]
     tset = text_training_set(part, load_nrc_vad(settings=settings), DEFAULT_TEXT_SOURCES, settings)
-    feats = text_features(encoder, tset.texts, _cache_dir(settings), tag=f"va-{part}")
+    feats = text_features(encoder, tset.texts, feature_cache_dir(settings), tag=f"va-{part}")
     keep = [i for i, src in enumerate(tset.source) if src == dataset]
     if not keep:
         raise InvalidInputError(f"no {dataset} {part} texts were found")
@@ -397,7 +387,7 @@ def emobank_texts(
     """EmoBank texts of one split with their valence-arousal ratings rescaled to [0, 1]
     (features cached under the tag ``emobank-<part>``; memoised per process)."""
     from storycue.data.emobank import load_emobank
-    from storycue.training.features import text_features
+    from storycue.models.features import text_features
 
     key = ("emobank", part, str(encoder.name), str(encoder.pooling), str(settings.home))
     with _reference_lock:
@@ -407,7 +397,7 @@ def emobank_texts(
     if len(rows) < 2:
         raise InvalidInputError(f"EmoBank {part} has {len(rows)} rows")
     feats = text_features(
-        encoder, [r.text for r in rows], _cache_dir(settings), tag=f"emobank-{part}"
+        encoder, [r.text for r in rows], feature_cache_dir(settings), tag=f"emobank-{part}"
     )
     va = np.asarray([r.vad01()[:2] for r in rows], np.float32)
     ref = LabelledFeatures(f"emobank-{part}", feats, [""] * len(rows), va=va)

@@ -442,11 +442,14 @@ def model_figure3(
     """:func:`figure3` for a model on a :class:`~storycue.evaluation.harness.QuerySet`
     and a :class:`~storycue.evaluation.harness.Gallery` (query features from the shared
     cache; tags = the gallery clips' distinct AllMusic mood tags)."""
-    from storycue.evaluation.harness import _cache_dir, gallery_input
-    from storycue.training.features import text_features
+    from storycue.evaluation.harness import gallery_input
+    from storycue.models.features import feature_cache_dir, text_features
 
     feats = text_features(
-        model.text_encoder, queries.texts, _cache_dir(settings), tag=f"queries-{queries.name}"
+        model.text_encoder,
+        queries.texts,
+        feature_cache_dir(settings),
+        tag=f"queries-{queries.name}",
     )
     text_emb = model.project_text_features(feats)
     music_emb = model.project_audio_features(gallery_input(model, gallery))

@@ -378,6 +378,7 @@ def evaluate_table(
     """
     from storycue.evaluation.baseline import evaluate_baseline, fit_bridge_baseline
     from storycue.evaluation.harness import evaluate, fourq_gallery, load_queries
+    from storycue.models.checkpoints import model_search_dirs
     from storycue.models.emotion import load_emotion_model
     from storycue.models.finetuned import base_of, is_finetuned_name
 
@@ -387,7 +388,7 @@ def evaluate_table(
         load_emotion_model(
             m,
             device=settings.torch_device(),
-            extra_dir=settings.model_dir,
+            dirs=model_search_dirs(settings),
             text_batch_size=settings.batch.text,
             musicnn_weights_dir=settings.musicnn_weights_dir,
         )

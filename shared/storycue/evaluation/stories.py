@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from storycue.config import Settings
+from storycue.data.mappings import quadrant_of
 from storycue.errors import DatasetFormatError, InvalidInputError
 from storycue.evaluation.continuous import (
     ModelReader,
@@ -40,7 +41,6 @@ from storycue.evaluation.continuous import (
     read_passages,
     ridge_probe,
 )
-from storycue.evaluation.mappings import quadrant_of
 
 QUADRANTS = ("Q1", "Q2", "Q3", "Q4")
 #: Intended arousal from which a passage counts as high (low) arousal in matching.

@@ -47,13 +47,13 @@ from storycue.jobs.ingest import FetchedAudio, fetch_audio
 from storycue.jobs.runtime import JobRuntime, get_runtime
 from storycue.log import get_logger
 from storycue.metrics import count_kafka_message, set_kafka_lag
-from storycue.runtime.errors import is_transient
 from storycue.runtime.ingest import (
     drop_track_if_unreferenced,
     ingest_uri,
     previous_track_id,
     remove_uri,
 )
+from storycue.transient import is_transient
 
 log = get_logger(__name__)
 

@@ -10,9 +10,9 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
+from storycue.data.textsets import TEXT_SOURCES
 from storycue.evaluation.harness import MAPPINGS, QUERY_SETS
 from storycue.training.families import FAMILIES
-from storycue.training.va import TEXT_SOURCES
 
 _NAME = r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,99}$"
 _VERSION = r"^[0-9A-Za-z][0-9A-Za-z.+\-]{0,39}$"

@@ -15,14 +15,14 @@ from pathlib import Path
 from storycue.config import Settings
 from storycue.errors import ModelNotFoundError, NotFoundError
 from storycue.log import get_logger
-from storycue.models.emotion import (
+from storycue.models.checkpoints import (
     CheckpointInfo,
-    EmotionModel,
     checkpoint_info,
+    find_checkpoint,
     list_checkpoints,
-    load_emotion_model,
-    resolve_checkpoint,
+    model_search_dirs,
 )
+from storycue.models.emotion import EmotionModel, load_emotion_model
 from storycue.pipeline.engine import Engine
 from storycue.storage.factory import open_metadata_store, open_vector_store
 from storycue.storage.jobs import JobStore
@@ -46,32 +46,15 @@ class ModelEntry:
     info: CheckpointInfo
 
 
-def model_dirs(settings: Settings) -> list[Path]:
-    """Folders searched for checkpoints besides the shipped ones (``model_dir`` and
-    ``<home>/models``, where training jobs save)."""
-    dirs = [d for d in (settings.model_dir, settings.home / "models") if d is not None]
-    return list(dict.fromkeys(Path(d) for d in dirs))
-
-
-def trained_models_dir(settings: Settings) -> Path:
-    """Where training jobs save checkpoints."""
-    return Path(settings.model_dir or settings.home / "models")
-
-
 def available_models(settings: Settings) -> list[ModelEntry]:
-    """Every readable checkpoint: shipped, in ``model_dir`` and in ``<home>/models``."""
-    seen: set[Path] = set()
+    """Every readable checkpoint of :func:`model_search_dirs` (shipped, ``model_dir``,
+    ``<home>/models``)."""
     out: list[ModelEntry] = []
-    for d in [None, *model_dirs(settings)]:
-        for path in list_checkpoints(d):
-            real = path.resolve()
-            if real in seen:
-                continue
-            seen.add(real)
-            try:
-                out.append(ModelEntry(path=path, info=checkpoint_info(path)))
-            except (ModelNotFoundError, ValueError) as exc:
-                log.warning("unreadable checkpoint skipped", path=str(path), error=str(exc))
+    for path in list_checkpoints(model_search_dirs(settings)):
+        try:
+            out.append(ModelEntry(path=path, info=checkpoint_info(path)))
+        except (ModelNotFoundError, ValueError) as exc:
+            log.warning("unreadable checkpoint skipped", path=str(path), error=str(exc))
     out.sort(key=lambda e: (e.info.identity.name, e.info.identity.version))
     return out
 
@@ -116,11 +99,9 @@ class JobRuntime:
         """An emotion model (default: ``settings.emotion_model``), loaded once per process."""
         s = self.settings
         target = str(name_or_path or s.emotion_model)
-        path = resolve_checkpoint(target, s.model_dir)
         return load_emotion_model(
-            str(path),
+            str(find_checkpoint(target, s)),
             device=s.torch_device(),
-            extra_dir=s.model_dir,
             text_batch_size=s.batch.text,
             text_max_tokens=s.text_max_tokens,
             musicnn_weights_dir=s.musicnn_weights_dir,

@@ -11,7 +11,8 @@ from storycue.jobs.matching import check_story
 from storycue.jobs.params import EvaluateParams, IngestParams, MatchParams, TrainParams
 from storycue.jobs.runtime import JobRuntime, find_model
 from storycue.jobs.tasks import model_name_for, trained_checkpoint_path
-from storycue.models.emotion import EmotionModel, resolve_checkpoint
+from storycue.models.checkpoints import find_checkpoint
+from storycue.models.emotion import EmotionModel
 from storycue.storage.jobs import Job, JobLimits
 
 MAX_STORY_ID = 200
@@ -125,7 +126,7 @@ def submit_evaluate(rt: JobRuntime, tenant: str, params: EvaluateParams) -> Job:
     if params.version is not None:
         find_model(rt.settings, params.model, params.version)
     else:
-        resolve_checkpoint(params.model, rt.settings.model_dir)
+        find_checkpoint(params.model, rt.settings)
     return rt.jobs.create(
         tenant, "evaluate", params.model_dump(mode="json"), total=1, limits=job_limits(rt.settings)
     )

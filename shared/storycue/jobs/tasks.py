@@ -29,9 +29,10 @@ from storycue.errors import InvalidInputError, ModelMismatchError, NotFoundError
 from storycue.jobs.ingest import PreparedSource, SourcePrefetcher, ingest_source
 from storycue.jobs.matching import MatchOptions, match_texts, search_scope
 from storycue.jobs.params import EvaluateParams, IngestParams, MatchParams, TrainParams
-from storycue.jobs.runtime import JobRuntime, get_runtime, trained_models_dir
+from storycue.jobs.runtime import JobRuntime, get_runtime
 from storycue.jobs.switch import promote, sync_alias
 from storycue.log import get_logger
+from storycue.models.checkpoints import trained_models_dir
 from storycue.models.emotion import EmotionModel
 from storycue.storage.jobs import InvalidTransitionError, Job, JobItem, JobNotRunningError
 from storycue.storage.records import Catalogue, ModelRecord

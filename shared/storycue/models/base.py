@@ -19,7 +19,10 @@ from __future__ import annotations
 import threading
 import time
 from abc import ABC, abstractmethod
-from typing import Generic, TypeVar
+from collections.abc import Sequence
+from typing import Any, Generic, Protocol, TypeVar
+
+import numpy as np
 
 from storycue.log import get_logger
 from storycue.metrics import record_model_load
@@ -66,3 +69,40 @@ class LazyModel(ABC, Generic[T]):
                     "model_loaded", model=type(self).__name__, seconds=round(self.load_seconds, 3)
                 )
             return self._model
+
+
+class TextEncoding(Protocol):
+    """What an emotion model needs of its text encoder: :class:`~storycue.models.text.TextEncoder`
+    and the wrappers that stand in for it (the micro-batcher) are this."""
+
+    @property
+    def name(self) -> str:
+        """The encoder's identity (hub id, folder or ``<base>+ft-<digest>``)."""
+
+    @property
+    def max_tokens(self) -> int:
+        """Tokens a text is cut to (a longer one is split by the caller or truncated)."""
+
+    def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        """How many tokens each text is, special tokens included."""
+
+    def encode(self, texts: Sequence[str], *, allow_truncation: bool = False) -> np.ndarray:
+        """Pooled features ``(len(texts), dim)``."""
+
+
+class AudioEmbedding(Protocol):
+    """What an emotion model needs of its audio backbone:
+    :class:`~storycue.models.musicnn.MusicnnBackbone` and its micro-batching wrapper."""
+
+    @property
+    def name(self) -> str:
+        """The backbone's identity (``MTT_musicnn``, ``MSD_vgg``, a fine-tuned name)."""
+
+    @property
+    def version(self) -> str:
+        """The version of its weights (the ``musicnn`` package's)."""
+
+    def embed_waveform(
+        self, wave16k: np.ndarray, *, policy: Any = ..., batch_size: int | None = None
+    ) -> dict[str, np.ndarray]:
+        """The clip's backbone features by key (``penultimate``, ``tags``, ...)."""

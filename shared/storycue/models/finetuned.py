@@ -25,7 +25,9 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
+from storycue.config import Settings, get_settings
 from storycue.errors import ModelMismatchError, ModelNotFoundError
+from storycue.models.checkpoints import encoder_search_dirs
 
 EncoderKind = Literal["text", "audio"]
 #: Separator between a base encoder's name and the fine-tuning digest.
@@ -149,20 +151,15 @@ class EncoderDelta:
                 own[key].copy_(value.to(own[key].dtype))
 
 
-def delta_search_dirs(settings: Any = None) -> list[Path]:
-    """Where fine-tuned encoder deltas are looked up, first match wins."""
-    from storycue.config import get_settings
-    from storycue.models.emotion import shipped_models_dir
-
-    s = settings or get_settings()
-    dirs = [shipped_models_dir() / "encoders"]
-    if s.model_dir is not None:
-        dirs.append(Path(s.model_dir) / "encoders")
-    dirs.append(Path(s.home) / "models" / "encoders")
-    return dirs
+def delta_search_dirs(settings: Settings | None = None) -> list[Path]:
+    """Where fine-tuned encoder deltas are looked up, first match wins
+    (:func:`storycue.models.checkpoints.encoder_search_dirs`)."""
+    return encoder_search_dirs(settings or get_settings())
 
 
-def find_delta(name_or_path: str, kind: EncoderKind, settings: Any = None) -> EncoderDelta:
+def find_delta(
+    name_or_path: str, kind: EncoderKind, settings: Settings | None = None
+) -> EncoderDelta:
     """The delta named ``name_or_path`` (or at that path), checked to be of ``kind``."""
     path = Path(name_or_path).expanduser()
     if name_or_path.endswith(".safetensors"):

@@ -8,6 +8,7 @@ network, e.g. the paper's ``distilbert-base-uncased``).
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 from collections.abc import Sequence
@@ -288,3 +289,10 @@ class TextEncoder(LazyModel[_Loaded]):
             return hidden[:, 0]
         m = mask.unsqueeze(-1).to(hidden.dtype)
         return (hidden * m).sum(dim=1) / m.sum(dim=1).clamp(min=1e-9)
+
+
+@functools.lru_cache(maxsize=4)
+def pretrained_text_encoder(name: str) -> TextEncoder:
+    """A pretrained text encoder on the torch backend, loaded once per name per process
+    (what baselines and probes read: the word mapping, the ridge probe)."""
+    return TextEncoder(name, backend="torch")

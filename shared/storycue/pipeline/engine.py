@@ -22,6 +22,7 @@ from storycue.config import Settings, get_settings
 from storycue.errors import InvalidInputError, NotFoundError, StorycueError
 from storycue.log import get_logger
 from storycue.metrics import count_embeddings, time_stage
+from storycue.models.checkpoints import model_search_dirs
 from storycue.models.emotion import EmotionModel, load_emotion_model
 from storycue.pipeline.cuesheet import CueEmotion, CueSegment, CueSheet, CueTrack
 from storycue.pipeline.segment import segment_story
@@ -124,7 +125,7 @@ class Engine:
             self._model = load_emotion_model(
                 s.emotion_model,
                 device=s.torch_device(),
-                extra_dir=s.model_dir,
+                dirs=model_search_dirs(s),
                 text_batch_size=s.batch.text,
                 text_max_tokens=s.text_max_tokens,
                 musicnn_weights_dir=s.musicnn_weights_dir,

@@ -17,17 +17,17 @@ from storycue.config import Settings, get_settings
 from storycue.errors import InvalidInputError
 from storycue.jobs.tasks import fail_job, match_chunks
 from storycue.log import get_logger
-from storycue.runtime.celery_app import (
+from storycue.runtime.celery_app import create_celery_app
+from storycue.runtime.names import (
     TASK_EVALUATE_JOB,
     TASK_INGEST_JOB,
     TASK_INGEST_TRACK,
     TASK_MATCH_CHUNK,
     TASK_ROUTES,
     TASK_TRAIN_JOB,
-    create_celery_app,
 )
-from storycue.runtime.errors import DependencyUnavailableError, is_transient
 from storycue.storage.jobs import Job
+from storycue.transient import DependencyUnavailableError, is_transient
 
 log = get_logger(__name__)
 

@@ -10,19 +10,28 @@ resumes the job.
 
 from __future__ import annotations
 
+import json
 import threading
-from collections.abc import Iterator
+import traceback
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
-from celery import Celery
+from celery import Celery, Task
+from kombu import Queue
+from kombu.simple import SimpleQueue
 
-from storycue.config import Settings
+from storycue.config import Settings, get_settings
+from storycue.errors import StorycueError
 from storycue.jobs.runtime import get_runtime
-from storycue.jobs.tasks import run_evaluate, run_ingest, run_match_items, run_train
+from storycue.jobs.tasks import fail_job, run_evaluate, run_ingest, run_match_items, run_train
 from storycue.log import get_logger
 from storycue.metrics import track_task
-from storycue.runtime.celery_app import (
+from storycue.runtime.ingest import ingest_uri
+from storycue.runtime.names import (
+    QUEUE_DEAD_LETTER,
     TASK_EVALUATE_JOB,
     TASK_INGEST_JOB,
     TASK_INGEST_TRACK,
@@ -30,12 +39,108 @@ from storycue.runtime.celery_app import (
     TASK_PING,
     TASK_ROUTES,
     TASK_TRAIN_JOB,
-    RetryPolicy,
-    StorycueTask,
 )
-from storycue.runtime.ingest import ingest_uri
+from storycue.transient import TRANSIENT_ERRORS
 
 log = get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Autoretry options of every storycue task, from ``Settings.queue``."""
+
+    max_retries: int
+    backoff_s: float
+    backoff_max_s: float
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> RetryPolicy:
+        q = settings.queue
+        return cls(q.task_max_retries, q.task_retry_backoff_s, q.task_retry_backoff_max_s)
+
+    def task_options(self) -> dict[str, Any]:
+        return {
+            "autoretry_for": TRANSIENT_ERRORS,
+            "max_retries": self.max_retries,
+            # Celery's backoff factor is whole seconds: countdown = factor * 2**retries.
+            "retry_backoff": max(1, round(self.backoff_s)),
+            "retry_backoff_max": max(1, round(self.backoff_max_s)),
+            "retry_jitter": True,
+        }
+
+
+class StorycueTask(Task):  # type: ignore[misc]
+    """Base task: on the final failure, mark the job failed and dead-letter the message."""
+
+    def on_failure(
+        self,
+        exc: BaseException,
+        task_id: str,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        einfo: Any,
+    ) -> None:
+        settings: Settings = getattr(self.app, "storycue_settings", None) or get_settings()
+        code = exc.code if isinstance(exc, StorycueError) else type(exc).__name__
+        message = exc.message if isinstance(exc, StorycueError) else str(exc)
+        job_id = kwargs.get("job_id")
+        if isinstance(job_id, str):
+            _fail_job(settings, job_id, code, message)
+        dead_letter(
+            self.app,
+            {
+                "task": self.name,
+                "task_id": task_id,
+                "args": list(args),
+                "kwargs": kwargs,
+                "queue": (self.request.delivery_info or {}).get("routing_key"),
+                "retries": self.request.retries,
+                "error_code": code,
+                "error": message[:4000],
+                "traceback": "".join(traceback.format_exception(exc))[-8000:],
+                "failed_at": datetime.now(UTC).isoformat(),
+            },
+        )
+        log.error("task_dead_lettered", task=self.name, task_id=task_id, job_id=job_id, code=code)
+
+
+def _fail_job(settings: Settings, job_id: str, code: str, message: str) -> None:
+    """Mark a job failed (unless it already finished); never raises."""
+    try:
+        fail_job(job_id, code, message, settings)
+    except Exception as exc:  # the dead-letter record still keeps the failure
+        log.error("marking_job_failed_failed", job_id=job_id, error=str(exc))
+
+
+def dead_letter(app: Celery, record: Mapping[str, Any]) -> None:
+    """Append ``record`` (JSON) to the dead-letter queue; never raises."""
+    try:
+        with app.connection_for_write() as conn:
+            sq = SimpleQueue(conn, Queue(QUEUE_DEAD_LETTER, routing_key=QUEUE_DEAD_LETTER))
+            try:
+                sq.put(json.loads(json.dumps(record, default=str)), serializer="json")
+            finally:
+                sq.close()
+    except Exception as exc:
+        log.error("dead_letter_publish_failed", error=str(exc), task=record.get("task"))
+
+
+def read_dead_letters(app: Celery, limit: int = 100, *, timeout_s: float = 1.0) -> list[Any]:
+    """Take up to ``limit`` records off the dead-letter queue (for operators and tests)."""
+    out: list[Any] = []
+    with app.connection_for_read() as conn:
+        sq = SimpleQueue(conn, Queue(QUEUE_DEAD_LETTER, routing_key=QUEUE_DEAD_LETTER))
+        try:
+            while len(out) < limit:
+                try:
+                    msg = sq.get(block=True, timeout=timeout_s)
+                except sq.Empty:
+                    break
+                out.append(msg.payload)
+                msg.ack()
+        finally:
+            sq.close()
+    return out
 
 
 def _resumed(task: Any) -> bool:

@@ -2,7 +2,7 @@
 
 Every setting comes from the environment (``STORYCUE_*``). The worker consumes its kind's
 queue with a thread pool (``--concurrency`` tasks at once; their encoder calls share
-micro-batches, :mod:`storycue.runtime.batching`), on the device of ``STORYCUE_DEVICE``.
+micro-batches, :mod:`storycue.models.batching`), on the device of ``STORYCUE_DEVICE``.
 """
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ from collections.abc import Sequence
 
 from storycue.config import Settings, get_settings
 from storycue.log import configure_logging, get_logger
-from storycue.runtime.celery_app import QUEUE_AUDIO, QUEUE_TEXT, QUEUES, create_celery_app
+from storycue.runtime.celery_app import create_celery_app
+from storycue.runtime.names import QUEUE_AUDIO, QUEUE_TEXT, QUEUES
 
 log = get_logger(__name__)
 
@@ -23,7 +24,7 @@ def warm_up(settings: Settings, queues: Sequence[str]) -> None:
     """Load the default model, put micro-batchers in front of the encoders it uses and run
     each encoder once, so that the first task does not pay for loading and kernel set-up."""
     from storycue.jobs.runtime import get_runtime
-    from storycue.runtime.batching import install_batching
+    from storycue.models.batching import install_batching
 
     text, audio = QUEUE_TEXT in queues, QUEUE_AUDIO in queues
     if not (text or audio):

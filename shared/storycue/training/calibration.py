@@ -24,12 +24,12 @@ import numpy as np
 
 from storycue.config import Settings
 from storycue.data.emobank import load_emobank, passage_windows, rescale
+from storycue.data.mappings import VA_CENTRE
+from storycue.data.textsets import PASSAGE_SIZES
 from storycue.errors import InvalidInputError
-from storycue.evaluation.mappings import VA_CENTRE
 from storycue.identity import ModelIdentity
 from storycue.log import get_logger
-from storycue.models.emotion import EmotionHeads
-from storycue.training.va import PASSAGE_SIZES
+from storycue.models.checkpoints import EmotionHeads
 
 log = get_logger(__name__)
 

@@ -815,7 +815,7 @@ def text_examples(
     texts, splits and VA targets the families train on), plus a description of the data."""
     from storycue.data.isear import clean_isear, read_isear, split_isear
     from storycue.data.nrc_vad import load_nrc_vad
-    from storycue.training.va import check_text_sources, text_training_set
+    from storycue.data.textsets import check_text_sources, text_training_set
 
     sources = check_text_sources(sources)
     lexicon = load_nrc_vad(settings=settings)
@@ -841,7 +841,7 @@ def fourq_mel_bank(
     from storycue.data.fourq import load_fourq
     from storycue.data.nrc_vad import load_nrc_vad
     from storycue.data.splits import split_fourq
-    from storycue.training.va import music_targets
+    from storycue.data.textsets import music_targets
 
     split = split_fourq(load_fourq(settings=settings))
     records = [r for part in parts for r in split.part(part)]

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from storycue.errors import StorycueError
-from storycue.models.emotion import CheckpointInfo
+from storycue.models.checkpoints import CheckpointInfo
 from storycue.models.finetuned import base_of, find_delta, is_finetuned_name
 
 

@@ -14,9 +14,10 @@ from dataclasses import dataclass, replace
 from typing import Any, Literal, cast
 
 from storycue.config import Settings
+from storycue.data.textsets import check_text_sources
 from storycue.errors import InvalidInputError
-from storycue.models.emotion import EmotionHeads
-from storycue.training.va import check_text_sources
+from storycue.models.checkpoints import EmotionHeads
+from storycue.models.features import feature_cache_dir
 
 #: Short names accepted for the families.
 FAMILY_ALIASES = {"va": "va-regression"}
@@ -70,9 +71,10 @@ def train_model(
     ``options.audio_backbone`` or ``settings.audio_backbone``); features are cached under
     ``<home>/cache/features`` so a second run only trains the heads.
     """
+    from storycue.data.textsets import DEFAULT_TEXT_SOURCES
     from storycue.models.musicnn import load_backbone
     from storycue.models.text import TextEncoder
-    from storycue.training.families import DEFAULT_TEXT_SOURCES, build_feature_bank, get_family
+    from storycue.training.families import build_feature_bank, get_family
 
     fam = get_family(options.family_name)
     cfg = replace(
@@ -142,7 +144,7 @@ def train_model(
             weights_dir=settings.musicnn_weights_dir,
             device=device,
         )
-    cache = settings.home / "cache" / "features"
+    cache = feature_cache_dir(settings)
     # The bank holds the default sources (their caches are shared by every run) and any
     # other source the configuration asks for; the family trains on cfg.text_sources.
     extra = [s for s in cfg.text_sources if s not in DEFAULT_TEXT_SOURCES]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+from pathlib import Path
 
 from fastapi import APIRouter
 
@@ -11,8 +12,9 @@ from storycue.api.errors import ERROR_RESPONSES
 from storycue.api.schemas import ModelDetail, ModelList, ModelOut, ModelRef
 from storycue.config import Settings
 from storycue.jobs.runtime import ModelEntry, available_models, find_model
-from storycue.models.emotion import (
+from storycue.models.checkpoints import (
     checkpoint_info,
+    model_search_dirs,
     model_summary,
     resolve_checkpoint,
     shipped_models_dir,
@@ -22,19 +24,15 @@ router = APIRouter(prefix="/models", tags=["models"], responses=ERROR_RESPONSES)
 
 
 @functools.lru_cache(maxsize=16)
-def _default_ref(name: str, model_dir: str | None) -> ModelRef:
-    from pathlib import Path
-
-    info = checkpoint_info(resolve_checkpoint(name, Path(model_dir) if model_dir else None))
+def _default_ref(name: str, dirs: tuple[Path, ...]) -> ModelRef:
+    info = checkpoint_info(resolve_checkpoint(name, dirs))
     ident = info.identity
     return ModelRef(name=ident.name, version=ident.version, dim=ident.dim)
 
 
 def default_model_ref(settings: Settings) -> ModelRef:
     """The identity of the configured default model (read from its checkpoint)."""
-    return _default_ref(
-        settings.emotion_model, str(settings.model_dir) if settings.model_dir else None
-    )
+    return _default_ref(settings.emotion_model, tuple(model_search_dirs(settings)))
 
 
 def _out(entry: ModelEntry, default: ModelRef) -> ModelOut:

@@ -73,12 +73,10 @@ def _default_model(settings: Settings) -> str:
     """``name version`` of the default model (read from its checkpoint's header), or the
     configured name when it cannot be resolved."""
     from storycue.errors import StorycueError
-    from storycue.models.emotion import checkpoint_info, resolve_checkpoint
+    from storycue.models.checkpoints import checkpoint_info, find_checkpoint
 
     try:
-        ident = checkpoint_info(
-            resolve_checkpoint(str(settings.emotion_model), settings.model_dir)
-        ).identity
+        ident = checkpoint_info(find_checkpoint(str(settings.emotion_model), settings)).identity
     except (StorycueError, OSError):
         return str(settings.emotion_model)
     return f"{ident.name} {ident.version}"

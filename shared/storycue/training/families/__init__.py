@@ -11,9 +11,9 @@ Families: ``classification``, ``multihead-classification``, ``va-regression``,
 ``word-regression``, ``metric-2branch``, ``metric-3branch``.
 """
 
+from storycue.data.textsets import DEFAULT_TEXT_SOURCES
 from storycue.training.families.base import (
     DEFAULT_AUDIO_FEATURES,
-    DEFAULT_TEXT_SOURCES,
     Family,
     FamilyConfig,
     FeatureBank,

@@ -26,12 +26,13 @@ import numpy as np
 from storycue.config import Settings
 from storycue.data.fourq import QUADRANTS, FourQRecord, load_fourq
 from storycue.data.isear import clean_isear, read_isear, split_isear
+from storycue.data.mappings import MANUAL_MAPPING, QUADRANT_VA_CENTRES
 from storycue.data.nrc_vad import load_nrc_vad
 from storycue.data.splits import PARTS, split_fourq
+from storycue.data.textsets import DEFAULT_TEXT_SOURCES
 from storycue.errors import InvalidInputError, ModelMismatchError
-from storycue.evaluation.mappings import MANUAL_MAPPING, QUADRANT_VA_CENTRES
 from storycue.log import get_logger
-from storycue.models.emotion import EmotionHeads, mood_vocabulary
+from storycue.models.checkpoints import EmotionHeads, mood_vocabulary
 from storycue.training.families.wordvec import EncoderWordSpace, WordSpace
 
 log = get_logger(__name__)
@@ -41,7 +42,6 @@ Selection = Literal["auto", "loss", "mrr"]
 #: Feature-bank format version, recorded in checkpoints.
 BANK_VERSION = 1
 DEFAULT_AUDIO_FEATURES: tuple[str, ...] = ("penultimate", "mean_pool", "max_pool")
-DEFAULT_TEXT_SOURCES: tuple[str, ...] = ("isear", "goemotions", "emobank")
 
 
 def normalise_tag(tag: str) -> str:
@@ -359,7 +359,7 @@ def build_feature_bank(
 ) -> FeatureBank:
     """Build the bank from the real datasets through the shared feature caches.
 
-    Text features come from :func:`storycue.training.features.text_features` with the same
+    Text features come from :func:`storycue.models.features.text_features` with the same
     text lists and cache tags as VA training (``va-train``, ``va-validation``; the test
     part uses ``va-test``), so the two share caches; 4Q features from
     :func:`storycue.training.va.fourq_features`. Clips whose audio failed to decode are
@@ -367,13 +367,8 @@ def build_feature_bank(
     features are then not computed). ``word_space`` defaults to the text encoder itself. With
     ``require_audio_cache`` a missing 4Q feature cache raises instead of computing it.
     """
-    from storycue.training.features import text_features
-    from storycue.training.va import (
-        fourq_cache_path,
-        fourq_features,
-        music_targets,
-        text_training_set,
-    )
+    from storycue.data.textsets import music_targets, text_training_set
+    from storycue.models.features import fourq_cache_path, fourq_features, text_features
 
     lexicon = load_nrc_vad(settings=settings)
     records = load_fourq(settings=settings)

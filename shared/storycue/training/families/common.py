@@ -16,7 +16,7 @@ from torch import nn
 from storycue.evaluation.metrics import retrieval_metrics
 from storycue.identity import ModelIdentity
 from storycue.log import get_logger
-from storycue.models.emotion import CheckpointInfo, Distance
+from storycue.models.checkpoints import CheckpointInfo, Distance
 from storycue.models.heads import HeadConfig, MLPHead, OutputKind
 from storycue.training.families.base import FamilyConfig, FeatureBank
 

@@ -31,7 +31,7 @@ import torch
 
 from storycue.errors import InvalidInputError
 from storycue.log import get_logger
-from storycue.models.emotion import EmotionHeads
+from storycue.models.checkpoints import EmotionHeads
 from storycue.models.heads import HeadConfig, MLPHead
 from storycue.training.families.base import FamilyConfig, FeatureBank
 from storycue.training.families.common import (

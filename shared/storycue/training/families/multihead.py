@@ -24,7 +24,7 @@ from torch import nn
 
 from storycue.data.fourq import QUADRANTS
 from storycue.errors import InvalidInputError
-from storycue.models.emotion import EmotionHeads
+from storycue.models.checkpoints import EmotionHeads
 from storycue.models.heads import HeadConfig, MLPHead
 from storycue.training.families.base import FamilyConfig, FeatureBank
 from storycue.training.families.common import (

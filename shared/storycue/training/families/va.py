@@ -16,9 +16,10 @@ import functools
 
 import numpy as np
 
+from storycue.data.mappings import QUADRANT_VA_CENTRES, VA_CENTRE
+from storycue.data.textsets import RATED_SOURCES
 from storycue.errors import InvalidInputError
-from storycue.evaluation.mappings import QUADRANT_VA_CENTRES, VA_CENTRE
-from storycue.models.emotion import EmotionHeads
+from storycue.models.checkpoints import EmotionHeads
 from storycue.training.families.base import FamilyConfig, FeatureBank, MusicPart, TextPart
 from storycue.training.families.common import (
     checkpoint_info,
@@ -26,7 +27,7 @@ from storycue.training.families.common import (
     seed_everything,
 )
 from storycue.training.loop import RegressionData
-from storycue.training.va import RATED_SOURCES, fit_va_head
+from storycue.training.va import fit_va_head
 
 
 def text_regression_data(part: TextPart, config: FamilyConfig) -> RegressionData:

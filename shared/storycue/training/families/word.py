@@ -21,7 +21,7 @@ import torch
 from storycue.data.fourq import QUADRANTS
 from storycue.errors import InvalidInputError
 from storycue.log import get_logger
-from storycue.models.emotion import EmotionHeads
+from storycue.models.checkpoints import EmotionHeads
 from storycue.models.heads import MLPHead
 from storycue.training.families.base import FamilyConfig, FeatureBank, MusicPart
 from storycue.training.families.common import (

@@ -17,6 +17,9 @@ from typing import Any
 import numpy as np
 
 from storycue.audio.decode import load_audio
+from storycue.config import Settings
+from storycue.data.fourq import FourQRecord
+from storycue.data.splits import FourQSplit
 from storycue.errors import AudioDecodeError
 from storycue.log import get_logger
 
@@ -105,3 +108,46 @@ def audio_features(
         np.savez(tmp, **arrays)
         tmp.replace(cache_path)
     return out, failed
+
+
+def feature_cache_dir(settings: Settings) -> Path:
+    """Where features are cached between runs (``<home>/cache/features``)."""
+    return settings.home / "cache" / "features"
+
+
+def _fourq_ordered(split: FourQSplit) -> list[FourQRecord]:
+    """Every clip of the split, sorted by song id: the list cached as one feature file."""
+    return sorted([*split.train, *split.validation, *split.test], key=lambda r: r.song_id)
+
+
+def fourq_cache_path(split: FourQSplit, backbone: Any, cache_dir: Path) -> Path:
+    """Where :func:`fourq_features` caches the features of ``split`` for ``backbone``."""
+    return audio_cache_path(
+        backbone, [r.audio_path for r in _fourq_ordered(split)], cache_dir, "4q-all"
+    )
+
+
+def fourq_features(
+    split: FourQSplit,
+    backbone: Any,
+    cache_dir: Path | None,
+    *,
+    progress: Callable[[str, int, int], None] | None = None,
+) -> dict[str, dict[str, np.ndarray]]:
+    """Backbone features of every 4Q clip (one cache for all parts), sliced by part."""
+    ordered = _fourq_ordered(split)
+
+    def _prog(done: int, total: int) -> None:
+        if progress is not None:
+            progress("4Q audio features", done, total)
+
+    raw, failed = audio_features(
+        backbone, [r.audio_path for r in ordered], cache_dir, tag="4q-all", progress=_prog
+    )
+    if failed:
+        log.warning("clips_failed", count=len(failed))
+    row = {r.song_id: i for i, r in enumerate(ordered)}
+    return {
+        part: {k: v[[row[r.song_id] for r in split.part(part)]] for k, v in raw.items()}
+        for part in ("train", "validation", "test")
+    }

@@ -9,9 +9,7 @@ from storycue.data.alm import ALM_LABELS
 from storycue.data.fourq import FourQRecord, load_fourq
 from storycue.data.goemotions import EKMAN_LABELS
 from storycue.data.isear import ISEAR_LABELS
-from storycue.data.nrc_vad import VAD, VadLexicon
-from storycue.errors import InvalidInputError
-from storycue.evaluation.mappings import (
+from storycue.data.mappings import (
     MANUAL_MAPPING,
     QUADRANT_VA_CENTRES,
     quadrant_of,
@@ -21,6 +19,8 @@ from storycue.evaluation.mappings import (
     va_mapping,
     word_mapping,
 )
+from storycue.data.nrc_vad import VAD, VadLexicon
+from storycue.errors import InvalidInputError
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "data"
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from storycue.errors import ConfigurationError
-from storycue.runtime.batching import BatchedTextEncoder, MicroBatcher
+from storycue.models.batching import BatchedTextEncoder, MicroBatcher
 
 
 def test_concurrent_requests_share_batches_up_to_max() -> None:
@@ -101,8 +101,8 @@ def test_batched_text_encoder_matches_the_plain_encoder(text_encoder: object) ->
 
 
 def test_batched_audio_backbone_gives_the_backbone_features() -> None:
+    from storycue.models.batching import BatchedAudioBackbone
     from storycue.models.musicnn import load_backbone
-    from storycue.runtime.batching import BatchedAudioBackbone
 
     bb = load_backbone("MTT_musicnn", device="cpu")
     rng = np.random.default_rng(0)
@@ -198,7 +198,7 @@ def test_worker_warm_up_runs_both_encoders_through_their_batchers(
     encoder once before its first task (the first task must not pay for kernel set-up)."""
     from storycue.config import Settings
     from storycue.jobs.runtime import close_runtimes, get_runtime
-    from storycue.runtime.batching import BatchedAudioBackbone, BatchedTextEncoder
+    from storycue.models.batching import BatchedAudioBackbone, BatchedTextEncoder
     from storycue.runtime.worker import warm_up
 
     settings = Settings(home=tmp_path / "home")
@@ -217,7 +217,7 @@ def test_worker_warm_up_runs_both_encoders_through_their_batchers(
         text_side.close()
         audio_side.close()
     finally:
-        vars(model).pop("audio_backbone", None)  # install_batching shadows the method
+        model.use_audio_backbone(None)
         model.use_text_encoder(text_encoder)
         close_runtimes()
     assert not isinstance(model.audio_backbone(), BatchedAudioBackbone)

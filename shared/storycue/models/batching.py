@@ -363,10 +363,7 @@ def install_batching(
             audio_bb = BatchedAudioBackbone(
                 current, max_patches=s.batch.audio_patches, max_wait_ms=s.batch.max_wait_ms
             )
-            wrapped = audio_bb
-            # EmotionModel has no hook to swap its backbone (it has one for the text
-            # encoder): shadow the bound method on this instance only.
-            setattr(model, "audio_backbone", lambda: wrapped)  # noqa: B010
+            model.use_audio_backbone(audio_bb)
     log.info(
         "batching_installed",
         device=s.torch_device(),
