@@ -36,7 +36,7 @@ from typing import Any
 
 import torch
 
-from _common import (
+from _harness import (
     DEFAULT_MAX_LOAD,
     REPO_ROOT,
     RESULTS_DIR,
@@ -44,10 +44,12 @@ from _common import (
     loadavg,
     resolve_emotion_checkpoint,
     scratch_dir,
+    stop_process,
     stopwatch,
     wait_for_quiet,
     write_results,
 )
+from _report import env_line, fmt, quick_note, verdict
 from search import payloads, synthetic_vectors
 from storycue.config import QueueSettings, Settings
 from storycue.data.isear import load_isear
@@ -230,9 +232,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     base = Settings()
     stories, source = stories_for(base, args.stories, quick=args.quick)
     load = wait_for_quiet(args.max_load, args.max_wait)
+    from storycue.context import close_contexts, get_context
     from storycue.jobs.dispatch import InProcessDispatcher
     from storycue.jobs.params import MatchParams
-    from storycue.jobs.runtime import close_runtimes, get_runtime
     from storycue.jobs.submit import submit_match
     from storycue.pipeline.segment import segment_story
     from storycue.storage.factory import close_vector_stores, resolve_vector_backend
@@ -258,7 +260,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 job_chunk_size=args.chunk_size or QueueSettings().job_chunk_size,
             ),
         )
-        rt = get_runtime(settings)
+        rt = get_context(settings)
         model = rt.load_model()
         with stopwatch() as t_load:
             encoder = model.text_encoder
@@ -292,14 +294,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             if args.execution == "celery":
                 from storycue.runtime.dispatcher import CeleryDispatcher
 
-                close_runtimes()  # the worker process must own the embedded vector store
+                close_contexts()  # the worker process must own the embedded vector store
                 close_vector_stores()
                 env = {**os.environ, **env_over, "OMP_NUM_THREADS": str(torch.get_num_threads())}
                 dispatcher: Any = CeleryDispatcher(settings)
                 dispatcher.app.control.purge()
                 worker = start_worker(env, args.concurrency, worker_log)
                 wait_worker_ready(dispatcher.app, worker, 180.0)
-                rt = get_runtime(settings)
+                rt = get_context(settings)
                 if args.profile:
                     spy = start_py_spy(worker.pid, Path(args.results_dir or RESULTS_DIR))
             else:
@@ -329,14 +331,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 spy.send_signal(signal.SIGINT)  # py-spy writes its file on SIGINT
                 spy.wait(timeout=60)
             if worker is not None:
-                worker.terminate()
-                try:
-                    worker.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    worker.kill()
+                stop_process(worker)
             if isinstance(dispatcher, InProcessDispatcher):
                 dispatcher.shutdown(wait=True)
-            close_runtimes()
+            close_contexts()
             close_vector_stores()
         worker_tail = worker_log.read_text(errors="replace")[-2000:] if worker_log.is_file() else ""
 
@@ -417,6 +415,62 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     )
     print(f"wrote {path} and SUMMARY.md", file=sys.stderr)
     return results
+
+
+def summary_section(r: dict[str, Any]) -> list[str]:
+    cfg = r["config"]
+    quick = quick_note(cfg)
+    job, bare = r["job"], r["bare_encoder"]
+    where = (
+        f"through the Celery broker ({cfg['broker']}) to one text worker process "
+        f"(concurrency {cfg['concurrency']})"
+        if cfg["execution"] == "celery"
+        else "in the in-process dispatcher (embedded mode, 2 job threads)"
+    )
+    return [
+        f"## Bulk matching: a {cfg['stories']:,}-story job end to end vs the bare text encoder "
+        f"({cfg['execution']})",
+        "",
+        f"{cfg['stories']:,} stories ({cfg['story_source']}, {cfg['segments']:,} segments) "
+        f"matched {where}, chunks of {cfg['job_chunk_size']} stories, against a catalogue of "
+        f"{cfg['tracks']:,} tracks ({cfg['vector_backend']}), top {cfg['top_k']}; text runtime "
+        f"`{cfg['text_backend']}`.{quick}",
+        "",
+        "| path | stories/s | segments/s | wall s |",
+        "|---|---:|---:|---:|",
+        f"| (a) job: submit, segment, embed, search, record results | "
+        f"{fmt(job['stories_per_s'], 1)} | {fmt(job['segments_per_s'], 1)} | "
+        f"{fmt(job['wall_s'], 1)} |",
+        f"| (b1) bare text encoder forward, same segments sorted by length | "
+        f"{fmt(bare['stories_per_s'], 1)} | {fmt(bare['segments_per_s'], 1)} | "
+        f"{fmt(bare['wall_s'], 1)} |",
+        *(
+            [
+                f"| (b2) bare text encoder forward, in the job's batches | "
+                f"{fmt(jb['stories_per_s'], 1)} | {fmt(jb['segments_per_s'], 1)} | "
+                f"{fmt(jb['wall_s'], 1)} |"
+            ]
+            if (jb := r.get("bare_encoder_job_batches"))
+            else []
+        ),
+        "",
+        verdict(r, "(a)/(b1)")
+        + (
+            f"; (a)/(b2), same batches: {fmt(r['ratio_same_batches'], 3)}."
+            if "ratio_same_batches" in r
+            else "."
+        )
+        + (
+            f" Per CPU second (the job runs chunks in parallel threads, the bare forward is "
+            f"one stream): (a)/(b1) {fmt(r['ratio_per_cpu_second'], 3)}, (a)/(b2) "
+            f"{fmt(r['ratio_same_batches_per_cpu_second'], 3)}."
+            if r.get("ratio_per_cpu_second")
+            else ""
+        ),
+        "",
+        f"_{env_line(r)}_",
+        "",
+    ]
 
 
 if __name__ == "__main__":

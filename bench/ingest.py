@@ -22,7 +22,7 @@ from typing import Any, cast
 import numpy as np
 import torch
 
-from _common import (
+from _harness import (
     DEFAULT_MAX_LOAD,
     RESULTS_DIR,
     Timed,
@@ -37,13 +37,15 @@ from _common import (
     wait_for_quiet,
     write_results,
 )
+from _report import env_line, fmt, loads, quick_note, verdict
 from storycue.audio.decode import DecodedAudio, load_audio
 from storycue.audio.mel import MelFrontend
 from storycue.config import Settings
 from storycue.log import configure_logging
 from storycue.models.emotion import EmotionModel, load_emotion_model
 from storycue.models.musicnn import MusicnnBackbone
-from storycue.pipeline.engine import Engine, _Prepared, sha256_file
+from storycue.pipeline.engine import Engine, _Prepared
+from storycue.pipeline.ingest import sha256_file
 
 NAME = "ingest"
 TARGET_RATIO = 0.8
@@ -67,6 +69,54 @@ def pick_clips(fourq_dir: Path, n: int) -> list[Path]:
     for i in range(max(per_q)):
         out.extend(q[i] for q in chosen if i < len(q))
     return out
+
+
+def fourq_clips(base: Settings, n: int) -> tuple[Path, list[Path]]:
+    """The 4Q folder of ``base``'s data directory and ``n`` clips of it (exits without it)."""
+    if base.data_dir is None or not (base.data_dir / "4q").is_dir():
+        raise SystemExit("needs the 4Q clips: set STORYCUE_DATA_DIR (default ../shared/data)")
+    folder = (base.data_dir / "4q").resolve()
+    return folder, pick_clips(folder, n)
+
+
+def bare_backbone_run(
+    checkpoint: str, clips: list[Path], settings: Settings
+) -> tuple[float, Timed]:
+    """(b) of the distributed ingest benchmarks, run in this process before (a): the clips'
+    audio seconds and the bare backbone's forward on their precomputed mel patches (after a
+    warm-up on the first clip)."""
+    model = load_emotion_model(checkpoint, device="cpu")
+    backbone = cast(MusicnnBackbone, model.audio_backbone())
+    decoded = [load_audio(c, settings=settings) for c in clips]
+    audio_s = float(sum(a.duration_s for a in decoded))
+    patches = [log_mel_patches(backbone, a.waveform) for a in decoded]
+    run_bare(patches[:1], backbone, settings.batch.audio_patches, None)  # warm-up
+    bare = run_bare(patches, backbone, settings.batch.audio_patches, None)
+    print(f"bare backbone: {bare.wall_s:.2f} s for {len(clips)} clips", file=sys.stderr)
+    return audio_s, bare
+
+
+def path_against_bare(
+    clips: int, audio_s: float, wall_s: float, cpu_s: float | None, bare: Timed, cpu_key: str
+) -> dict[str, Any]:
+    """The run of a distributed ingest path (its process's CPU under ``<cpu_key>_s`` and
+    ``<cpu_key>_util``), the bare backbone's and their ratio."""
+    return {
+        "run": {
+            "wall_s": round(wall_s, 3),
+            "clips_per_s": clips / wall_s,
+            "real_time_factor": audio_s / wall_s,
+            f"{cpu_key}_s": None if cpu_s is None else round(cpu_s, 2),
+            f"{cpu_key}_util": None if cpu_s is None else round(cpu_s / wall_s, 2),
+        },
+        "bare_backbone": {
+            "wall_s": round(bare.wall_s, 3),
+            "clips_per_s": clips / bare.wall_s,
+            "cpu_util": round(bare.cpu_util, 2),
+        },
+        "ratio": round(bare.wall_s / wall_s, 4),
+        "target_ratio": TARGET_RATIO,
+    }
 
 
 def settings_for(home: Path, checkpoint: str, device: str, base: Settings) -> Settings:
@@ -206,7 +256,7 @@ def run_stages(
                     raise RuntimeError(f"{path.name}: non-finite vector")
             stand_in.current = vector
             with stopwatch() as t_store:
-                engine._store(cat.id, model_id, _Prepared(path, sha, audio), None)
+                engine._store(cat, model_id, _Prepared(path, sha, audio), None)
             for stage, t in zip(STAGES, (t_hash, t_dec, t_mel, t_bb, t_head, t_store), strict=True):
                 totals[stage] += t[0].wall_s
     finally:
@@ -407,6 +457,45 @@ def print_report(r: dict[str, Any]) -> None:
     for k, s in r["stages"]["per_stage"].items():
         print(f"  {k:>16}: {s['ms_per_clip']:8.1f} ms/clip  {100 * s['share']:5.1f} %")
     print(f"load: {r['load']}")
+
+
+def summary_section(r: dict[str, Any]) -> list[str]:
+    full, bare = r["full_pipeline"], r["bare_backbone"]
+    lines = [
+        "## Ingest: `Engine.ingest` vs bare backbone forward",
+        "",
+        f"{r['config']['clips']} real 4Q clips ({fmt(r['config']['audio_seconds'], 1)} s of "
+        f"audio), median of {r['config']['repeats']} repeats; emotion model: "
+        f"{r['model']['kind']} (`{r['model']['identity']}`)." + quick_note(r["config"]),
+        "",
+        "| path | clips/s | real-time factor | ms per clip |",
+        "|---|---:|---:|---:|",
+        f"| (a) full ingest (decode, resample, mel, backbone, head, store) | "
+        f"{fmt(full['clips_per_s'])} | {fmt(full['rtf'], 1)}× | "
+        f"{fmt(full['ms_per_clip'], 0)} |",
+        f"| (b) bare `forward_patches` on precomputed mel patches | "
+        f"{fmt(bare['clips_per_s'])} | {fmt(bare['rtf'], 1)}× | "
+        f"{fmt(bare['ms_per_clip'], 0)} |",
+        "",
+        verdict(r) + ".",
+        "",
+        "Stage breakdown of (a), each stage timed on its own over the same clips:",
+        "",
+        "| stage | ms per clip | share |",
+        "|---|---:|---:|",
+    ]
+    stages = r["stages"]
+    for name, s in stages["per_stage"].items():
+        lines.append(f"| {name} | {fmt(s['ms_per_clip'], 1)} | {fmt(100 * s['share'], 1)} % |")
+    lines += [
+        f"| **sum of stages** | **{fmt(stages['sum_ms_per_clip'], 1)}** | 100 % |",
+        "",
+        f"Model loads and warm-up (excluded above): {loads(r)}.",
+        "",
+        f"_{env_line(r)}_",
+        "",
+    ]
+    return lines
 
 
 if __name__ == "__main__":

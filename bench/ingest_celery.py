@@ -24,11 +24,11 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import torch
 
-from _common import (
+from _harness import (
     DEFAULT_MAX_LOAD,
     REPO_ROOT,
     RESULTS_DIR,
@@ -36,17 +36,16 @@ from _common import (
     loadavg,
     resolve_emotion_checkpoint,
     scratch_dir,
+    stop_process,
     stopwatch,
     wait_for_quiet,
     write_results,
 )
+from _report import ingest_path_rows
 from bulk import process_cpu_s, wait_job, wait_worker_ready
-from ingest import log_mel_patches, pick_clips, run_bare
-from storycue.audio.decode import load_audio
+from ingest import bare_backbone_run, fourq_clips, path_against_bare
 from storycue.config import IngestSourceSettings, QueueSettings, Settings
 from storycue.log import configure_logging
-from storycue.models.emotion import load_emotion_model
-from storycue.models.musicnn import MusicnnBackbone
 
 NAME = "ingest-celery"
 TARGET_RATIO = 0.8
@@ -77,15 +76,11 @@ def main() -> dict[str, Any]:
     ap.add_argument("--log-level", default="WARNING")
     args = ap.parse_args()
     configure_logging(args.log_level)
-    base = Settings()
-    if base.data_dir is None or not (base.data_dir / "4q").is_dir():
-        raise SystemExit("needs the 4Q clips: set STORYCUE_DATA_DIR (default ../shared/data)")
-    folder = (base.data_dir / "4q").resolve()
-    clips = pick_clips(folder, args.clips)
+    folder, clips = fourq_clips(Settings(), args.clips)
     load = wait_for_quiet(args.max_load, args.max_wait)
 
+    from storycue.context import close_contexts, get_context
     from storycue.jobs.params import IngestParams
-    from storycue.jobs.runtime import close_runtimes, get_runtime
     from storycue.runtime.dispatcher import CeleryDispatcher
     from storycue.storage.factory import close_vector_stores
 
@@ -98,18 +93,9 @@ def main() -> dict[str, Any]:
             sources=IngestSourceSettings(allowed_roots=[folder]),
             queue=QueueSettings(execution="celery", broker_url=args.broker_url),
         )
-        # (b) the bare backbone on precomputed mel patches, in this process, first.
-        model = load_emotion_model(checkpoint, device="cpu")
-        backbone = cast(MusicnnBackbone, model.audio_backbone())
-        decoded = [load_audio(c, settings=settings) for c in clips]
-        audio_s = float(sum(a.duration_s for a in decoded))
-        patches = [log_mel_patches(backbone, a.waveform) for a in decoded]
-        run_bare(patches[:1], backbone, settings.batch.audio_patches, None)  # warm-up
-        bare = run_bare(patches, backbone, settings.batch.audio_patches, None)
-        print(f"bare backbone: {bare.wall_s:.2f} s for {len(clips)} clips", file=sys.stderr)
-        del model, backbone
+        audio_s, bare = bare_backbone_run(checkpoint, clips, settings)
 
-        rt = get_runtime(settings)
+        rt = get_context(settings)
         rt.tenancy.create_catalogue(TENANT, CATALOGUE)
         cat = rt.tenancy.catalogue(TENANT, CATALOGUE)
         for c in clips:
@@ -119,7 +105,7 @@ def main() -> dict[str, Any]:
         # process must not touch it afterwards (submit_ingest would, to register).
         active = rt.load_model()
         record = rt.register(active)
-        close_runtimes()  # the worker process must own the embedded vector store
+        close_contexts()  # the worker process must own the embedded vector store
         close_vector_stores()
         env = {
             **os.environ,
@@ -137,7 +123,7 @@ def main() -> dict[str, Any]:
         worker = start_audio_worker(env, args.concurrency, log_path)
         try:
             wait_worker_ready(dispatcher.app, worker, 180.0)
-            rt = get_runtime(settings)
+            rt = get_context(settings)
             cpu0 = process_cpu_s(worker.pid)
             with stopwatch() as t_job:
                 # submit_ingest's job, without its register step (see above).
@@ -161,18 +147,15 @@ def main() -> dict[str, Any]:
             if stored != len(clips):
                 raise SystemExit(f"the job stored {stored} of {len(clips)} tracks")
         finally:
-            worker.terminate()
-            try:
-                worker.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                worker.kill()
-            close_runtimes()
+            stop_process(worker)
+            close_contexts()
             close_vector_stores()
         tail = log_path.read_text(errors="replace")[-1500:]
 
     job_s = t_job[0].wall_s
     worker_cpu = cpu1 - cpu0 if cpu0 is not None and cpu1 is not None else None
     n = len(clips)
+    measured = path_against_bare(n, audio_s, job_s, worker_cpu, bare, "worker_cpu")
     results: dict[str, Any] = {
         "benchmark": NAME,
         "environment": environment("cpu"),
@@ -186,20 +169,10 @@ def main() -> dict[str, Any]:
             "job_chunk_size": settings.queue.job_chunk_size,
         },
         "model": model_record,
-        "job": {
-            "wall_s": round(job_s, 3),
-            "clips_per_s": n / job_s,
-            "real_time_factor": audio_s / job_s,
-            "worker_cpu_s": None if worker_cpu is None else round(worker_cpu, 2),
-            "worker_cpu_util": None if worker_cpu is None else round(worker_cpu / job_s, 2),
-        },
-        "bare_backbone": {
-            "wall_s": round(bare.wall_s, 3),
-            "clips_per_s": n / bare.wall_s,
-            "cpu_util": round(bare.cpu_util, 2),
-        },
-        "ratio": round(bare.wall_s / job_s, 4),
-        "target_ratio": TARGET_RATIO,
+        "job": measured["run"],
+        "bare_backbone": measured["bare_backbone"],
+        "ratio": measured["ratio"],
+        "target_ratio": measured["target_ratio"],
         "worker_log_tail": tail,
     }
     path = write_results(NAME, results, Path(args.results_dir) if args.results_dir else RESULTS_DIR)
@@ -210,6 +183,19 @@ def main() -> dict[str, Any]:
     )
     print(f"wrote {path}", file=sys.stderr)
     return results
+
+
+def summary_section(r: dict[str, Any]) -> list[str]:
+    cfg = r["config"]
+    return [
+        "## Ingest through Celery: an ingest job to the audio worker vs bare backbone forward",
+        "",
+        f"{cfg['clips']} real 4Q clips ({cfg['audio_s']:,.1f} s of audio) through "
+        f"`{cfg['broker']}` to one audio worker (concurrency {cfg['concurrency']}, "
+        f"{cfg['audio_patches']} patches per batch).",
+        "",
+        *ingest_path_rows(r, r["job"], "ingest job through the Celery audio worker", "worker"),
+    ]
 
 
 if __name__ == "__main__":

@@ -29,11 +29,11 @@ import sys
 import time
 import uuid
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import torch
 
-from _common import (
+from _harness import (
     DEFAULT_MAX_LOAD,
     REPO_ROOT,
     RESULTS_DIR,
@@ -41,17 +41,16 @@ from _common import (
     loadavg,
     resolve_emotion_checkpoint,
     scratch_dir,
+    stop_process,
     stopwatch,
     wait_for_quiet,
     write_results,
 )
+from _report import ingest_path_rows
 from bulk import process_cpu_s, start_py_spy
-from ingest import log_mel_patches, pick_clips, run_bare
-from storycue.audio.decode import load_audio
+from ingest import bare_backbone_run, fourq_clips, path_against_bare
 from storycue.config import IngestSourceSettings, KafkaSettings, Settings
 from storycue.log import configure_logging
-from storycue.models.emotion import load_emotion_model
-from storycue.models.musicnn import MusicnnBackbone
 
 NAME = "ingest-kafka"
 TARGET_RATIO = 0.8
@@ -137,16 +136,13 @@ def main() -> dict[str, Any]:
     )
     args = ap.parse_args()
     configure_logging(args.log_level)
-    base = Settings()
-    if base.data_dir is None or not (base.data_dir / "4q").is_dir():
-        raise SystemExit("needs the 4Q clips: set STORYCUE_DATA_DIR (default ../shared/data)")
-    folder = (base.data_dir / "4q").resolve()
-    clips = pick_clips(folder, args.clips)
+    folder, clips = fourq_clips(Settings(), args.clips)
     load = wait_for_quiet(args.max_load, args.max_wait)
 
-    from storycue.events.devbroker import TansuBroker
+    sys.path.insert(0, str(REPO_ROOT / "tests"))  # the tests' throw-away broker
     from storycue.events.kafka import ensure_topics, publish_track_events
     from storycue.events.schemas import TrackEvent
+    from support.tansu import TansuBroker
 
     with scratch_dir() as tmp, TansuBroker() as broker:
         checkpoint, model_record = resolve_emotion_checkpoint(None, Path(tmp))
@@ -165,16 +161,7 @@ def main() -> dict[str, Any]:
             sources=IngestSourceSettings(allowed_roots=[folder]),
             kafka=kafka,
         )
-        # (b) the bare backbone on precomputed mel patches, in this process, first.
-        model = load_emotion_model(checkpoint, device="cpu")
-        backbone = cast(MusicnnBackbone, model.audio_backbone())
-        decoded = [load_audio(c, settings=settings) for c in clips]
-        audio_s = float(sum(a.duration_s for a in decoded))
-        patches = [log_mel_patches(backbone, a.waveform) for a in decoded]
-        run_bare(patches[:1], backbone, settings.batch.audio_patches, None)  # warm-up
-        bare = run_bare(patches, backbone, settings.batch.audio_patches, None)
-        print(f"bare backbone: {bare.wall_s:.2f} s for {len(clips)} clips", file=sys.stderr)
-        del model, backbone, decoded, patches
+        audio_s, bare = bare_backbone_run(checkpoint, clips, settings)
 
         ensure_topics(settings)
         env = {
@@ -223,16 +210,13 @@ def main() -> dict[str, Any]:
             if created != len(clips):
                 raise SystemExit(f"{created} of {len(clips)} tracks were newly embedded")
         finally:
-            consumer.terminate()
-            try:
-                consumer.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                consumer.kill()
+            stop_process(consumer)
         tail = log_path.read_text(errors="replace")[-1500:]
 
     job_s = t_job[0].wall_s
     worker_cpu = cpu1 - cpu0 if cpu0 is not None and cpu1 is not None else None
     n = len(clips)
+    measured = path_against_bare(n, audio_s, job_s, worker_cpu, bare, "cpu")
     results: dict[str, Any] = {
         "benchmark": NAME,
         "environment": environment("cpu"),
@@ -246,21 +230,10 @@ def main() -> dict[str, Any]:
             "profiled": bool(args.profile),
         },
         "model": model_record,
-        "consumer": {
-            "startup": startup,
-            "wall_s": round(job_s, 3),
-            "clips_per_s": n / job_s,
-            "real_time_factor": audio_s / job_s,
-            "cpu_s": None if worker_cpu is None else round(worker_cpu, 2),
-            "cpu_util": None if worker_cpu is None else round(worker_cpu / job_s, 2),
-        },
-        "bare_backbone": {
-            "wall_s": round(bare.wall_s, 3),
-            "clips_per_s": n / bare.wall_s,
-            "cpu_util": round(bare.cpu_util, 2),
-        },
-        "ratio": round(bare.wall_s / job_s, 4),
-        "target_ratio": TARGET_RATIO,
+        "consumer": {"startup": startup, **measured["run"]},
+        "bare_backbone": measured["bare_backbone"],
+        "ratio": measured["ratio"],
+        "target_ratio": measured["target_ratio"],
         "consumer_log_tail": tail,
     }
     path = write_results(NAME, results, Path(args.results_dir) if args.results_dir else RESULTS_DIR)
@@ -271,6 +244,26 @@ def main() -> dict[str, Any]:
     )
     print(f"wrote {path}", file=sys.stderr)
     return results
+
+
+def summary_section(r: dict[str, Any]) -> list[str]:
+    cfg, run = r["config"], r["consumer"]
+    return [
+        "## Ingest through Kafka: track events to the ingest consumer vs bare backbone forward",
+        "",
+        f"{cfg['clips']} real 4Q clips ({cfg['audio_s']:,.1f} s of audio) announced as "
+        f"`track.added` events on {cfg['broker']} to one ingest-consumer process "
+        f"({cfg['audio_patches']} patches per batch), timed until the last `track.embedded` "
+        "is read back. The consumer was warm and had joined its group before the first event"
+        + (
+            f" (start-up, paid once: warm {run['startup']['warm_s']} s, partitions assigned "
+            f"{run['startup']['assigned_s']} s after start)."
+            if run.get("startup")
+            else "."
+        ),
+        "",
+        *ingest_path_rows(r, run, "events through the ingest consumer", "consumer"),
+    ]
 
 
 if __name__ == "__main__":

@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from _common import (
+from _harness import (
     DEFAULT_MAX_LOAD,
     RESULTS_DIR,
     environment,
@@ -46,6 +46,7 @@ from _common import (
     wait_for_quiet,
     write_results,
 )
+from _report import env_line, fmt, quick_note
 from storycue.config import Settings
 from storycue.identity import ModelIdentity
 from storycue.log import configure_logging
@@ -411,10 +412,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 from fastapi.testclient import TestClient
 
                 from storycue.api.app import create_app
-                from storycue.jobs.runtime import get_runtime
+                from storycue.context import get_context
 
                 settings = Settings(home=home, vector_backend=backend, emotion_model=checkpoint)
-                runtime = get_runtime(settings)
+                runtime = get_context(settings)
                 client = TestClient(create_app(settings, runtime=runtime))
                 cat_ids = [
                     runtime.tenancy.create_catalogue("default", f"bench-{c}")[0].id
@@ -481,10 +482,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             finally:
                 if client is not None:
                     client.close()
-                    from storycue.jobs.runtime import close_runtimes
+                    from storycue.context import close_contexts
                     from storycue.storage.factory import close_vector_stores
 
-                    close_runtimes()
+                    close_contexts()
                     close_vector_stores()
                 else:
                     store.close()
@@ -536,6 +537,68 @@ def print_report(r: dict[str, Any]) -> None:
                     f"{backend} {size:>7} api {label:<19} p50 {s['p50_ms']:8.2f} ms "
                     f"p99 {s['p99_ms']:8.2f} ms"
                 )
+
+
+def summary_section(r: dict[str, Any]) -> list[str]:
+    cfg = r["config"]
+    quick = quick_note(cfg)
+    top_k = cfg["top_k"]
+    lines = [
+        f"## Search: vector store{' and `POST /v1/search`' if cfg.get('api') else ''} "
+        f"vs exact numpy scan ({cfg['dim']}-d, {cfg['distance']})",
+        "",
+        f"Synthetic {cfg['dim']}-d vectors ({cfg['vectors']}) spread over "
+        f"{cfg['catalogues']} catalogues; the filter keeps one catalogue (a tenth of the "
+        f"tracks). Up to {cfg['queries']} queries per case, top {top_k}; latencies in ms; "
+        f"speed-up = scan p50 / store p50; recall@{top_k} of the store against the exact "
+        f"scan.{quick}",
+        "",
+        f"| backend | tracks | filter | store p50 | store p99 | scan p50 | scan p99 | "
+        f"speed-up | recall@{top_k} |",
+        "|---|---:|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    api_rows: list[str] = []
+    inserts: list[str] = []
+    for backend, res in r["backends"].items():
+        for size, case in res["sizes"].items():
+            for label, c in case["search"].items():
+                st, sc = c["store"], c["exact_numpy_scan"]
+                lines.append(
+                    f"| {backend} | {int(size):,} | {label.replace('_', ' ')} | "
+                    f"{fmt(st['p50_ms'], 3)} | {fmt(st['p99_ms'], 3)} | "
+                    f"{fmt(sc['p50_ms'], 3)} | {fmt(sc['p99_ms'], 3)} | "
+                    f"×{fmt(c['speedup_p50'])} | {fmt(c.get(f'recall_at_{top_k}'), 3)} |"
+                )
+            ins = case["insert"]
+            build = f", index build {ins['index_build_s']:.1f} s" if "index_build_s" in ins else ""
+            inserts.append(f"{backend} {int(size):,}: upsert {ins['upsert_s']:.1f} s{build}")
+            for label, a in (case.get("api") or {}).items():
+                api_rows.append(
+                    f"| {backend} | {int(size):,} | {label.replace('_', ' ')} | "
+                    f"{fmt(a['p50_ms'])} | {fmt(a['p90_ms'])} | {fmt(a['p99_ms'])} |"
+                )
+    if api_rows:
+        lines += [
+            "",
+            "`POST /v1/search` in process (one-sentence stories, top 10; the latency includes "
+            "segmenting and encoding the story, whose encoder forward alone is the last row "
+            "of each size):",
+            "",
+            "| backend | tracks | request | p50 | p90 | p99 |",
+            "|---|---:|---|---:|---:|---:|",
+            *api_rows,
+        ]
+    lines += [
+        "",
+        f"Target: p99 ≤ {r['target_p99_ms']:g} ms at 100k tracks with a catalogue filter "
+        "(embedded mode). Inserts (points added at this size, excluded above): "
+        + "; ".join(inserts)
+        + ".",
+        "",
+        f"_{env_line(r)}_",
+        "",
+    ]
+    return lines
 
 
 if __name__ == "__main__":

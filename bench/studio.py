@@ -32,11 +32,10 @@ from typing import Any
 
 import httpx
 
-from _common import REPO_ROOT, RESULTS_DIR, environment
-from storycue.cli import read_catalogue_metadata, spread
+from _harness import REPO_ROOT, RESULTS_DIR, environment
 from storycue.config import Settings, get_settings
 from storycue.evaluation.stories import load_story_set, stories_of, story_text
-from storycue.pipeline.engine import Engine, find_audio_files
+from storycue.pipeline.engine import Engine, find_audio_files, read_catalogue_metadata, spread
 
 OUT = RESULTS_DIR / "studio.json"
 FIGURE = REPO_ROOT / "docs" / "figures" / "studio-cue-sheet.png"

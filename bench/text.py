@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from _common import (
+from _harness import (
     DEFAULT_MAX_LOAD,
     RESULTS_DIR,
     Timed,
@@ -53,6 +53,7 @@ from _common import (
     wait_for_quiet,
     write_results,
 )
+from _report import env_line, fmt, loads, quick_note
 from storycue.config import Settings
 from storycue.data.isear import load_isear
 from storycue.errors import DatasetNotFoundError
@@ -552,6 +553,59 @@ def print_report(r: dict[str, Any]) -> None:
     for name, x in r["onnx_vs_torch"].items():
         print(f"{name}: onnx bare / torch bare {x['bare_onnx_over_bare_torch']:.2f}")
     print(f"load: {r['load']}")
+
+
+def summary_section(r: dict[str, Any]) -> list[str]:
+    cfg = r["config"]
+    quick = quick_note(cfg)
+    lines = [
+        "## Text: the text paths vs the bare encoder forward",
+        "",
+        f"Median of {cfg['repeats']} repeats, batch size {cfg['batch_size']}; emotion model: "
+        f"{r['model']['kind']} (`{r['model']['identity']}`). Per runtime (`torch` eager, "
+        "`onnx` ONNX Runtime): (a) `EmotionModel.embed_text` vs (b) the bare forward of the "
+        f"same runtime on the same batches; (c) the text worker's micro-batcher with "
+        f"{cfg.get('clients')} concurrent requests of {cfg.get('request_size')} segments "
+        "(in-process, the queue is in the bulk benchmark) vs (d) the bare forward on the "
+        f"batches (c) formed.{quick}",
+        "",
+        "| runtime/input | segments | mean tokens | (a) seg/s | (b) seg/s | **(a)/(b)** | "
+        "(c) seg/s | (d) seg/s | **(c)/(d)** |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, w in r["workloads"].items():
+        a, b = w["embed_text"], w["bare_encoder"]
+        c, d = w.get("worker_batching"), w.get("bare_on_worker_batches")
+        lines.append(
+            f"| {name} | {w['segments']} | {fmt(w['mean_tokens'], 1)} | "
+            f"{fmt(a['segments_per_s'], 1)} | {fmt(b['segments_per_s'], 1)} | "
+            f"**{fmt(w['ratio'], 3)}** | "
+            f"{fmt(c['segments_per_s'] if c else None, 1)} | "
+            f"{fmt(d['segments_per_s'] if d else None, 1)} | "
+            f"**{fmt(w.get('worker_ratio'), 3)}** |"
+        )
+    cross = r.get("onnx_vs_torch") or {}
+    if cross:
+        lines += [
+            "",
+            "ONNX Runtime against eager PyTorch on the same segments: "
+            + "; ".join(
+                f"{name}: bare forward ×{fmt(x['bare_onnx_over_bare_torch'])}, "
+                f"embed_text (onnx) over bare torch ×{fmt(x['embed_text_onnx_over_bare_torch'])}"
+                for name, x in cross.items()
+            )
+            + ".",
+        ]
+    first = next(iter(r["workloads"].values()))
+    lines += ["", f"Target ratio ≥ {r['target_ratio']}. Breakdown of (a) per workload (ms):", ""]
+    lines += ["| runtime/input | " + " | ".join(first["breakdown_ms"]) + " |"]
+    lines += ["|---|" + "---:|" * len(first["breakdown_ms"])]
+    for name, w in r["workloads"].items():
+        lines.append(
+            f"| {name} | " + " | ".join(fmt(v, 1) for v in w["breakdown_ms"].values()) + " |"
+        )
+    lines += ["", f"Model loads (excluded above): {loads(r)}.", "", f"_{env_line(r)}_", ""]
+    return lines
 
 
 if __name__ == "__main__":

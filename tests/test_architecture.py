@@ -25,6 +25,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("data", "audio", "storage", "sources"),
     ("models",),
     ("pipeline",),
+    ("context",),
     ("evaluation",),
     ("training",),
     ("jobs",),

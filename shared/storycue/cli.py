@@ -7,12 +7,9 @@ go to stderr.
 
 from __future__ import annotations
 
-import csv
 import json
-import math
 import sys
 import time
-import wave
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,8 +20,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from storycue.audio.synthetic import synthesise_clips
 from storycue.config import Settings, get_settings
-from storycue.errors import InvalidInputError, StorycueError, TextDecodeError
+from storycue.errors import InvalidInputError, StorycueError
 from storycue.log import configure_logging, get_logger
 
 app = typer.Typer(
@@ -102,45 +100,6 @@ def _fail(exc: StorycueError) -> typer.Exit:
     return typer.Exit(code=2)
 
 
-def read_story_file(path: Path, max_bytes: int) -> str:
-    """Read a story file as UTF-8 (a BOM is accepted); clear errors otherwise."""
-    if not path.is_file():
-        raise InvalidInputError(f"story file {path} does not exist")
-    size = path.stat().st_size
-    if size > max_bytes:
-        raise InvalidInputError(f"story file {path} is {size} bytes, over the {max_bytes} limit")
-    data = path.read_bytes()
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise TextDecodeError(
-            f"{path} is not UTF-8 text (byte {exc.start}: {data[exc.start : exc.start + 1]!r}); "
-            "convert it, e.g. `iconv -f latin1 -t utf-8`"
-        ) from exc
-    if "\x00" in text:
-        raise TextDecodeError(f"{path} looks binary (it contains NUL bytes), not a text story")
-    return text
-
-
-def read_catalogue_metadata(csv_path: Path) -> dict[str, Any]:
-    """Titles, artists and tags per file stem from a 4Q-style metadata CSV."""
-    from storycue.pipeline.engine import TrackMeta
-
-    meta: dict[str, Any] = {}
-    with csv_path.open(newline="", encoding="utf-8-sig") as f:
-        for row in csv.DictReader(f):
-            song = (row.get("Song") or "").strip()
-            if not song:
-                continue
-            tags = [t.strip().lower() for t in (row.get("MoodsStrSplit") or "").split(";")]
-            meta[song] = TrackMeta(
-                title=(row.get("Title") or "").strip() or None,
-                artist=(row.get("Artist") or "").strip() or None,
-                tags=tuple(t for t in tags if t),
-            )
-    return meta
-
-
 # ---- commands -----------------------------------------------------------------------------------
 @app.command()
 def ingest(
@@ -159,7 +118,12 @@ def ingest(
     json_out: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
     """Embed every audio file under FOLDER and store it; re-ingest is idempotent."""
-    from storycue.pipeline.engine import Engine, find_audio_files
+    from storycue.pipeline.engine import (
+        Engine,
+        find_audio_files,
+        read_catalogue_metadata,
+        spread,
+    )
 
     settings = _settings()
     try:
@@ -190,22 +154,6 @@ def ingest(
         out.print(f"  [red]skipped[/] {uri}: {reason}")
 
 
-def spread(files: list[Path], limit: int) -> list[Path]:
-    """Up to ``limit`` files taken evenly across sub-folders (deterministic)."""
-    by_dir: dict[Path, list[Path]] = {}
-    for f in files:
-        by_dir.setdefault(f.parent, []).append(f)
-    groups = list(by_dir.values())
-    picked: list[Path] = []
-    i = 0
-    while len(picked) < min(limit, len(files)):
-        for g in groups:
-            if i < len(g) and len(picked) < limit:
-                picked.append(g[i])
-        i += 1
-    return picked
-
-
 @app.command()
 def match(
     text: Annotated[str | None, typer.Argument(help="Story text (or use --file).")] = None,
@@ -217,7 +165,7 @@ def match(
     json_out: Annotated[bool, typer.Option("--json", help="Print the cue sheet as JSON.")] = False,
 ) -> None:
     """Match a story (any length) to music: a cue sheet with top-k tracks per scene."""
-    from storycue.pipeline.engine import Engine
+    from storycue.pipeline.engine import Engine, read_story_file
 
     settings = _settings()
     try:
@@ -448,47 +396,11 @@ def train(
     The encoders are frozen by default. --finetune text|audio|both fine-tunes them end to
     end first (minutes on a GPU, hours on CPU); or fine-tune with `storycue finetune` and
     name the results with --text-encoder and --audio-backbone."""
-    from storycue.models.checkpoints import EmotionHeads
-    from storycue.models.finetuned import is_finetuned_name
-    from storycue.models.musicnn import load_backbone
-    from storycue.models.text import TextEncoder
-    from storycue.training.run import TrainOptions, train_model
+    from storycue.training.release import train_release
+    from storycue.training.run import TrainOptions
 
     settings = _settings()
     sources = [t.strip() for t in text_sources.split(",") if t.strip()] if text_sources else None
-    device = settings.torch_device()
-    if finetune not in ("none", "text", "audio", "both"):
-        raise _fail(InvalidInputError("--finetune must be none, text, audio or both"))
-    if finetune in ("text", "both") and text_encoder:
-        raise _fail(InvalidInputError("give --text-encoder or --finetune text, not both"))
-    if finetune in ("audio", "both") and audio_backbone and is_finetuned_name(audio_backbone):
-        raise _fail(InvalidInputError(f"{audio_backbone} is already fine-tuned"))
-    if finetune != "none":
-        from storycue.training.finetune import (
-            AudioFinetuneConfig,
-            TextFinetuneConfig,
-            run_audio_finetuning,
-            run_text_finetuning,
-        )
-
-        try:
-            with _progress() as progress:
-                report = _stage_reporter(progress)
-                if finetune in ("text", "both"):
-                    tuned, path = run_text_finetuning(
-                        settings, TextFinetuneConfig(seed=seed), progress=report
-                    )
-                    _report_delta(tuned, path)
-                    text_encoder = tuned.delta.name
-                if finetune in ("audio", "both"):
-                    tuned, path = run_audio_finetuning(
-                        settings, AudioFinetuneConfig(seed=seed), backbone=audio_backbone,
-                        progress=report,
-                    )  # fmt: skip
-                    _report_delta(tuned, path)
-                    audio_backbone = tuned.delta.name
-        except StorycueError as exc:
-            raise _fail(exc) from exc
     options = TrainOptions(
         family=family,
         name=name,
@@ -507,33 +419,24 @@ def train(
         label_arousal_weight=label_arousal_weight,
     )
     try:
-        encoder = TextEncoder(
-            text_encoder or settings.text_encoder,
-            device=device,
-            batch_size=settings.batch.text,
-            max_tokens=settings.text_max_tokens,
-        )
-        backbone = load_backbone(
-            audio_backbone or settings.audio_backbone,
-            weights_dir=settings.musicnn_weights_dir,
-            device=device,
-        )
         with _progress() as progress:
-            report = _stage_reporter(progress)
-            heads: EmotionHeads = train_model(
-                settings, options, text_encoder=encoder, backbone=backbone, progress=report
+            release = train_release(
+                settings,
+                options,
+                finetune=finetune,
+                evaluate=evaluate_after,
+                output=output,
+                progress=_stage_reporter(progress),
             )
-        path, sha = _save_release(
-            settings, heads, encoder=encoder, backbone=backbone, evaluate=evaluate_after,
-            output=output,
-        )  # fmt: skip
     except StorycueError as exc:
         raise _fail(exc) from exc
-    from storycue.training.modelcard import write_model_card
-
-    card = write_model_card(heads.info, path, sha)
-    out.print(f"saved {path} (sha256 {sha[:12]}…) and its model card {card}")
-    for key, res in heads.info.metrics.items():
+    assert release is not None  # nothing asked to stop it
+    for tuned in release.tuned:
+        _report_delta(tuned.result, tuned.path)
+    out.print(
+        f"saved {release.path} (sha256 {release.sha256[:12]}…) and its model card {release.card}"
+    )
+    for key, res in release.heads.info.metrics.items():
         if key == "reading":
             for part, rows in res.items():
                 m, p = rows["model"]["sentences"], rows["probe"]["sentences"]
@@ -549,29 +452,6 @@ def train(
             if m != "diagnostics"
         )
         out.print(f"  {key}: {line}")
-
-
-def _save_release(
-    settings: Settings,
-    heads: Any,
-    *,
-    encoder: Any,
-    backbone: Any,
-    evaluate: bool,
-    output: Path | None,
-) -> tuple[Path, str]:
-    """Score a new release when asked (its one look at the test parts) and save its
-    checkpoint; ``(path, sha256)``. Shared by ``train`` and ``calibrate``."""
-    from storycue.evaluation.release import release_metrics
-    from storycue.models.emotion import EmotionModel
-
-    if evaluate:
-        model = EmotionModel(heads, device=settings.torch_device())
-        model.use_text_encoder(encoder)
-        heads.info.metrics = release_metrics(model, backbone, settings)
-    ident = heads.info.identity
-    path = output or (settings.home / "models" / f"{ident.name}-{ident.version}.safetensors")
-    return path, str(heads.save(path))
 
 
 @app.command()
@@ -607,7 +487,7 @@ def calibrate(
     from storycue.models.checkpoints import EmotionHeads, find_checkpoint
     from storycue.models.emotion import EmotionModel
     from storycue.training.calibration import calibrated, fit_text_shift
-    from storycue.training.modelcard import write_model_card
+    from storycue.training.release import save_release
 
     try:
         source = find_checkpoint(model_name, settings)
@@ -619,20 +499,24 @@ def calibrate(
             fit_on=fit_on,  # type: ignore[arg-type]
             method=method,  # type: ignore[arg-type]
         )
-        heads = calibrated(base.heads, fit, version)
-        path, sha = _save_release(
-            settings, heads, encoder=base.text_encoder, backbone=base.audio_backbone(),
-            evaluate=evaluate_after, output=output,
-        )  # fmt: skip
+        release = save_release(
+            settings,
+            calibrated(base.heads, fit, version),
+            encoder=base.text_encoder,
+            backbone=base.audio_backbone(),
+            evaluate=evaluate_after,
+            output=output,
+        )
     except StorycueError as exc:
         raise _fail(exc) from exc
-    card = write_model_card(heads.info, path, sha)
     sv, sa = fit.shift
     out.print(
         f"shift valence {sv:+.4f}, arousal {sa:+.4f} (EmoBank dev: {fit.n_sentences} sentences, "
         f"{fit.n_passages} passages)"
     )
-    out.print(f"saved {path} (sha256 {sha[:12]}…) and its model card {card}")
+    out.print(
+        f"saved {release.path} (sha256 {release.sha256[:12]}…) and its model card {release.card}"
+    )
 
 
 @app.command()
@@ -721,15 +605,24 @@ def evaluate(
     --models: several models plus the bridge baseline on ISEAR-test and GoEmotions-test
     against the 4Q test split, as a Markdown table in the style of the paper's Table 3.
     """
-    from storycue.evaluation.harness import MAPPINGS
+    from storycue.evaluation.plots import table_figures
+    from storycue.evaluation.reading import reading_report
+    from storycue.evaluation.report import evaluate_one, mapping_names, table_report
+    from storycue.evaluation.stories import story_set
 
     settings = _settings()
     try:
         if (gallery is None) != (metadata is None):
             raise InvalidInputError("--gallery and --metadata go together")
+        story_passages = story_set(stories)
         if reading_only:
-            result = _evaluate_reading(settings, model=model, split=split,
-                                       stories=_story_set(stories))  # fmt: skip
+            err.print("reading EmoBank and the frozen-encoder probe (a minute or two on 2 cores)")
+            result = reading_report(
+                settings,
+                model or settings.emotion_model,
+                part="test" if split == "test" else "validation",
+                stories=story_passages,
+            )
             if output is not None:
                 output.parent.mkdir(parents=True, exist_ok=True)
                 output.write_text(json.dumps(result, indent=2), encoding="utf-8")
@@ -742,41 +635,56 @@ def evaluate(
                 out.print(f"{ident['name']} {ident['version']} ({ident['family']})")
                 out.print(render_reading(result), markup=False, highlight=False)
             return
-        mappings = MAPPINGS if mapping == "all" else (mapping,)
-        for m in mappings:
-            if m not in MAPPINGS:
-                raise InvalidInputError(f"unknown mapping {m!r}; choose manual, va, word or all")
+        mappings = mapping_names(mapping)
         if table or models:
             if gallery is not None:
                 raise InvalidInputError("table mode scores the 4Q split; drop --gallery")
-            _evaluate_table(
-                settings,
-                models=models or model or settings.emotion_model,
-                queries=queries,
-                split=split,
-                mapping=mapping,
-                mappings=mappings,
-                baseline=baseline,
-                json_out=json_out,
-                output=output,
-                plots=plots,
-                continuous=continuous,
-                stories=_story_set(stories),
-            )
+            names = [m.strip() for m in (models or model or settings.emotion_model).split(",")]
+            qsets = [q.strip() for q in queries.split(",") if q.strip()] if queries else []
+            with _progress() as progress:
+                table_out = table_report(
+                    settings,
+                    [n for n in names if n],
+                    query_sets=qsets or None,
+                    split=split,
+                    mapping=mapping,
+                    baseline=baseline,
+                    reading=continuous,
+                    stories=story_passages,
+                    progress=_stage_reporter(progress),
+                )
+            if output is not None:
+                for path in table_out.write(output):
+                    err.print(f"wrote {path}")
+            if plots is not None:
+                for path in table_figures(
+                    settings, table_out.models, table_out.query_sets, split, plots
+                ):
+                    err.print(f"wrote {path}")
+            if json_out:
+                out.print_json(json.dumps(table_out.to_json()))
+            else:
+                print(table_out.markdown)
             return
-        result = _evaluate_one(
-            settings,
-            model=model,
-            queries=queries or "isear-test",
-            gallery=gallery,
-            metadata=metadata,
-            split=split,
-            mappings=mappings,
-            json_out=json_out,
-            plots=plots,
-            continuous=continuous,
-            stories=_story_set(stories),
-        )
+        with _progress() as progress:
+            one = evaluate_one(
+                settings,
+                model or settings.emotion_model,
+                queries or "isear-test",
+                gallery_dir=gallery,
+                metadata_csv=metadata,
+                split=split,
+                mappings=mappings,
+                reading=continuous,
+                stories=story_passages,
+                progress=_stage_reporter(progress),
+            )
+        result = one.result
+        if plots is not None:
+            from storycue.evaluation.plots import model_figure3
+
+            for path in model_figure3(one.model, one.queries, one.gallery, settings, plots):
+                err.print(f"wrote {path}")
         if output is not None:
             output.parent.mkdir(parents=True, exist_ok=True)
             output.write_text(json.dumps(result, indent=2), encoding="utf-8")
@@ -808,214 +716,6 @@ def evaluate(
         out.print(render_reading(result), markup=False, highlight=False)
     if output is not None:
         out.print(f"wrote {output}")
-
-
-def _evaluate_reading(
-    settings: Settings, *, model: str | None, split: str, stories: list[Any] | None
-) -> dict[str, Any]:
-    """``storycue evaluate --reading-only``: the continuous section (and the story set's
-    agreement, without a gallery) of one model."""
-    from storycue.evaluation.continuous import continuous_report
-    from storycue.evaluation.stories import story_report
-    from storycue.models.checkpoints import model_search_dirs
-    from storycue.models.emotion import load_emotion_model
-
-    emo = load_emotion_model(
-        model or settings.emotion_model,
-        device=settings.torch_device(),
-        dirs=model_search_dirs(settings),
-        text_batch_size=settings.batch.text,
-        musicnn_weights_dir=settings.musicnn_weights_dir,
-    )
-    err.print("reading EmoBank and the frozen-encoder probe (a minute or two on 2 cores)")
-    result: dict[str, Any] = {
-        "model": {
-            **emo.identity.model_dump(),
-            "family": emo.info.family,
-            "checkpoint_sha256": emo.checkpoint_sha256,
-        },
-        "continuous": continuous_report(
-            emo, settings, part="test" if split == "test" else "validation"
-        ),
-    }
-    if stories is not None:
-        result["stories"] = story_report(emo, settings, stories)
-    return result
-
-
-def _story_set(spec: str | None) -> list[Any] | None:
-    """``--stories``: None, ``builtin`` (storycue's set) or a JSON-lines file."""
-    if spec is None:
-        return None
-    from storycue.evaluation.stories import load_story_set
-
-    return load_story_set(None if spec == "builtin" else Path(spec))
-
-
-def _evaluate_one(
-    settings: Settings,
-    *,
-    model: str | None,
-    queries: str,
-    gallery: Path | None,
-    metadata: Path | None,
-    split: str,
-    mappings: tuple[str, ...],
-    json_out: bool,
-    plots: Path | None,
-    continuous: bool = True,
-    stories: list[Any] | None = None,
-) -> dict[str, Any]:
-    """``storycue evaluate`` for one model and query set: the harness report."""
-    from storycue.evaluation.harness import evaluate as run_evaluation
-    from storycue.evaluation.harness import folder_gallery, fourq_gallery, load_queries
-    from storycue.models.checkpoints import model_search_dirs
-    from storycue.models.emotion import load_emotion_model
-
-    emo = load_emotion_model(
-        model or settings.emotion_model,
-        device=settings.torch_device(),
-        dirs=model_search_dirs(settings),
-        text_batch_size=settings.batch.text,
-        musicnn_weights_dir=settings.musicnn_weights_dir,
-    )
-    backbone = emo.audio_backbone()
-    with _progress() as progress:
-        report = _stage_reporter(progress)
-
-        if gallery is not None and metadata is not None:
-            gal = folder_gallery(gallery, metadata, backbone, settings, progress=report)
-        else:
-            gal = fourq_gallery(split, backbone, settings, progress=report)
-        query_set = load_queries(queries, settings)
-        result = run_evaluation(
-            emo,
-            query_set,
-            gal,
-            settings,
-            mappings=mappings,  # type: ignore[arg-type]
-            reading=continuous,
-            reading_part="test" if split == "test" else "validation",
-            stories=stories,
-        )
-    if plots is not None:
-        from storycue.evaluation.plots import model_figure3
-
-        for path in model_figure3(emo, query_set, gal, settings, plots):
-            err.print(f"wrote {path}")
-    return result
-
-
-def _evaluate_table(
-    settings: Settings,
-    *,
-    models: str,
-    queries: str | None,
-    split: str,
-    mapping: str,
-    mappings: tuple[str, ...],
-    baseline: bool,
-    json_out: bool,
-    output: Path | None,
-    plots: Path | None,
-    continuous: bool = True,
-    stories: list[Any] | None = None,
-) -> None:
-    """``storycue evaluate --table``: several models + the bridge baseline, Table-3 style."""
-    from storycue.evaluation.harness import QUERY_SETS
-    from storycue.evaluation.report import TABLE_QUERY_SETS, evaluate_table, render_table
-
-    names = [m.strip() for m in models.split(",") if m.strip()]
-    qsets = [q.strip() for q in queries.split(",") if q.strip()] if queries else []
-    qsets = qsets or list(TABLE_QUERY_SETS)
-    unknown = [q for q in qsets if q not in QUERY_SETS]
-    if unknown:
-        raise InvalidInputError(f"unknown query set(s) {unknown}; choose from {QUERY_SETS}")
-    command = (
-        f"storycue evaluate --models {','.join(names)} --queries {','.join(qsets)} "
-        f"--split {split} --mapping {mapping}" + ("" if baseline else " --no-baseline")
-    )
-    with _progress() as progress:
-        report = _stage_reporter(progress)
-
-        results = evaluate_table(
-            names,
-            settings,
-            query_sets=qsets,
-            split=split,
-            mappings=mappings,  # type: ignore[arg-type]
-            baseline=baseline,
-            progress=report,
-            reading=continuous,
-            stories=stories,
-        )
-    markdown = render_table(results, query_sets=qsets, command=command)
-    if output is not None:
-        output.parent.mkdir(parents=True, exist_ok=True)
-        output.write_text(markdown, encoding="utf-8")
-        output.with_suffix(".json").write_text(
-            json.dumps({"command": command, "reports": results}, indent=2), encoding="utf-8"
-        )
-        err.print(f"wrote {output} and {output.with_suffix('.json')}")
-    if plots is not None:
-        from storycue.evaluation.harness import fourq_gallery, load_queries
-        from storycue.evaluation.plots import model_figure3
-        from storycue.models.checkpoints import model_search_dirs
-        from storycue.models.emotion import load_emotion_model
-
-        for name in names:
-            emo = load_emotion_model(
-                name,
-                device=settings.torch_device(),
-                dirs=model_search_dirs(settings),
-                text_batch_size=settings.batch.text,
-                musicnn_weights_dir=settings.musicnn_weights_dir,
-            )
-            gal = fourq_gallery(split, emo.audio_backbone(), settings)
-            for qs in qsets:
-                for path in model_figure3(emo, load_queries(qs, settings), gal, settings, plots):
-                    err.print(f"wrote {path}")
-    if json_out:
-        out.print_json(json.dumps({"command": command, "reports": results}))
-    else:
-        print(markdown)
-
-
-def synthesise_clips(folder: Path, seconds: float = 6.0, sr: int = 16000) -> list[Path]:
-    """Write a few short synthetic WAV clips (named synthetic-*) for a machine with no music."""
-    import numpy as np
-
-    folder.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(0)
-    t = np.arange(int(seconds * sr)) / sr
-    clips = {
-        "synthetic-bright-major-arpeggio": sum(
-            np.sin(2 * math.pi * f * t) * (np.sin(2 * math.pi * 4 * t) > 0)
-            for f in (523.25, 659.25, 783.99)
-        ),
-        "synthetic-slow-low-drone": np.sin(2 * math.pi * 55 * t) * 0.8
-        + 0.2 * np.sin(2 * math.pi * 110.5 * t),
-        "synthetic-fast-noise-bursts": rng.standard_normal(t.size)
-        * (np.sin(2 * math.pi * 8 * t) > 0.3),
-        "synthetic-soft-minor-chord": sum(
-            np.sin(2 * math.pi * f * t) for f in (220.0, 261.63, 329.63)
-        )
-        * np.exp(-t / 4),
-        "synthetic-driving-pulse": np.sign(np.sin(2 * math.pi * 110 * t))
-        * (np.sin(2 * math.pi * 6 * t) > 0),
-    }
-    paths = []
-    for name, sig in clips.items():
-        x = np.asarray(sig, dtype=np.float64)
-        x = 0.5 * x / max(float(np.abs(x).max()), 1e-9)
-        path = folder / f"{name}.wav"
-        with wave.open(str(path), "wb") as w:
-            w.setnchannels(1)
-            w.setsampwidth(2)
-            w.setframerate(sr)
-            w.writeframes((x * 32767).astype("<i2").tobytes())
-        paths.append(path)
-    return paths
 
 
 finetune_app = typer.Typer(

@@ -16,7 +16,8 @@ from storycue.config import (
     ServiceSettings,
     Settings,
 )
-from storycue.jobs import InProcessDispatcher, JobRuntime
+from storycue.context import ProcessContext
+from storycue.jobs import InProcessDispatcher
 
 TERMINAL = {"succeeded", "failed", "cancelled"}
 
@@ -25,7 +26,7 @@ TERMINAL = {"succeeded", "failed", "cancelled"}
 class Gateway:
     client: TestClient
     settings: Settings
-    runtime: JobRuntime
+    runtime: ProcessContext
     dispatcher: InProcessDispatcher
     keys: dict[str, str]
     music: Path

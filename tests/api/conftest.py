@@ -15,8 +15,9 @@ from apigw import Gateway, make_settings
 from fastapi.testclient import TestClient
 
 from storycue.api import create_app
-from storycue.cli import synthesise_clips
-from storycue.jobs import InProcessDispatcher, close_runtimes, get_runtime
+from storycue.audio.synthetic import synthesise_clips
+from storycue.context import close_contexts, get_context
+from storycue.jobs import InProcessDispatcher
 from storycue.storage.factory import close_vector_stores
 
 
@@ -28,7 +29,7 @@ def gateway(tmp_path_factory: pytest.TempPathFactory, text_encoder: Any) -> Iter
     outside = root / "outside"
     outside.mkdir()
     settings = make_settings(root, music)
-    rt = get_runtime(settings)
+    rt = get_context(settings)
     rt.load_model().use_text_encoder(text_encoder)
     dispatcher = InProcessDispatcher(settings, max_workers=2)
     client = TestClient(create_app(settings, dispatcher))
@@ -51,5 +52,5 @@ def gateway(tmp_path_factory: pytest.TempPathFactory, text_encoder: Any) -> Iter
     finally:
         client.close()
         dispatcher.shutdown()
-        close_runtimes()
+        close_contexts()
         close_vector_stores()

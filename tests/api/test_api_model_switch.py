@@ -19,9 +19,9 @@ from apigw import Gateway, make_settings
 from fastapi.testclient import TestClient
 
 from storycue.api import create_app
-from storycue.cli import synthesise_clips
+from storycue.audio.synthetic import synthesise_clips
+from storycue.context import close_contexts, get_context
 from storycue.identity import ModelIdentity
-from storycue.jobs import close_runtimes, get_runtime
 from storycue.jobs.dispatch import JobDispatcher
 from storycue.jobs.switch import catalogue_alias
 from storycue.jobs.tasks import run_job
@@ -67,7 +67,7 @@ def gw(
     music = root / "music"
     clips = synthesise_clips(music, seconds=3.0)
     settings = make_settings(root, music)
-    rt = get_runtime(settings)
+    rt = get_context(settings)
     rt.load_model().use_text_encoder(text_encoder)
     rt.load_model_version(NEW.name, NEW.version).use_text_encoder(base_text_encoder)
     dispatcher = HeldDispatcher(settings)
@@ -80,7 +80,7 @@ def gw(
         yield gateway
     finally:
         client.close()
-        close_runtimes()
+        close_contexts()
         close_vector_stores()
 
 
@@ -275,7 +275,7 @@ def test_searches_cache_the_catalogue_model_and_every_change_here_invalidates_it
 ) -> None:
     """Searches reuse the resolved model; with a TTL far longer than the test, a promotion,
     a ``PUT .../model`` or a deletion in this process must still be seen at once."""
-    monkeypatch.setattr("storycue.jobs.runtime.CATALOGUE_MODEL_TTL_S", 3600.0)
+    monkeypatch.setattr("storycue.context.CATALOGUE_MODEL_TTL_S", 3600.0)
     clips: list[Path] = gw.clips  # type: ignore[attr-defined]
     rt = gw.runtime
     ingest(gw, "cached", clips[:2])

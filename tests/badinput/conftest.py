@@ -4,16 +4,12 @@ clips; a Tansu broker for the consumer path."""
 
 from __future__ import annotations
 
-import os
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
-import psycopg
 import pytest
 from badgw import MAX_REQUEST, MAX_STORIES, MAX_UPLOAD, Gateway
 from fastapi.testclient import TestClient
-from psycopg import sql
 
 from storycue.config import (
     IngestSourceSettings,
@@ -22,34 +18,14 @@ from storycue.config import (
     ServiceSettings,
     Settings,
 )
-
-PG_ADMIN_DSN = os.environ.get(
-    "STORYCUE_TEST_PG_ADMIN_DSN", "postgresql://postgres@127.0.0.1:5432/postgres"
-)
-
-
-def absent(reason: str) -> None:
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"{reason} (required under CI=true)")
-    pytest.skip(reason)
+from support.postgres import throwaway_database
 
 
 @pytest.fixture(scope="module")
 def pg_url() -> Iterator[str]:
     """A fresh PostgreSQL database (the production metadata store), dropped afterwards."""
-    try:
-        admin = psycopg.connect(PG_ADMIN_DSN, autocommit=True, connect_timeout=3)
-    except psycopg.OperationalError as exc:
-        absent(f"PostgreSQL is not reachable at {PG_ADMIN_DSN}: {exc}")
-    name = f"storycue_bad_{os.getpid()}_{uuid.uuid4().hex[:8]}"
-    with admin:
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-        try:
-            yield f"postgresql://postgres@127.0.0.1:5432/{name}"
-        finally:
-            admin.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-            )
+    with throwaway_database("storycue_bad") as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -57,8 +33,9 @@ def gateway(
     tmp_path_factory: pytest.TempPathFactory, pg_url: str, text_encoder: Any
 ) -> Iterator[Gateway]:
     from storycue.api import create_app
-    from storycue.cli import synthesise_clips
-    from storycue.jobs import InProcessDispatcher, close_runtimes, get_runtime
+    from storycue.audio.synthetic import synthesise_clips
+    from storycue.context import close_contexts, get_context
+    from storycue.jobs import InProcessDispatcher
     from storycue.storage import MetadataStore
     from storycue.storage.factory import close_vector_stores
 
@@ -83,7 +60,7 @@ def gateway(
         queue=QueueSettings(job_chunk_size=4),
         limits=LimitSettings(max_story_chars=2_000_000, max_top_k=20),
     )
-    rt = get_runtime(settings)
+    rt = get_context(settings)
     rt.load_model().use_text_encoder(text_encoder)
     dispatcher = InProcessDispatcher(settings, max_workers=2)
     client = TestClient(create_app(settings, dispatcher), raise_server_exceptions=False)
@@ -100,5 +77,5 @@ def gateway(
     finally:
         client.close()
         dispatcher.shutdown()
-        close_runtimes()
+        close_contexts()
         close_vector_stores()

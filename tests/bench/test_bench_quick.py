@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import importlib
 import json
-import os
-import socket
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +14,7 @@ from typing import Any
 import pytest
 
 from storycue.models.checkpoints import checkpoint_info, resolve_checkpoint
+from support.local import require_port
 
 BENCH = Path(__file__).resolve().parents[2] / "bench"
 
@@ -31,7 +30,17 @@ def bench(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
         return importlib.import_module(name)
 
     yield load
-    for name in [*loaded, "_common", "text", "search"]:
+    for name in [
+        *loaded,
+        "_harness",
+        "_report",
+        "text",
+        "search",
+        "ingest",
+        "bulk",
+        "ingest_celery",
+        "ingest_kafka",
+    ]:
         sys.modules.pop(name, None)
 
 
@@ -95,20 +104,9 @@ def test_bulk_quick(bench: Any, tmp_path: Path) -> None:
     assert "Bulk matching: a 40-story job" in _summary(tmp_path)
 
 
-def _redis_up() -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", 6379), timeout=1):
-            return True
-    except OSError:
-        return False
-
-
 @pytest.mark.slow
 def test_bulk_quick_through_celery(bench: Any, tmp_path: Path) -> None:
-    if not _redis_up():
-        if os.environ.get("CI") == "true":
-            pytest.fail("Redis at 127.0.0.1:6379 is required under CI")
-        pytest.skip("Redis at 127.0.0.1:6379 is not running")
+    require_port("Redis", "127.0.0.1", 6379)
     r = bench("bulk").main(["--quick", "--execution", "celery", "--results-dir", str(tmp_path)])
     assert r["config"]["execution"] == "celery"
     assert _positive(r["job"]["stories_per_s"])
@@ -132,10 +130,10 @@ def test_summary_renders_every_committed_result(bench: Any, tmp_path: Path) -> N
     whose name starts like another's, ingest-celery, is not taken for a variant of it)."""
     import shutil
 
-    common = bench("_common")
+    report = bench("_report")
     for p in (BENCH / "results").glob("*.json"):
         shutil.copy(p, tmp_path / p.name)
-    text = common.write_summary(tmp_path).read_text()
+    text = report.write_summary(tmp_path).read_text()
     assert "could not be rendered" not in text
     if (tmp_path / "ingest-celery.json").exists():
         assert "## Ingest through Celery" in text

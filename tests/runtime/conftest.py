@@ -2,23 +2,16 @@
 
 from __future__ import annotations
 
-import os
-import socket
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
-import psycopg
 import pytest
 import soundfile as sf
-from psycopg import sql
 
-from support.local import absent
+from support.local import require_port
+from support.postgres import throwaway_database
 
-PG_ADMIN_DSN = os.environ.get(
-    "STORYCUE_TEST_PG_ADMIN_DSN", "postgresql://postgres@127.0.0.1:5432/postgres"
-)
 BROKERS = {
     "redis": ("127.0.0.1", 6379, "redis://127.0.0.1:6379/11"),
     "rabbitmq": ("127.0.0.1", 5672, "amqp://guest:guest@127.0.0.1:5672//"),
@@ -28,34 +21,15 @@ BROKERS = {
 @pytest.fixture
 def pg_url() -> Iterator[str]:
     """A fresh, migrated PostgreSQL database (dropped afterwards)."""
-    try:
-        admin = psycopg.connect(PG_ADMIN_DSN, autocommit=True, connect_timeout=3)
-    except psycopg.OperationalError as exc:
-        absent(f"PostgreSQL is not reachable at {PG_ADMIN_DSN}: {exc}")
-    name = f"storycue_rt_{os.getpid()}_{uuid.uuid4().hex[:8]}"
-    with admin:
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-        url = f"postgresql://postgres@127.0.0.1:5432/{name}"
-        try:
-            from storycue.storage import MetadataStore
-
-            with MetadataStore(url) as md:
-                md.migrate()
-            yield url
-        finally:
-            admin.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-            )
+    with throwaway_database("storycue_rt", migrate=True) as url:
+        yield url
 
 
 @pytest.fixture(params=sorted(BROKERS))
 def broker_url(request: pytest.FixtureRequest) -> str:
     """The broker URL of Redis, then of RabbitMQ (skipped when unreachable)."""
     host, port, url = BROKERS[request.param]
-    try:
-        socket.create_connection((host, port), 2).close()
-    except OSError as exc:
-        absent(f"{request.param} is not reachable at {host}:{port}: {exc}")
+    require_port(request.param, host, port)
     return url
 
 

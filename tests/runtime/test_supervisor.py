@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -35,6 +34,7 @@ from storycue.runtime.supervisor import JOB_STALLED, JobSupervisor
 from storycue.storage import MetadataStore
 from storycue.storage.jobs import JobStore
 from storycue.storage.orm import JobRow
+from support.local import require_port
 
 REDIS_URL = os.environ.get("STORYCUE_TEST_SUPERVISOR_REDIS_URL", "redis://127.0.0.1:6379/9")
 STORIES = [
@@ -48,13 +48,7 @@ STORIES = [
 
 @pytest.fixture
 def redis_url() -> str:
-    try:
-        socket.create_connection(("127.0.0.1", 6379), 2).close()
-    except OSError as exc:
-        reason = f"Redis is not reachable at 127.0.0.1:6379: {exc}"
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{reason} (required under CI=true)")
-        pytest.skip(reason)
+    require_port("Redis", "127.0.0.1", 6379)
     return REDIS_URL
 
 
@@ -360,7 +354,7 @@ def test_a_lost_match_job_finishes_with_one_result_per_item(
 def test_a_running_task_heartbeats_so_it_never_looks_stalled(
     settings: Settings, stores: tuple[MetadataStore, JobStore]
 ) -> None:
-    from storycue.jobs.runtime import close_runtimes
+    from storycue.context import close_contexts
     from storycue.runtime.tasks import heartbeat
 
     md, jobs = stores
@@ -379,4 +373,4 @@ def test_a_running_task_heartbeats_so_it_never_looks_stalled(
         jobs.fail("acme", job.id, "x", "done")
         assert not jobs.touch(job.id)  # only running jobs are touched
     finally:
-        close_runtimes()
+        close_contexts()

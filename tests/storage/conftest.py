@@ -2,62 +2,34 @@
 
 Metadata tests run twice: on a SQLite file and on the real PostgreSQL server at
 127.0.0.1:5432 (user ``postgres``, trust auth). One database named
-``storycue_test_<pid>_<random>`` is created per session and dropped at its end; each
-test starts from an empty ``public`` schema. When the server is unreachable the
-PostgreSQL half is skipped with the reason, unless ``CI`` is set, where it fails.
+``storycue_test_<pid>_<random>`` is created per session (``support.postgres``) and dropped
+at its end; each test starts from an empty ``public`` schema. An unreachable server skips
+the PostgreSQL half, or fails it under CI.
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import psycopg
 import pytest
-from psycopg import sql
 
-from storycue.storage import MetadataStore, QdrantVectorStore, TrackCreate
-
-PG_ADMIN_DSN = os.environ.get(
-    "STORYCUE_TEST_PG_ADMIN_DSN", "postgresql://postgres@127.0.0.1:5432/postgres"
-)
-
-
-def _in_ci() -> bool:
-    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+from storycue.storage import MetadataStore, TrackCreate
+from support.postgres import empty_schema, throwaway_database
 
 
 @pytest.fixture(scope="session")
 def pg_database_url() -> Iterator[str]:
     """URL of a fresh PostgreSQL database for this test session (dropped at the end)."""
-    try:
-        admin = psycopg.connect(PG_ADMIN_DSN, autocommit=True, connect_timeout=3)
-    except psycopg.OperationalError as exc:
-        reason = f"PostgreSQL is not reachable at {PG_ADMIN_DSN}: {exc}".strip()
-        if _in_ci():
-            pytest.fail(f"{reason} (CI is set, so this is an error)")
-        pytest.skip(reason)
-    name = f"storycue_test_{os.getpid()}_{uuid.uuid4().hex[:8]}"
-    with admin:
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-        try:
-            yield f"postgresql://postgres@127.0.0.1:5432/{name}"
-        finally:
-            admin.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-            )
+    with throwaway_database("storycue_test") as url:
+        yield url
 
 
 @pytest.fixture
 def pg_url(pg_database_url: str) -> str:
     """The session database with an empty public schema."""
-    with psycopg.connect(pg_database_url, autocommit=True) as conn:
-        conn.execute("DROP SCHEMA public CASCADE")
-        conn.execute("CREATE SCHEMA public")
-    return pg_database_url
+    return empty_schema(pg_database_url)
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
@@ -103,17 +75,3 @@ def track_create(catalogue_id: int, n: int, **kw: object) -> TrackCreate:
 def make_track() -> Callable[..., TrackCreate]:
     """Factory of valid :class:`TrackCreate` values: ``make_track(catalogue_id, n, **kw)``."""
     return track_create
-
-
-@pytest.fixture(params=["disk", "memory"])
-def vstore(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[QdrantVectorStore]:
-    """A Qdrant local-mode store on disk and in memory."""
-    s = (
-        QdrantVectorStore.local(tmp_path / "qdrant")
-        if request.param == "disk"
-        else QdrantVectorStore.memory()
-    )
-    try:
-        yield s
-    finally:
-        s.close()

@@ -1,8 +1,10 @@
-"""The same behaviour tests against both embedded vector stores: qdrant-client's local mode
-(:class:`QdrantVectorStore`) and Qdrant Edge (:class:`EdgeVectorStore`).
+"""One behaviour suite over every vector store: qdrant-client's local mode on disk and in
+memory and in server mode (:class:`QdrantVectorStore`; the server is the REST stand-in of
+``tests/support/qdrant_rest.py``, which speaks Qdrant's API over its own local folder), and
+Qdrant Edge (:class:`EdgeVectorStore`).
 
-Whatever the embedded default is, swapping it must not change what callers see: order,
-scores, filters, identity checks, persistence.
+Whatever store the settings pick, swapping it must not change what callers see: order,
+scores, filters, identity checks, aliases, persistence.
 """
 
 from __future__ import annotations
@@ -13,39 +15,67 @@ from typing import Any
 
 import numpy as np
 import pytest
+from qdrant_client import QdrantClient
 
 from storycue.errors import ConfigurationError, InvalidInputError, ModelMismatchError, NotFoundError
 from storycue.identity import ModelIdentity
 from storycue.storage import QdrantVectorStore, SearchFilter, VectorPoint, VectorStore, point_id_for
 from storycue.storage.edge import EdgeVectorStore
+from support.qdrant_rest import QdrantRestServer
 
 COS = ModelIdentity(name="va-regression", version="1.0.0", dim=2)
 EUC = ModelIdentity(name="va-euclid", version="1.0.0", dim=2)
 
 Opener = Callable[[Path], Any]
-OPENERS: dict[str, Opener] = {
-    "qdrant-local": QdrantVectorStore.local,
-    "qdrant-edge": EdgeVectorStore,
-}
+#: Every backend; the ones that keep data when closed and opened again.
+BACKENDS = ("qdrant-edge", "qdrant-local", "qdrant-memory", "qdrant-server")
+PERSISTENT = ("qdrant-edge", "qdrant-local", "qdrant-server")
 
 
-@pytest.fixture(params=sorted(OPENERS))
-def backend(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
+@pytest.fixture(scope="module")
+def rest_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[QdrantRestServer]:
+    folder = tmp_path_factory.mktemp("qdrant-rest")
+    with QdrantRestServer(folder / "vectors", log_path=folder / "server.log") as srv:
+        yield srv
 
 
-@pytest.fixture
-def opener(backend: str) -> Opener:
-    return OPENERS[backend]
+def _clear(url: str) -> None:
+    client = QdrantClient(url=url)
+    try:
+        for c in client.get_collections().collections:
+            client.delete_collection(c.name)
+        for a in client.get_aliases().aliases:
+            client.delete_alias(a.alias_name)
+    finally:
+        client.close()
 
 
-@pytest.fixture
-def store(opener: Opener, tmp_path: Path) -> Iterator[Any]:
-    s = opener(tmp_path / "vectors")
+def _opener(backend: str, request: pytest.FixtureRequest) -> Opener:
+    """How to open ``backend`` on a folder (the server ignores it: one server per module,
+    emptied before each test)."""
+    if backend == "qdrant-local":
+        return QdrantVectorStore.local
+    if backend == "qdrant-memory":
+        return lambda _folder: QdrantVectorStore.memory()
+    if backend == "qdrant-edge":
+        return EdgeVectorStore
+    server: QdrantRestServer = request.getfixturevalue("rest_server")
+    _clear(server.url)
+    return lambda _folder: QdrantVectorStore.server(server.url)
+
+
+@pytest.fixture(params=BACKENDS)
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
+    s = _opener(str(request.param), request)(tmp_path / "vectors")
     try:
         yield s
     finally:
         s.close()
+
+
+@pytest.fixture(params=PERSISTENT)
+def opener(request: pytest.FixtureRequest) -> Opener:
+    return _opener(str(request.param), request)
 
 
 def angle_point(track_id: int, degrees: float, **payload: object) -> VectorPoint:

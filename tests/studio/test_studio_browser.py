@@ -17,9 +17,10 @@ from typing import Any
 
 import pytest
 
-from storycue.cli import synthesise_clips
+from storycue.audio.synthetic import synthesise_clips
 from storycue.config import IngestSourceSettings, LimitSettings, ServiceSettings, Settings
-from storycue.jobs import InProcessDispatcher, close_runtimes, get_runtime
+from storycue.context import close_contexts, get_context
+from storycue.jobs import InProcessDispatcher
 from storycue.storage.factory import close_vector_stores
 from support.local import absent, ingest_over_api, serve_app
 
@@ -58,7 +59,7 @@ def studio(tmp_path_factory: pytest.TempPathFactory, text_encoder: Any) -> Itera
         service=ServiceSettings(auth_required=True),
         limits=LimitSettings(max_top_k=10),
     )
-    rt = get_runtime(settings)
+    rt = get_context(settings)
     rt.load_model().use_text_encoder(text_encoder)
     key = rt.keys.create("default", "browser tests")[1]
     dispatcher = InProcessDispatcher(settings, max_workers=2)
@@ -73,7 +74,7 @@ def studio(tmp_path_factory: pytest.TempPathFactory, text_encoder: Any) -> Itera
             yield Studio(url, key, settings)
     finally:
         dispatcher.shutdown()
-        close_runtimes()
+        close_contexts()
         close_vector_stores()
 
 

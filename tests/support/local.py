@@ -1,5 +1,5 @@
-"""Small helpers shared by the tests: skipping for a missing tool or service (an error
-under CI=true), a free loopback port, and an HTTP server on loopback for a handler."""
+"""Small helpers shared by the tests: the rule for a missing tool or service (a skip, an
+error under CI), a free loopback port, and an HTTP server on loopback for a handler."""
 
 from __future__ import annotations
 
@@ -10,17 +10,30 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, NoReturn
 
 import pytest
 
 
-def absent(reason: str) -> None:
-    """Skip with ``reason``, or fail under CI=true where every tool and service must be
-    there (``.ci/run`` installs or starts them)."""
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"{reason} (required under CI=true)")
+def in_ci() -> bool:
+    """Whether this run is CI's (``CI`` set to anything but empty, 0, false or no)."""
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+
+
+def absent(reason: str) -> NoReturn:
+    """The one rule for a missing tool or service: skip with ``reason``, or fail under CI,
+    where every tool and service must be there (``.ci/run`` installs or starts them)."""
+    if in_ci():
+        pytest.fail(f"{reason} (required under CI)")
     pytest.skip(reason)
+
+
+def require_port(what: str, host: str, port: int) -> None:
+    """:func:`absent` unless something listens at ``host:port``."""
+    try:
+        socket.create_connection((host, port), 2).close()
+    except OSError as exc:
+        absent(f"{what} is not reachable at {host}:{port}: {exc}")
 
 
 def free_port() -> int:

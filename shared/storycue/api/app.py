@@ -28,8 +28,8 @@ from storycue.api.links import AudioLinkSigner
 from storycue.api.middleware import BodyLimitMiddleware, MetricsMiddleware
 from storycue.api.routes import catalogues, health, jobs, models, search, studio, tracks
 from storycue.config import Settings, get_settings
+from storycue.context import ProcessContext, get_context
 from storycue.jobs.dispatch import InProcessDispatcher, JobDispatcher
-from storycue.jobs.runtime import JobRuntime, get_runtime
 from storycue.log import get_logger
 
 if TYPE_CHECKING:
@@ -51,7 +51,7 @@ def default_dispatcher(settings: Settings) -> JobDispatcher:
 
 
 def job_supervisor(
-    settings: Settings, runtime: JobRuntime, dispatcher: JobDispatcher
+    settings: Settings, runtime: ProcessContext, dispatcher: JobDispatcher
 ) -> JobSupervisor | None:
     """The job supervisor the gateway runs (a daemon thread while the app is up) with
     ``queue.execution=celery``: it re-dispatches work the broker lost
@@ -113,11 +113,11 @@ def create_app(
     settings: Settings | None = None,
     dispatcher: JobDispatcher | None = None,
     *,
-    runtime: JobRuntime | None = None,
+    runtime: ProcessContext | None = None,
 ) -> FastAPI:
     """The gateway for ``settings`` (default: the environment's)."""
     s = settings or get_settings()
-    rt = runtime or get_runtime(s)
+    rt = runtime or get_context(s)
     disp = dispatcher or default_dispatcher(s)
 
     supervisor = job_supervisor(s, rt, disp)

@@ -8,10 +8,10 @@ from fastapi import Depends, Path, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 from storycue.config import Settings
+from storycue.context import ProcessContext
 from storycue.errors import AuthenticationError
 from storycue.jobs.dispatch import JobDispatcher
 from storycue.jobs.params import MAX_ROW_ID
-from storycue.jobs.runtime import JobRuntime
 from storycue.storage.jobs import JOB_ID
 from storycue.storage.tenancy import DEFAULT_TENANT
 
@@ -26,8 +26,8 @@ def get_settings_dep(request: Request) -> Settings:
     return settings
 
 
-def get_runtime_dep(request: Request) -> JobRuntime:
-    runtime: JobRuntime = request.app.state.runtime
+def get_runtime_dep(request: Request) -> ProcessContext:
+    runtime: ProcessContext = request.app.state.runtime
     return runtime
 
 
@@ -51,7 +51,7 @@ def get_tenant(
                 "an API key is required: send `Authorization: Bearer <key>` or `X-API-Key`"
             )
         return DEFAULT_TENANT
-    runtime: JobRuntime = request.app.state.runtime
+    runtime: ProcessContext = request.app.state.runtime
     record = runtime.keys.authenticate(key.strip())
     if record is None:
         raise AuthenticationError("unknown or revoked API key")
@@ -64,6 +64,6 @@ TrackIdPath = Annotated[int, Path(ge=1, le=MAX_ROW_ID, description="The track's 
 JobIdPath = Annotated[str, Path(pattern=JOB_ID, description="The job's id.")]
 
 Tenant = Annotated[str, Depends(get_tenant)]
-Runtime = Annotated[JobRuntime, Depends(get_runtime_dep)]
+Runtime = Annotated[ProcessContext, Depends(get_runtime_dep)]
 AppSettings = Annotated[Settings, Depends(get_settings_dep)]
 Dispatcher = Annotated[JobDispatcher, Depends(get_dispatcher_dep)]

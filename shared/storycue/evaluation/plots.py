@@ -469,3 +469,24 @@ def model_figure3(
         random_state=random_state,
         max_text_points=max_text_points,
     )
+
+
+def table_figures(
+    settings: Any,
+    models: Sequence[str],
+    query_sets: Sequence[str],
+    split: str,
+    folder: Path,
+) -> list[Path]:
+    """Figure 3 of every model of a Table-3 run for every query set, against the 4Q
+    ``split`` part; the files written."""
+    from storycue.evaluation.harness import fourq_gallery, load_queries
+    from storycue.models.emotion import load_configured_model
+
+    written: list[Path] = []
+    for name in models:
+        model = load_configured_model(settings, name)
+        gallery = fourq_gallery(split, model.audio_backbone(), settings)
+        for qs in query_sets:
+            written += model_figure3(model, load_queries(qs, settings), gallery, settings, folder)
+    return written

@@ -23,6 +23,7 @@ from storycue.evaluation.continuous import (
     tag_va,
 )
 from storycue.evaluation.stories import story_report
+from storycue.models.emotion import load_configured_model
 
 
 def text_reading_section(
@@ -76,3 +77,26 @@ def text_reading_section(
             gallery_quadrants=gallery.quadrants, gallery_tag_va=tags,
         )  # fmt: skip
     return section
+
+
+def reading_report(
+    settings: Settings,
+    model_name: str,
+    *,
+    part: Part = "test",
+    stories: Sequence[Any] | None = None,
+) -> dict[str, Any]:
+    """``storycue evaluate --reading-only``: the continuous section of one model (and the
+    story set's agreement, without a gallery)."""
+    model = load_configured_model(settings, model_name)
+    result: dict[str, Any] = {
+        "model": {
+            **model.identity.model_dump(),
+            "family": model.info.family,
+            "checkpoint_sha256": model.checkpoint_sha256,
+        },
+        "continuous": continuous_report(model, settings, part=part),
+    }
+    if stories is not None:
+        result["stories"] = story_report(model, settings, stories)
+    return result

@@ -13,8 +13,11 @@ whole grid (several checkpoints + the baseline) on the real data; ``storycue eva
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
-from typing import Any, Literal
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, cast
 
 from storycue.config import Settings
 from storycue.errors import InvalidInputError
@@ -378,22 +381,12 @@ def evaluate_table(
     """
     from storycue.evaluation.baseline import evaluate_baseline, fit_bridge_baseline
     from storycue.evaluation.harness import evaluate, fourq_gallery, load_queries
-    from storycue.models.checkpoints import model_search_dirs
-    from storycue.models.emotion import load_emotion_model
+    from storycue.models.emotion import load_configured_model
     from storycue.models.finetuned import base_of, is_finetuned_name
 
     if not models and not baseline:
         raise InvalidInputError("nothing to evaluate: give models or keep the baseline")
-    loaded = [
-        load_emotion_model(
-            m,
-            device=settings.torch_device(),
-            dirs=model_search_dirs(settings),
-            text_batch_size=settings.batch.text,
-            musicnn_weights_dir=settings.musicnn_weights_dir,
-        )
-        for m in models
-    ]
+    loaded = [load_configured_model(settings, m) for m in models]
     backbones = {(m.info.audio_backbone, m.info.audio_backbone_version) for m in loaded}
     if len(backbones) > 1:
         raise InvalidInputError(f"the models read different audio backbones: {backbones}")
@@ -469,3 +462,126 @@ def evaluate_table(
             if progress is not None:
                 progress("evaluations", done, total)
     return results
+
+
+@dataclass(frozen=True)
+class TableReport:
+    """A Table-3 run: the reports of every row, the Markdown table and the command that
+    reproduces it."""
+
+    models: list[str]
+    query_sets: list[str]
+    command: str
+    results: list[dict[str, Any]]
+    markdown: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"command": self.command, "reports": self.results}
+
+    def write(self, output: Path) -> list[Path]:
+        """The Markdown table at ``output`` and the reports beside it (``.json``)."""
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(self.markdown, encoding="utf-8")
+        beside = output.with_suffix(".json")
+        beside.write_text(json.dumps(self.to_json(), indent=2), encoding="utf-8")
+        return [output, beside]
+
+
+def mapping_names(mapping: str) -> tuple[MappingName, ...]:
+    """The mappings a ``--mapping`` value names (``all``: every one)."""
+    chosen = MAPPINGS if mapping == "all" else (mapping,)
+    for m in chosen:
+        if m not in MAPPINGS:
+            raise InvalidInputError(f"unknown mapping {m!r}; choose manual, va, word or all")
+    return cast(tuple[MappingName, ...], tuple(chosen))
+
+
+def table_report(
+    settings: Settings,
+    models: Sequence[str],
+    *,
+    query_sets: Sequence[str] | None = None,
+    split: str = "test",
+    mapping: str = "all",
+    baseline: bool = True,
+    reading: bool = True,
+    stories: Sequence[Any] | None = None,
+    progress: Progress | None = None,
+) -> TableReport:
+    """``storycue evaluate --table``: several models and the bridge baseline on every query
+    set (default :data:`TABLE_QUERY_SETS`) against one 4Q split part, Table-3 style."""
+    from storycue.evaluation.harness import QUERY_SETS
+
+    names = [m for m in models if m]
+    qsets = list(query_sets or TABLE_QUERY_SETS)
+    unknown = [q for q in qsets if q not in QUERY_SETS]
+    if unknown:
+        raise InvalidInputError(f"unknown query set(s) {unknown}; choose from {QUERY_SETS}")
+    command = (
+        f"storycue evaluate --models {','.join(names)} --queries {','.join(qsets)} "
+        f"--split {split} --mapping {mapping}" + ("" if baseline else " --no-baseline")
+    )
+    results = evaluate_table(
+        names,
+        settings,
+        query_sets=qsets,
+        split=split,
+        mappings=mapping_names(mapping),
+        baseline=baseline,
+        progress=progress,
+        reading=reading,
+        stories=stories,
+    )
+    markdown = render_table(results, query_sets=qsets, command=command)
+    return TableReport(names, qsets, command, results, markdown)
+
+
+@dataclass(frozen=True)
+class OneReport:
+    """``storycue evaluate`` of one model on one query set: the report and what made it."""
+
+    result: dict[str, Any]
+    model: Any
+    queries: Any
+    gallery: Any
+
+
+def evaluate_one(
+    settings: Settings,
+    model_name: str,
+    queries: str,
+    *,
+    gallery_dir: Path | None = None,
+    metadata_csv: Path | None = None,
+    split: str = "test",
+    mappings: Sequence[MappingName] = MAPPINGS,
+    reading: bool = True,
+    stories: Sequence[Any] | None = None,
+    progress: Progress | None = None,
+) -> OneReport:
+    """One model against a gallery: a folder of clips with its metadata CSV, or the 4Q
+    split part ``split``; the harness report (retrieval per mapping, diagnostics and, with
+    ``reading``, how the text side reads prose on the matching EmoBank part)."""
+    from storycue.evaluation.harness import evaluate, folder_gallery, fourq_gallery, load_queries
+    from storycue.models.emotion import load_configured_model
+
+    if (gallery_dir is None) != (metadata_csv is None):
+        raise InvalidInputError("--gallery and --metadata go together")
+    model = load_configured_model(settings, model_name)
+    backbone = model.audio_backbone()
+    if gallery_dir is not None and metadata_csv is not None:
+        gallery = folder_gallery(gallery_dir, metadata_csv, backbone, settings, progress=progress)
+    else:
+        gallery = fourq_gallery(split, backbone, settings, progress=progress)
+    query_set = load_queries(queries, settings)
+    result = evaluate(
+        model,
+        query_set,
+        gallery,
+        settings,
+        mappings=mappings,
+        reading=reading,
+        reading_part="test" if split == "test" else "validation",
+        stories=stories,
+    )
+    return OneReport(result, model, query_set, gallery)

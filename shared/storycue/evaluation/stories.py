@@ -131,6 +131,14 @@ def load_story_set(path: Path | None = None) -> list[StoryPassage]:
     return passages
 
 
+def story_set(spec: str | None) -> list[StoryPassage] | None:
+    """A ``--stories`` argument: ``None``, ``builtin`` (storycue's own set) or the path of a
+    JSON-lines file."""
+    if spec is None:
+        return None
+    return load_story_set(None if spec == "builtin" else Path(spec))
+
+
 def stories_of(passages: Sequence[StoryPassage]) -> dict[str, list[StoryPassage]]:
     """Passages grouped by story, each story's scenes in order."""
     out: dict[str, list[StoryPassage]] = {}

@@ -40,19 +40,20 @@ from kafka.errors import KafkaError, MessageSizeTooLargeError
 from kafka.structs import OffsetAndMetadata, TopicPartition
 
 from storycue.config import Settings, get_settings
+from storycue.context import ProcessContext, get_context
 from storycue.errors import InvalidInputError, StorycueError
 from storycue.events.kafka import client_config, make_producer
 from storycue.events.schemas import TrackEmbeddedEvent, TrackEvent, decode_track_event
-from storycue.jobs.ingest import FetchedAudio, fetch_audio
-from storycue.jobs.runtime import JobRuntime, get_runtime
-from storycue.log import get_logger
-from storycue.metrics import count_kafka_message, set_kafka_lag
-from storycue.runtime.ingest import (
+from storycue.jobs.ingest import (
+    FetchedAudio,
     drop_track_if_unreferenced,
+    fetch_audio,
     ingest_uri,
     previous_track_id,
     remove_uri,
 )
+from storycue.log import get_logger
+from storycue.metrics import count_kafka_message, set_kafka_lag
 from storycue.transient import is_transient
 
 log = get_logger(__name__)
@@ -115,14 +116,14 @@ class IngestConsumer:
         self,
         settings: Settings | None = None,
         *,
-        runtime: JobRuntime | None = None,
+        runtime: ProcessContext | None = None,
         consumer: KafkaConsumer | None = None,
         producer: KafkaProducer | None = None,
         retry_sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.settings = settings or get_settings()
         k = self.settings.kafka
-        self.runtime = runtime or get_runtime(self.settings)
+        self.runtime = runtime or get_context(self.settings)
         if consumer is None:
             consumer = KafkaConsumer(
                 group_id=k.group_id,

@@ -6,11 +6,13 @@
   :class:`InProcessDispatcher`.
 - :mod:`storycue.jobs.submit` — creating validated jobs (used by the gateway).
 - :mod:`storycue.jobs.matching` / :mod:`storycue.jobs.ingest` — tenant-aware search and
-  ingest of one registered track, shared with the Kafka consumer.
+  ingest (of a registered track source, or of one URI for the Kafka consumer and the
+  audio worker), over the core paths of :mod:`storycue.pipeline`.
+
+The stores and models they run on are the process's :mod:`storycue.context`.
 """
 
 from storycue.jobs.dispatch import InProcessDispatcher, JobDispatcher
-from storycue.jobs.runtime import JobRuntime, close_runtimes, get_runtime
 from storycue.jobs.tasks import (
     fail_job,
     match_chunks,
@@ -24,10 +26,7 @@ from storycue.jobs.tasks import (
 __all__ = [
     "InProcessDispatcher",
     "JobDispatcher",
-    "JobRuntime",
-    "close_runtimes",
     "fail_job",
-    "get_runtime",
     "match_chunks",
     "run_evaluate",
     "run_ingest",

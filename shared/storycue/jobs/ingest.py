@@ -1,31 +1,31 @@
-"""Ingest one registered track (local path, s3:// or http(s)://) into a tenant's catalogue.
+"""Ingest into a tenant's catalogue: a registered track source (local path, s3:// or
+http(s)://) of an ingest job, or one URI (:func:`ingest_uri`: the Kafka consumer's and the
+audio worker's single-track unit of work, which registers the URI as a source first).
 
-Idempotent by content: the file's sha256 identifies the track within its catalogue and its
-vector's point id is derived from the track id, so running it again (after a crash, a
-redelivered task or a Kafka replay) neither duplicates a track nor a vector.
+Both prepare a source (fetch, hash, decode, or find it already embedded) and store it
+through :mod:`storycue.pipeline.ingest`, the one ingest path. Idempotent by content: the
+file's sha256 identifies the track within its catalogue, its vector's point id derives
+from the track id and the provenance row is one per track and model, so running it again
+(after a crash, a redelivered task or a Kafka replay) duplicates nothing.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Literal
 
-import numpy as np
-
-from storycue.audio.decode import DecodedAudio, load_audio
+from storycue.audio.decode import DecodedAudio
 from storycue.config import Settings
+from storycue.context import ProcessContext
 from storycue.errors import InvalidInputError, StorycueError
-from storycue.jobs.runtime import JobRuntime
 from storycue.log import get_logger
-from storycue.metrics import count_embeddings, time_stage
 from storycue.models.emotion import EmotionModel
-from storycue.pipeline.engine import sha256_file
+from storycue.pipeline.ingest import decode_audio, embed_and_store, embedded_track, sha256_file
 from storycue.sources import fetch
-from storycue.storage.records import Catalogue, ModelRecord, TrackCreate
+from storycue.storage.records import Catalogue, EmbeddingRecord, ModelRecord, Track, TrackCreate
 from storycue.storage.tenancy import TrackSource
-from storycue.storage.vectors import VectorPoint, point_id_for
 
 log = get_logger(__name__)
 
@@ -91,12 +91,12 @@ def fetch_audio(settings: Settings, uri: str) -> FetchedAudio:
     """
     with fetch(uri, settings) as path:
         sha = sha256_file(path, settings.limits.max_audio_bytes)
-        audio = _decode(path, settings)
+        audio = decode_audio(path, settings)
     return FetchedAudio(uri, sha, audio)
 
 
 def prepare_fetched(
-    runtime: JobRuntime,
+    runtime: ProcessContext,
     model_record: ModelRecord,
     catalogue: Catalogue,
     source: TrackSource,
@@ -106,14 +106,14 @@ def prepare_fetched(
     that content with an embedding of the model)."""
     if fetched.uri != source.uri:
         raise ValueError(f"audio fetched for {fetched.uri!r}, not for {source.uri!r}")
-    existing = _embedded_track(runtime, model_record, catalogue, fetched.content_hash)
+    existing = embedded_track(runtime.metadata, catalogue.id, model_record.id, fetched.content_hash)
     if existing is not None:
         return PreparedSource(source, fetched.content_hash, None, existing)
     return PreparedSource(source, fetched.content_hash, fetched.audio)
 
 
 def prepare_source(
-    runtime: JobRuntime,
+    runtime: ProcessContext,
     settings: Settings,
     model_record: ModelRecord,
     catalogue: Catalogue,
@@ -126,31 +126,15 @@ def prepare_source(
     """
     with fetch(source.uri, settings) as path:
         sha = sha256_file(path, settings.limits.max_audio_bytes)
-        existing = _embedded_track(runtime, model_record, catalogue, sha)
+        existing = embedded_track(runtime.metadata, catalogue.id, model_record.id, sha)
         if existing is not None:
             return PreparedSource(source, sha, None, existing)
-        audio = _decode(path, settings)
+        audio = decode_audio(path, settings)
     return PreparedSource(source, sha, audio)
 
 
-def _embedded_track(
-    runtime: JobRuntime, model_record: ModelRecord, catalogue: Catalogue, content_hash: str
-) -> int | None:
-    """The catalogue's track holding this content with an embedding of the model, if any."""
-    meta = runtime.metadata
-    existing = meta.find_track_by_hash(catalogue.id, content_hash)
-    if existing is not None and meta.get_embedding(existing.id, model_record.id) is not None:
-        return existing.id
-    return None
-
-
-def _decode(path: Path, settings: Settings) -> DecodedAudio:
-    with time_stage("decode"):
-        return load_audio(path, settings=settings)
-
-
 def store_prepared(
-    runtime: JobRuntime,
+    runtime: ProcessContext,
     model: EmotionModel,
     model_record: ModelRecord,
     catalogue: Catalogue,
@@ -166,10 +150,12 @@ def store_prepared(
             raise InvalidInputError(f"{prepared.source.uri}: prepared without audio or track")
         return prepared.existing_track_id, False
     source, audio = prepared.source, prepared.audio
-    vector, _ = model.embed_waveform(audio.waveform)
-    if not np.isfinite(vector).all():
-        raise InvalidInputError(f"{source.uri}: the model produced a non-finite vector")
-    track, _created = runtime.metadata.add_track(
+    track, _created = embed_and_store(
+        runtime.metadata,
+        runtime.vectors,
+        model,
+        model_record.id,
+        catalogue,
         TrackCreate(
             catalogue_id=catalogue.id,
             uri=source.uri,
@@ -180,31 +166,9 @@ def store_prepared(
             title=source.title,
             artist=source.artist,
             tags=source.tags,
-        )
+        ),
+        audio,
     )
-    reading = model.read(vector)
-    payload: dict[str, Any] = {
-        "track_id": track.id,
-        "catalogue_id": catalogue.id,
-        "tenant": catalogue.tenant,
-        "duration_s": track.duration_s,
-        "tags": list(track.tags),
-        "uri": track.uri,
-        "title": track.title,
-        "artist": track.artist,
-        "model": model.identity.key,
-    }
-    if reading.valence is not None:
-        payload["valence"] = reading.valence
-        payload["arousal"] = reading.arousal
-    pid = point_id_for(track.id)
-    bb = model.audio_backbone()
-    with time_stage("store"):
-        runtime.vectors.upsert(
-            model.identity, [VectorPoint(id=pid, vector=vector, payload=payload)]
-        )
-        _record(runtime, track.id, model_record.id, pid, model, bb, reading)
-    count_embeddings(model.identity.key)
     return track.id, True
 
 
@@ -221,7 +185,7 @@ class SourcePrefetcher:
 
     def __init__(
         self,
-        runtime: JobRuntime,
+        runtime: ProcessContext,
         settings: Settings,
         model_record: ModelRecord,
         catalogue: Catalogue,
@@ -243,31 +207,8 @@ class SourcePrefetcher:
         self.close()
 
 
-def _record(
-    runtime: JobRuntime,
-    track_id: int,
-    model_id: int,
-    pid: str,
-    model: EmotionModel,
-    bb: Any,
-    reading: Any,
-) -> None:
-    runtime.metadata.record_embedding(
-        track_id,
-        model_id,
-        point_id=pid,
-        collection=model.identity.collection_name,
-        backbone_name=bb.name,
-        backbone_version=bb.version,
-        text_encoder=model.info.text_encoder,
-        audio_encoder=f"{bb.name}@{bb.version}",
-        valence=reading.valence,
-        arousal=reading.arousal,
-    )
-
-
 def ingest_source(
-    runtime: JobRuntime,
+    runtime: ProcessContext,
     settings: Settings,
     model: EmotionModel,
     model_record: ModelRecord,
@@ -306,3 +247,109 @@ def ingest_source(
     return IngestOutcome(
         source.id, source.uri, "embedded" if embedded else "already_present", track_id
     )
+
+
+# ---- one track by URI: the Kafka consumer's and the audio worker's unit of work ----
+@dataclass(frozen=True)
+class IngestedTrack:
+    """The stored track, whether this call embedded it, and where its vector lives."""
+
+    track: Track
+    embedded_now: bool
+    embedding: EmbeddingRecord
+    model_key: str
+
+
+def ingest_uri(
+    runtime: ProcessContext,
+    settings: Settings,
+    *,
+    tenant: str,
+    catalogue: str,
+    uri: str,
+    title: str | None = None,
+    artist: str | None = None,
+    tags: Sequence[str] = (),
+    fetched: Future[FetchedAudio] | None = None,
+) -> IngestedTrack:
+    """Register, fetch, embed and store one track in ``tenant``'s ``catalogue``.
+
+    ``fetched`` is the URI's audio already being fetched and decoded ahead (the Kafka
+    consumer does so for the next event while the model embeds this one); audio fetched
+    for another URI is refused. Raises :class:`~storycue.errors.StorycueError` (or
+    :class:`OSError`) when the URI can never be ingested (refused, missing, not audio, out
+    of limits): the source is then marked failed. Database, vector-store and network
+    errors propagate (callers retry).
+    """
+    cat, _ = runtime.tenancy.create_catalogue(tenant, catalogue)
+    source, _ = runtime.tenancy.register_source(
+        tenant, cat.id, uri, title=title, artist=artist, tags=tags
+    )
+    model = runtime.catalogue_model(tenant, cat.id)
+    record = runtime.ensure_registered(model)
+    try:
+        if fetched is None:
+            prepared = prepare_source(runtime, settings, record, cat, source)
+        else:
+            prepared = prepare_fetched(runtime, record, cat, source, fetched.result())
+        track_id, embedded = store_prepared(runtime, model, record, cat, prepared)
+    except (StorycueError, OSError) as exc:
+        code = exc.code if isinstance(exc, StorycueError) else "io_error"
+        message = exc.message if isinstance(exc, StorycueError) else str(exc)
+        runtime.tenancy.mark_source(
+            tenant, cat.id, source.id, "failed", error_code=code, error_message=message
+        )
+        raise
+    runtime.tenancy.mark_source(tenant, cat.id, source.id, "ingested", track_id=track_id)
+    track = runtime.metadata.get_track(track_id)
+    emb = runtime.metadata.get_embedding(track_id, record.id)
+    if track is None or emb is None:  # removed by a concurrent event between the writes
+        raise StorycueError(f"track {track_id} of {uri!r} was removed while being ingested")
+    return IngestedTrack(
+        track=track, embedded_now=embedded, embedding=emb, model_key=model.identity.key
+    )
+
+
+def remove_uri(runtime: ProcessContext, *, tenant: str, catalogue: str, uri: str) -> int:
+    """Delete the track registered under ``uri`` (its vectors first); how many tracks went.
+
+    Idempotent: an unknown catalogue or URI removes nothing.
+    """
+    cats = [c for c in runtime.tenancy.catalogues(tenant) if c.name == catalogue]
+    if not cats:
+        return 0
+    cat = cats[0]
+    removed = 0
+    for src in runtime.tenancy.sources_at(tenant, cat.id, uri):
+        if src.track_id is not None and runtime.tenancy.count_sources_of_track(src.track_id) == 1:
+            _delete_vectors(runtime, src.track_id)  # first: a crash re-runs the event
+        _src, gone = runtime.tenancy.delete_source(tenant, cat.id, src.id)
+        removed += int(bool(gone))
+    log.info("track_removed", tenant=tenant, catalogue=catalogue, uri=uri, removed=removed)
+    return removed
+
+
+def previous_track_id(
+    runtime: ProcessContext, *, tenant: str, catalogue: str, uri: str
+) -> int | None:
+    """The track the source ``uri`` of a catalogue points at now, if any."""
+    cats = [c for c in runtime.tenancy.catalogues(tenant) if c.name == catalogue]
+    if not cats:
+        return None
+    found = runtime.tenancy.sources_at(tenant, cats[0].id, uri)
+    return found[0].track_id if found else None
+
+
+def drop_track_if_unreferenced(runtime: ProcessContext, track_id: int) -> bool:
+    """Delete a track no source points at any more (vectors, then rows)."""
+    if runtime.tenancy.count_sources_of_track(track_id) > 0:
+        return False
+    _delete_vectors(runtime, track_id)
+    return runtime.metadata.delete_track(track_id)
+
+
+def _delete_vectors(runtime: ProcessContext, track_id: int) -> None:
+    for emb in runtime.metadata.list_embeddings(track_id=track_id):
+        rec = runtime.metadata.get_model_by_id(emb.model_id)
+        if rec is not None:
+            runtime.vectors.delete(rec.identity, [emb.point_id])

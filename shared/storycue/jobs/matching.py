@@ -1,26 +1,22 @@
 """Tenant-aware matching of stories to music: one story (search) or many (bulk jobs).
 
-The cue sheets are built exactly as :meth:`storycue.pipeline.engine.Engine.match` builds
-them (the tests check both give the same answer); the differences are that searches are
-restricted to the catalogues of one tenant, and that many stories are segmented first and
-their segments embedded together, in batches of ``settings.batch.text``.
+The cue sheets come from :func:`storycue.pipeline.match.match_texts`, the one match path
+(the CLI engine calls it too); what this module adds is the scope: a search runs on the
+catalogues of one tenant with each catalogue's active model, and it only reads (the model
+was registered once per process by :meth:`storycue.context.ProcessContext.ensure_registered`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 
-import numpy as np
-
-from storycue.errors import InvalidInputError, NotFoundError, StorycueError
-from storycue.jobs.runtime import JobRuntime
+from storycue.context import ProcessContext
+from storycue.errors import NotFoundError, StorycueError
 from storycue.log import get_logger
-from storycue.metrics import time_stage
 from storycue.models.emotion import EmotionModel
-from storycue.pipeline.cuesheet import CueEmotion, CueSegment, CueSheet, CueTrack
-from storycue.pipeline.segment import Segment, segment_story
-from storycue.storage.vectors import SearchFilter, VectorHit, VectorStore
+from storycue.pipeline.cuesheet import CueSheet
+from storycue.pipeline.match import check_story, check_top_k, match_texts
+from storycue.storage.vectors import SearchFilter
 
 log = get_logger(__name__)
 
@@ -36,111 +32,6 @@ class MatchOptions:
     tags: tuple[str, ...] | None = None
 
 
-def check_story(text: str, max_chars: int) -> None:
-    """Raise :class:`InvalidInputError` for a story that is not text or too long."""
-    if not isinstance(text, str):
-        raise InvalidInputError("story text must be a string")
-    if len(text) > max_chars:
-        raise InvalidInputError(
-            f"story is {len(text)} characters, over the {max_chars} limit",
-            detail={"chars": len(text), "max_chars": max_chars},
-        )
-    if "\x00" in text:
-        raise InvalidInputError("story text contains NUL characters")
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError as exc:  # lone surrogates (e.g. "\ud800" JSON escapes)
-        raise InvalidInputError(
-            f"story text is not valid Unicode (lone surrogate at {exc.start})",
-            detail={"position": exc.start},
-        ) from exc
-
-
-def _track(rank: int, hit: VectorHit) -> CueTrack:
-    p = hit.payload
-    return CueTrack(
-        rank=rank,
-        track_id=int(p["track_id"]),
-        uri=str(p.get("uri", "")),
-        title=p.get("title"),
-        artist=p.get("artist"),
-        duration_s=p.get("duration_s"),
-        score=hit.similarity,
-        distance=hit.score if hit.distance == "euclid" else None,
-        valence=p.get("valence"),
-        arousal=p.get("arousal"),
-        tags=list(p.get("tags") or []),
-    )
-
-
-def match_texts(
-    model: EmotionModel,
-    vectors: VectorStore,
-    texts: Sequence[str],
-    *,
-    top_k: int,
-    flt: SearchFilter | None,
-    catalogue: str | None,
-    max_chars: int,
-) -> list[CueSheet | StorycueError]:
-    """Cue sheets of ``texts`` (or, per story, the error that story caused).
-
-    Every story is segmented, all segments are embedded in one pass of the text encoder
-    (which batches them), then each segment is searched.
-    """
-    encoder = model.text_encoder
-    segmented: list[list[Segment] | StorycueError] = []
-    for text in texts:
-        try:
-            check_story(text, max_chars)
-            with time_stage("segment"):
-                segs = segment_story(text, encoder.count_tokens, encoder.max_tokens)
-            segmented.append(segs)
-        except StorycueError as exc:
-            segmented.append(exc)
-    flat = [seg.text for segs in segmented if isinstance(segs, list) for seg in segs]
-    if flat:
-        with time_stage("text_encoder"):
-            embedded = model.embed_text(flat)
-    else:
-        embedded = np.zeros((0, model.identity.dim), np.float32)
-    info = model.info
-    model_desc = {**info.identity.model_dump(), "family": info.family, "distance": info.distance}
-    out: list[CueSheet | StorycueError] = []
-    pos = 0
-    for text, story in zip(texts, segmented, strict=True):
-        if not isinstance(story, list):
-            out.append(story)
-            continue
-        cue_segments: list[CueSegment] = []
-        for seg in story:
-            vec = embedded[pos]
-            pos += 1
-            with time_stage("search"):
-                hits = vectors.search(model.identity, vec, top_k, flt)
-            reading = model.read(vec)
-            cue_segments.append(
-                CueSegment(
-                    index=seg.index,
-                    start=seg.start,
-                    end=seg.end,
-                    tokens=seg.tokens,
-                    text=seg.text,
-                    emotion=CueEmotion(**reading.to_dict()),
-                    tracks=[_track(r + 1, h) for r, h in enumerate(hits)],
-                )
-            )
-        out.append(
-            CueSheet(
-                model=dict(model_desc),
-                catalogue=catalogue,
-                story_chars=len(text),
-                segments=cue_segments,
-            )
-        )
-    return out
-
-
 @dataclass(frozen=True)
 class SearchScope:
     """Which model and which of a tenant's catalogues a search runs on."""
@@ -151,7 +42,7 @@ class SearchScope:
 
 
 def search_scope(
-    runtime: JobRuntime, tenant: str, options: MatchOptions, *, check_embedded: bool = True
+    runtime: ProcessContext, tenant: str, options: MatchOptions, *, check_embedded: bool = True
 ) -> SearchScope:
     """Resolve a tenant's search: the catalogue(s) and the model their vectors use.
 
@@ -185,7 +76,7 @@ def search_scope(
     return scope
 
 
-def check_embedded_tracks(runtime: JobRuntime, scope: SearchScope) -> None:
+def check_embedded_tracks(runtime: ProcessContext, scope: SearchScope) -> None:
     """:class:`NotFoundError` when none of the scope's catalogues has a vector under its
     model (nothing ingested yet, or only with another model)."""
     ids = scope.flt.catalogue_ids
@@ -198,11 +89,10 @@ def check_embedded_tracks(runtime: JobRuntime, scope: SearchScope) -> None:
         )
 
 
-def search(runtime: JobRuntime, tenant: str, text: str, options: MatchOptions) -> CueSheet:
+def search(runtime: ProcessContext, tenant: str, text: str, options: MatchOptions) -> CueSheet:
     """The cue sheet of one story, searched in the tenant's catalogue(s)."""
     limits = runtime.settings.limits
-    if not 1 <= options.top_k <= limits.max_top_k:
-        raise InvalidInputError(f"top_k must be between 1 and {limits.max_top_k}")
+    check_top_k(options.top_k, limits.max_top_k)
     check_story(text, limits.max_story_chars)
     scope = search_scope(runtime, tenant, options, check_embedded=False)
     (sheet,) = match_texts(

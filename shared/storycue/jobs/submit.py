@@ -6,13 +6,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 
 from storycue.config import Settings
+from storycue.context import ProcessContext
 from storycue.errors import InvalidInputError, ModelMismatchError
-from storycue.jobs.matching import check_story
 from storycue.jobs.params import EvaluateParams, IngestParams, MatchParams, TrainParams
-from storycue.jobs.runtime import JobRuntime, find_model
-from storycue.jobs.tasks import model_name_for, trained_checkpoint_path
-from storycue.models.checkpoints import find_checkpoint
+from storycue.jobs.tasks import model_name_for
+from storycue.models.checkpoints import find_checkpoint, find_model, trained_checkpoint_path
 from storycue.models.emotion import EmotionModel
+from storycue.pipeline.match import check_story
 from storycue.storage.jobs import Job, JobLimits
 
 MAX_STORY_ID = 200
@@ -74,7 +74,7 @@ def _checked_stories(
 
 
 def submit_match(
-    rt: JobRuntime,
+    rt: ProcessContext,
     tenant: str,
     stories: Iterable[tuple[str, str]],
     params: MatchParams,
@@ -100,7 +100,7 @@ def submit_match(
 
 
 def submit_ingest(
-    rt: JobRuntime, tenant: str, params: IngestParams, model: EmotionModel | None = None
+    rt: ProcessContext, tenant: str, params: IngestParams, model: EmotionModel | None = None
 ) -> Job:
     """A queued ingest job of every registered track of the catalogue that needs it
     (not ingested yet, failed before, or lacking a vector of ``model``: by default the
@@ -121,7 +121,7 @@ def submit_ingest(
     )
 
 
-def submit_evaluate(rt: JobRuntime, tenant: str, params: EvaluateParams) -> Job:
+def submit_evaluate(rt: ProcessContext, tenant: str, params: EvaluateParams) -> Job:
     """A queued evaluation job (the model must exist)."""
     if params.version is not None:
         find_model(rt.settings, params.model, params.version)
@@ -132,7 +132,7 @@ def submit_evaluate(rt: JobRuntime, tenant: str, params: EvaluateParams) -> Job:
     )
 
 
-def submit_train(rt: JobRuntime, tenant: str, params: TrainParams) -> Job:
+def submit_train(rt: ProcessContext, tenant: str, params: TrainParams) -> Job:
     """A queued training job (the model name and version must be new)."""
     name = model_name_for(params)
     if trained_checkpoint_path(rt.settings, name, params.version).exists():

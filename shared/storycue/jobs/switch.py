@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import contextlib
 
+from storycue.context import ProcessContext
 from storycue.identity import ModelIdentity
-from storycue.jobs.runtime import JobRuntime
 from storycue.log import get_logger
 from storycue.storage.jobs import InvalidTransitionError
 from storycue.storage.records import ModelRecord
@@ -35,7 +35,7 @@ def catalogue_alias(catalogue_id: int) -> str:
     return f"{ALIAS_PREFIX}{int(catalogue_id)}"
 
 
-def sync_alias(rt: JobRuntime, catalogue_id: int, identity: ModelIdentity) -> None:
+def sync_alias(rt: ProcessContext, catalogue_id: int, identity: ModelIdentity) -> None:
     """Point the catalogue's alias at ``identity``'s collection (when it does not already).
 
     The alias is for external readers of Qdrant; storycue never reads through it, so a
@@ -50,7 +50,7 @@ def sync_alias(rt: JobRuntime, catalogue_id: int, identity: ModelIdentity) -> No
         log.warning("catalogue alias not updated", alias=alias, model=identity.key, error=str(exc))
 
 
-def drop_alias(rt: JobRuntime, catalogue_id: int) -> None:
+def drop_alias(rt: ProcessContext, catalogue_id: int) -> None:
     """Delete the catalogue's alias (its collections stay); errors are logged."""
     alias = catalogue_alias(catalogue_id)
     try:
@@ -59,7 +59,7 @@ def drop_alias(rt: JobRuntime, catalogue_id: int) -> None:
         log.warning("catalogue alias not deleted", alias=alias, error=str(exc))
 
 
-def promote(rt: JobRuntime, tenant: str, catalogue_id: int, job_id: str) -> ModelRecord | None:
+def promote(rt: ProcessContext, tenant: str, catalogue_id: int, job_id: str) -> ModelRecord | None:
     """Promote the pending model if ``job_id`` is still the switch's job, then switch the
     alias; the newly active model, or ``None`` when this job no longer owns the switch."""
     rec = rt.tenancy.promote_pending(tenant, catalogue_id, job_id)
@@ -69,7 +69,7 @@ def promote(rt: JobRuntime, tenant: str, catalogue_id: int, job_id: str) -> Mode
     return rec
 
 
-def abandon(rt: JobRuntime, tenant: str, job_id: str | None) -> None:
+def abandon(rt: ProcessContext, tenant: str, job_id: str | None) -> None:
     """Cancel a replaced switch's re-embed job (a finished one is left alone)."""
     if job_id is None:
         return
@@ -77,7 +77,7 @@ def abandon(rt: JobRuntime, tenant: str, job_id: str | None) -> None:
         rt.jobs.request_cancel(tenant, job_id)
 
 
-def settle_switch(rt: JobRuntime, tenant: str, catalogue_id: int) -> ModelSwitch:
+def settle_switch(rt: ProcessContext, tenant: str, catalogue_id: int) -> ModelSwitch:
     """The catalogue's switch after resolving one whose job has finished: promoted when
     the job succeeded, dropped when it failed, was cancelled or is gone."""
     sw = rt.tenancy.model_switch(tenant, catalogue_id)

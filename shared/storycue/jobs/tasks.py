@@ -1,7 +1,7 @@
 """The job functions: what a worker runs for a job id (and, for match jobs, item indexes).
 
 Each is a pure function of ``(job id, items, settings)``: it opens its stores through
-:func:`storycue.jobs.runtime.get_runtime`, reads its inputs from the database, writes one
+:func:`storycue.context.get_context`, reads its inputs from the database, writes one
 result per item and updates the job's state and progress there. All are idempotent and
 safe to re-run after a crash: items that already have a result are skipped, results are
 upserted, tracks are identified by content and vectors by track.
@@ -19,24 +19,27 @@ import contextlib
 from collections import deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
 from storycue.config import Settings, get_settings
+from storycue.context import ProcessContext, get_context
 from storycue.errors import InvalidInputError, ModelMismatchError, NotFoundError, StorycueError
 from storycue.jobs.ingest import PreparedSource, SourcePrefetcher, ingest_source
-from storycue.jobs.matching import MatchOptions, match_texts, search_scope
+from storycue.jobs.matching import MatchOptions, search_scope
 from storycue.jobs.params import EvaluateParams, IngestParams, MatchParams, TrainParams
-from storycue.jobs.runtime import JobRuntime, get_runtime
 from storycue.jobs.switch import promote, sync_alias
 from storycue.log import get_logger
-from storycue.models.checkpoints import trained_models_dir
+from storycue.models.checkpoints import trained_checkpoint_path
 from storycue.models.emotion import EmotionModel
+from storycue.pipeline.match import match_texts
 from storycue.storage.jobs import InvalidTransitionError, Job, JobItem, JobNotRunningError
 from storycue.storage.records import Catalogue, ModelRecord
 from storycue.storage.tenancy import TrackSource
+
+if TYPE_CHECKING:
+    from storycue.training.run import TrainOptions
 
 log = get_logger(__name__)
 
@@ -45,19 +48,19 @@ def _settings(settings: Settings | None) -> Settings:
     return settings or get_settings()
 
 
-def _fail(rt: JobRuntime, job: Job, code: str, message: str) -> None:
+def _fail(rt: ProcessContext, job: Job, code: str, message: str) -> None:
     try:
         rt.jobs.fail(job.tenant, job.id, code, message)
     except InvalidTransitionError:
         log.info("job already finished; failure not recorded", job_id=job.id, code=code)
 
 
-def _cancel(rt: JobRuntime, job: Job) -> None:
+def _cancel(rt: ProcessContext, job: Job) -> None:
     with contextlib.suppress(InvalidTransitionError):
         rt.jobs.cancel(job.tenant, job.id)
 
 
-def _begin(rt: JobRuntime, job_id: str, *, shared: bool, redelivered: bool) -> Job | None:
+def _begin(rt: ProcessContext, job_id: str, *, shared: bool, redelivered: bool) -> Job | None:
     """The job, running, when this caller should work on it; ``None`` when it should not.
 
     A queued job is started with a compare-and-set (one caller wins). A job already
@@ -86,7 +89,7 @@ def _begin(rt: JobRuntime, job_id: str, *, shared: bool, redelivered: bool) -> J
 
 def fail_job(job_id: str, code: str, message: str, settings: Settings | None = None) -> None:
     """Mark a job failed (a task out of retries, a dead-lettered message)."""
-    rt = get_runtime(_settings(settings))
+    rt = get_context(_settings(settings))
     tenant = rt.jobs.tenant_of(job_id)
     if tenant is None:
         return
@@ -95,7 +98,7 @@ def fail_job(job_id: str, code: str, message: str, settings: Settings | None = N
         _fail(rt, job, code, message)
 
 
-def _params(rt: JobRuntime, job: Job, model: type[Any]) -> Any:
+def _params(rt: ProcessContext, job: Job, model: type[Any]) -> Any:
     try:
         return model.model_validate(job.params)
     except ValidationError as exc:
@@ -115,7 +118,7 @@ def run_match_items(
     writes it.
     """
     s = _settings(settings)
-    rt = get_runtime(s)
+    rt = get_context(s)
     job = _begin(rt, job_id, shared=True, redelivered=True)
     if job is None:
         return
@@ -186,7 +189,7 @@ def run_match_items(
 def run_ingest(job_id: str, settings: Settings | None = None, *, redelivered: bool = False) -> None:
     """Ingest the registered tracks listed in an ingest job (one result per track)."""
     s = _settings(settings)
-    rt = get_runtime(s)
+    rt = get_context(s)
     job = _begin(rt, job_id, shared=False, redelivered=redelivered)
     if job is None:
         return
@@ -270,7 +273,7 @@ Ahead = tuple[JobItem, TrackSource | NotFoundError, Future[PreparedSource] | Non
 
 
 def _one_ahead(
-    rt: JobRuntime,
+    rt: ProcessContext,
     tenant: str,
     catalogue_id: int,
     items: Sequence[JobItem],
@@ -305,7 +308,7 @@ def _one_ahead(
 
 
 def _reembed_stragglers(
-    rt: JobRuntime,
+    rt: ProcessContext,
     s: Settings,
     job: Job,
     cat: Catalogue,
@@ -326,7 +329,7 @@ def _reembed_stragglers(
 
 
 def _finish_reembed(
-    rt: JobRuntime, job: Job, cat: Catalogue, model: EmotionModel, counts: dict[str, int]
+    rt: ProcessContext, job: Job, cat: Catalogue, model: EmotionModel, counts: dict[str, int]
 ) -> None:
     """Promote the pending model when every track has a vector of it; otherwise fail the
     job and drop the switch (the active model stays)."""
@@ -360,7 +363,7 @@ def run_evaluate(
     from storycue.evaluation.harness import evaluate, fourq_gallery, load_queries
 
     s = _settings(settings)
-    rt = get_runtime(s)
+    rt = get_context(s)
     job = _begin(rt, job_id, shared=False, redelivered=redelivered)
     if job is None:
         return
@@ -397,27 +400,18 @@ def run_evaluate(
     rt.jobs.finish_if_complete(job.tenant, job.id)
 
 
-def trained_checkpoint_path(settings: Settings, name: str, version: str) -> Path:
-    """Where a training job saves ``name@version``."""
-    return trained_models_dir(settings) / f"{name}-{version}.safetensors"
+def train_options(params: TrainParams) -> TrainOptions:
+    """The training options of a job: what ``storycue train`` would be given."""
+    from storycue.training.run import TrainOptions
 
-
-def train_heads(settings: Settings, params: TrainParams) -> Any:
-    """Train one family on the cached frozen features, exactly as ``storycue train`` does
-    (both go through :func:`storycue.training.run.train_model`)."""
-    from storycue.training.run import TrainOptions, train_model
-
-    return train_model(
-        settings,
-        TrainOptions(
-            family=params.family,
-            name=params.name,
-            version=params.version,
-            seed=params.seed,
-            max_epochs=params.max_epochs,
-            text_sources=list(params.text_sources) if params.text_sources is not None else None,
-            music_target=params.music_target,
-        ),
+    return TrainOptions(
+        family=params.family,
+        name=params.name,
+        version=params.version,
+        seed=params.seed,
+        max_epochs=params.max_epochs,
+        text_sources=list(params.text_sources) if params.text_sources is not None else None,
+        music_target=params.music_target,
     )
 
 
@@ -429,12 +423,15 @@ def model_name_for(params: TrainParams) -> str:
 
 
 def run_train(job_id: str, settings: Settings | None = None, *, redelivered: bool = False) -> None:
-    """Train a model; the checkpoint is saved beside the other local models and
-    registered, and its identity and path are the job's one result."""
-    from storycue.training.modelcard import write_model_card
+    """Train a model as ``storycue train`` does (:func:`storycue.training.release.train_release`;
+    a job neither fine-tunes nor reads the test parts); the checkpoint is saved beside the
+    other local models with its model card and registered, and its identity and path are
+    the job's one result."""
+    # training code is imported when a training job runs, not when the gateway starts
+    from storycue.training.release import train_release
 
     s = _settings(settings)
-    rt = get_runtime(s)
+    rt = get_context(s)
     job = _begin(rt, job_id, shared=False, redelivered=redelivered)
     if job is None:
         return
@@ -448,25 +445,29 @@ def run_train(job_id: str, settings: Settings | None = None, *, redelivered: boo
                 f"a model {model_name_for(params)}@{params.version} already exists; "
                 "train under another version",
             )
-        heads = train_heads(s, params)
-        if rt.jobs.cancel_requested(job.tenant, job.id):
+        release = train_release(
+            s,
+            train_options(params),
+            evaluate=False,
+            output=path,
+            keep=lambda _heads: not rt.jobs.cancel_requested(job.tenant, job.id),
+        )
+        if release is None:
             _cancel(rt, job)
             return
-        sha = heads.save(path)
-        write_model_card(heads.info, path, sha)
-        ident = heads.info.identity
+        info, ident = release.heads.info, release.identity
         rt.jobs.set_model(job.tenant, job.id, ident)
         rt.metadata.register_model(
-            ident, family=heads.info.family, distance=heads.info.distance, checkpoint_sha256=sha
+            ident, family=info.family, distance=info.distance, checkpoint_sha256=release.sha256
         )
     except StorycueError as exc:
         _fail(rt, job, exc.code, exc.message)
         return
     result = {
         "model": ident.model_dump(),
-        "family": heads.info.family,
-        "distance": heads.info.distance,
-        "checkpoint_sha256": sha,
+        "family": info.family,
+        "distance": info.distance,
+        "checkpoint_sha256": release.sha256,
         "path": str(path),
     }
     try:

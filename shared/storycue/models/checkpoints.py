@@ -28,9 +28,12 @@ from pydantic import BaseModel, Field, model_validator
 from safetensors.torch import load_file, save_file
 
 from storycue.config import Settings
-from storycue.errors import ModelMismatchError, ModelNotFoundError
+from storycue.errors import ModelMismatchError, ModelNotFoundError, NotFoundError
 from storycue.identity import ModelIdentity
+from storycue.log import get_logger
 from storycue.models.heads import HeadConfig, MLPHead
+
+log = get_logger(__name__)
 
 Distance = Literal["euclid", "cosine", "dot"]
 #: Which side of a search a vector is for: texts query, clips are the catalogue.
@@ -227,6 +230,11 @@ def trained_models_dir(settings: Settings) -> Path:
     return Path(settings.model_dir or settings.home / "models")
 
 
+def trained_checkpoint_path(settings: Settings, name: str, version: str) -> Path:
+    """Where a trained ``name@version`` is saved unless told otherwise."""
+    return trained_models_dir(settings) / f"{name}-{version}.safetensors"
+
+
 def model_search_dirs(settings: Settings) -> list[Path]:
     """Folders searched for checkpoints, first match wins: the shipped ones, ``model_dir``
     and ``<home>/models`` (where training jobs save)."""
@@ -320,3 +328,36 @@ def model_summary(info: CheckpointInfo) -> dict[str, Any]:
     """The checkpoint's metadata as JSON-ready values (without the long mood-word list)."""
     summary: dict[str, Any] = json.loads(info.model_dump_json(exclude={"mood_words"}))
     return summary
+
+
+# ---- the models a process can load -------------------------------------------------------
+@dataclass(frozen=True)
+class ModelEntry:
+    """An emotion-model checkpoint available to this process."""
+
+    path: Path
+    info: CheckpointInfo
+
+
+def available_models(settings: Settings) -> list[ModelEntry]:
+    """Every readable checkpoint of :func:`model_search_dirs` (shipped, ``model_dir``,
+    ``<home>/models``)."""
+    out: list[ModelEntry] = []
+    for path in list_checkpoints(model_search_dirs(settings)):
+        try:
+            out.append(ModelEntry(path=path, info=checkpoint_info(path)))
+        except (ModelNotFoundError, ValueError) as exc:
+            log.warning("unreadable checkpoint skipped", path=str(path), error=str(exc))
+    out.sort(key=lambda e: (e.info.identity.name, e.info.identity.version))
+    return out
+
+
+def find_model(settings: Settings, name: str, version: str) -> ModelEntry:
+    """The checkpoint of ``name@version``, or :class:`NotFoundError`."""
+    for entry in available_models(settings):
+        ident = entry.info.identity
+        if ident.name == name and ident.version == version:
+            return entry
+    raise NotFoundError(
+        f"model {name}@{version} is not available", detail={"name": name, "version": version}
+    )

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from storycue.config import Settings
 from storycue.errors import InvalidInputError, ModelMismatchError
 from storycue.identity import ModelIdentity
 from storycue.log import get_logger
@@ -31,6 +32,7 @@ from storycue.models.checkpoints import (
     EmotionHeads,
     Role,
     file_sha256,
+    find_checkpoint,
     resolve_checkpoint,
 )
 from storycue.models.heads import MLPHead
@@ -286,6 +288,20 @@ def load_emotion_model(
             _models[key] = model
             record_model_load("heads", model.identity.key, time.perf_counter() - start)
         return model
+
+
+def load_configured_model(
+    settings: Settings, name_or_path: str | Path | None = None
+) -> EmotionModel:
+    """:func:`load_emotion_model` of ``name_or_path`` (default ``settings.emotion_model``),
+    found in every model folder of ``settings``, with its device and batch options."""
+    return load_emotion_model(
+        str(find_checkpoint(str(name_or_path or settings.emotion_model), settings)),
+        device=settings.torch_device(),
+        text_batch_size=settings.batch.text,
+        text_max_tokens=settings.text_max_tokens,
+        musicnn_weights_dir=settings.musicnn_weights_dir,
+    )
 
 
 #: Length of the synthetic clip :meth:`EmotionModel.warm_up` embeds (a typical excerpt).

@@ -7,7 +7,7 @@ calls behind queues.
 
 from __future__ import annotations
 
-import hashlib
+import csv
 import os
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -15,21 +15,24 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from storycue.audio.decode import DecodedAudio, load_audio
+from storycue.audio.decode import DecodedAudio
 from storycue.config import Settings, get_settings
-from storycue.errors import InvalidInputError, NotFoundError, StorycueError
+from storycue.errors import InvalidInputError, NotFoundError, StorycueError, TextDecodeError
 from storycue.log import get_logger
-from storycue.metrics import count_embeddings, time_stage
-from storycue.models.checkpoints import model_search_dirs
-from storycue.models.emotion import EmotionModel, load_emotion_model
-from storycue.pipeline.cuesheet import CueEmotion, CueSegment, CueSheet, CueTrack
-from storycue.pipeline.segment import segment_story
+from storycue.models.emotion import EmotionModel, load_configured_model
+from storycue.pipeline.cuesheet import CueSheet
+from storycue.pipeline.ingest import (
+    decode_audio,
+    embed_and_store,
+    embedded_track,
+    register_model,
+    sha256_file,
+)
+from storycue.pipeline.match import check_story, check_top_k, match_texts
 from storycue.storage.factory import open_metadata_store, open_vector_store
 from storycue.storage.metadata import MetadataStore
-from storycue.storage.records import TrackCreate
-from storycue.storage.vectors import SearchFilter, VectorPoint, VectorStore, point_id_for
+from storycue.storage.records import Catalogue, ModelRecord, TrackCreate
+from storycue.storage.vectors import SearchFilter, VectorStore
 
 log = get_logger(__name__)
 
@@ -83,15 +86,57 @@ def find_audio_files(root: Path) -> list[Path]:
     return found
 
 
-def sha256_file(path: Path, max_bytes: int) -> str:
+def spread(files: list[Path], limit: int) -> list[Path]:
+    """Up to ``limit`` files taken evenly across sub-folders (deterministic)."""
+    by_dir: dict[Path, list[Path]] = {}
+    for f in files:
+        by_dir.setdefault(f.parent, []).append(f)
+    groups = list(by_dir.values())
+    picked: list[Path] = []
+    i = 0
+    while len(picked) < min(limit, len(files)):
+        for g in groups:
+            if i < len(g) and len(picked) < limit:
+                picked.append(g[i])
+        i += 1
+    return picked
+
+
+def read_catalogue_metadata(csv_path: Path) -> dict[str, TrackMeta]:
+    """Titles, artists and tags per file stem from a 4Q-style metadata CSV."""
+    meta: dict[str, TrackMeta] = {}
+    with csv_path.open(newline="", encoding="utf-8-sig") as f:
+        for row in csv.DictReader(f):
+            song = (row.get("Song") or "").strip()
+            if not song:
+                continue
+            tags = [t.strip().lower() for t in (row.get("MoodsStrSplit") or "").split(";")]
+            meta[song] = TrackMeta(
+                title=(row.get("Title") or "").strip() or None,
+                artist=(row.get("Artist") or "").strip() or None,
+                tags=tuple(t for t in tags if t),
+            )
+    return meta
+
+
+def read_story_file(path: Path, max_bytes: int) -> str:
+    """Read a story file as UTF-8 (a BOM is accepted); clear errors otherwise."""
+    if not path.is_file():
+        raise InvalidInputError(f"story file {path} does not exist")
     size = path.stat().st_size
     if size > max_bytes:
-        raise InvalidInputError(f"{path.name} is {size} bytes, over the {max_bytes}-byte limit")
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+        raise InvalidInputError(f"story file {path} is {size} bytes, over the {max_bytes} limit")
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise TextDecodeError(
+            f"{path} is not UTF-8 text (byte {exc.start}: {data[exc.start : exc.start + 1]!r}); "
+            "convert it, e.g. `iconv -f latin1 -t utf-8`"
+        ) from exc
+    if "\x00" in text:
+        raise TextDecodeError(f"{path} looks binary (it contains NUL bytes), not a text story")
+    return text
 
 
 @dataclass
@@ -114,6 +159,7 @@ class Engine:
     ) -> None:
         self.settings = settings or get_settings()
         self._model = model
+        self._record: ModelRecord | None = None
         self.metadata = metadata or open_metadata_store(self.settings)
         self.vectors = vectors or open_vector_store(self.settings)
 
@@ -122,31 +168,14 @@ class Engine:
     def model(self) -> EmotionModel:
         if self._model is None:
             s = self.settings
-            self._model = load_emotion_model(
-                s.emotion_model,
-                device=s.torch_device(),
-                dirs=model_search_dirs(s),
-                text_batch_size=s.batch.text,
-                text_max_tokens=s.text_max_tokens,
-                musicnn_weights_dir=s.musicnn_weights_dir,
-            )
+            self._model = load_configured_model(s, s.emotion_model)
         return self._model
 
     def _model_record_id(self) -> int:
-        m = self.model
-        rec = self.metadata.register_model(
-            m.identity,
-            family=m.info.family,
-            distance=m.distance,
-            checkpoint_sha256=m.checkpoint_sha256 or None,
-            metadata={
-                "text_encoder": m.info.text_encoder,
-                "audio_backbone": m.info.audio_backbone,
-                "audio_backbone_version": m.info.audio_backbone_version,
-            },
-        )
-        self.vectors.ensure_collection(m.identity, m.distance)
-        return rec.id
+        """The model's database id, registering it (and its collection) on first use."""
+        if self._record is None:
+            self._record = register_model(self.metadata, self.vectors, self.model)
+        return self._record.id
 
     # ---- ingest -----------------------------------------------------------------------------
     def ingest(
@@ -170,12 +199,9 @@ class Engine:
 
         def prepare(path: Path) -> _Prepared:
             sha = sha256_file(path, limits.max_audio_bytes)
-            existing = self.metadata.find_track_by_hash(cat.id, sha)
-            if existing is not None and self.metadata.get_embedding(existing.id, model_id):
+            if embedded_track(self.metadata, cat.id, model_id, sha) is not None:
                 return _Prepared(path, sha, None)
-            with time_stage("decode"):
-                audio = load_audio(path, settings=self.settings)
-            return _Prepared(path, sha, audio)
+            return _Prepared(path, sha, decode_audio(path, self.settings))
 
         workers = max(1, min(4, (os.cpu_count() or 2)))
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="decode") as pool:
@@ -192,7 +218,7 @@ class Engine:
                     if prepared.audio is None:
                         report.already_present += 1
                     else:
-                        added = self._store(cat.id, model_id, prepared, (meta or {}).get(path.stem))
+                        added = self._store(cat, model_id, prepared, (meta or {}).get(path.stem))
                         report.embedded += 1
                         report.added += int(added)
                         report.already_present += int(not added)
@@ -210,33 +236,19 @@ class Engine:
         return report
 
     def _store(
-        self, catalogue_id: int, model_id: int, prepared: _Prepared, meta: TrackMeta | None
+        self, catalogue: Catalogue, model_id: int, prepared: _Prepared, meta: TrackMeta | None
     ) -> bool:
+        """Embed and store one decoded file; whether its track row is new."""
         assert prepared.audio is not None
-        model = self.model
-        vector, _ = model.embed_waveform(prepared.audio.waveform)
-        if not np.isfinite(vector).all():
-            raise InvalidInputError(f"{prepared.path.name}: the model produced a non-finite vector")
-        with time_stage("store"):
-            created = self._write(catalogue_id, model_id, prepared, meta, vector)
-        count_embeddings(model.identity.key)
-        return created
-
-    def _write(
-        self,
-        catalogue_id: int,
-        model_id: int,
-        prepared: _Prepared,
-        meta: TrackMeta | None,
-        vector: np.ndarray,
-    ) -> bool:
-        """Write the track row, its vector and its embedding record (the ``store`` stage)."""
-        assert prepared.audio is not None
-        model = self.model
         audio = prepared.audio
-        track, created = self.metadata.add_track(
+        _track, created = embed_and_store(
+            self.metadata,
+            self.vectors,
+            self.model,
+            model_id,
+            catalogue,
             TrackCreate(
-                catalogue_id=catalogue_id,
+                catalogue_id=catalogue.id,
                 uri=str(prepared.path.resolve()),
                 content_hash=prepared.sha,
                 duration_s=float(audio.duration_s),
@@ -245,36 +257,8 @@ class Engine:
                 title=meta.title if meta else None,
                 artist=meta.artist if meta else None,
                 tags=meta.tags if meta else (),
-            )
-        )
-        reading = model.read(vector)
-        payload: dict[str, Any] = {
-            "track_id": track.id,
-            "catalogue_id": catalogue_id,
-            "duration_s": track.duration_s,
-            "tags": list(track.tags),
-            "uri": track.uri,
-            "title": track.title,
-            "artist": track.artist,
-            "model": model.identity.key,
-        }
-        if reading.valence is not None:
-            payload["valence"] = reading.valence
-            payload["arousal"] = reading.arousal
-        pid = point_id_for(track.id)
-        self.vectors.upsert(model.identity, [VectorPoint(id=pid, vector=vector, payload=payload)])
-        bb = model.audio_backbone()
-        self.metadata.record_embedding(
-            track.id,
-            model_id,
-            point_id=pid,
-            collection=model.identity.collection_name,
-            backbone_name=bb.name,
-            backbone_version=bb.version,
-            text_encoder=model.info.text_encoder,
-            audio_encoder=f"{bb.name}@{bb.version}",
-            valence=reading.valence,
-            arousal=reading.arousal,
+            ),
+            audio,
         )
         return created
 
@@ -291,18 +275,9 @@ class Engine:
     ) -> CueSheet:
         """Segment ``text`` into scenes and return the top-k tracks for each."""
         limits = self.settings.limits
-        if not isinstance(text, str):
-            raise InvalidInputError("story text must be a string")
-        if len(text) > limits.max_story_chars:
-            raise InvalidInputError(
-                f"story is {len(text)} characters, over the {limits.max_story_chars} limit"
-            )
-        if not 1 <= top_k <= limits.max_top_k:
-            raise InvalidInputError(f"top_k must be between 1 and {limits.max_top_k}")
+        check_story(text, limits.max_story_chars)
+        check_top_k(top_k, limits.max_top_k)
         model = self.model
-        encoder = model.text_encoder
-        with time_stage("segment"):
-            segments = segment_story(text, encoder.count_tokens, encoder.max_tokens)
         catalogue_ids: list[int] | None = None
         if catalogue is not None:
             cat = self.metadata.get_catalogue(catalogue)
@@ -321,53 +296,18 @@ class Engine:
             raise NotFoundError(
                 f"no tracks are embedded with {model.identity.key}: run `storycue ingest` first"
             )
-        with time_stage("text_encoder"):
-            vectors = model.embed_text([s.text for s in segments])
-        out: list[CueSegment] = []
-        for seg, vec in zip(segments, vectors, strict=True):
-            with time_stage("search"):
-                hits = self.vectors.search(
-                    model.identity, vec, top_k, None if flt.is_empty else flt
-                )
-            tracks = [
-                CueTrack(
-                    rank=r + 1,
-                    track_id=int(h.payload["track_id"]),
-                    uri=str(h.payload.get("uri", "")),
-                    title=h.payload.get("title"),
-                    artist=h.payload.get("artist"),
-                    duration_s=h.payload.get("duration_s"),
-                    score=h.similarity,
-                    distance=h.score if h.distance == "euclid" else None,
-                    valence=h.payload.get("valence"),
-                    arousal=h.payload.get("arousal"),
-                    tags=list(h.payload.get("tags") or []),
-                )
-                for r, h in enumerate(hits)
-            ]
-            reading = model.read(vec)
-            out.append(
-                CueSegment(
-                    index=seg.index,
-                    start=seg.start,
-                    end=seg.end,
-                    tokens=seg.tokens,
-                    text=seg.text,
-                    emotion=CueEmotion(**reading.to_dict()),
-                    tracks=tracks,
-                )
-            )
-        info = model.info
-        return CueSheet(
-            model={
-                **info.identity.model_dump(),
-                "family": info.family,
-                "distance": info.distance,
-            },
+        (sheet,) = match_texts(
+            model,
+            self.vectors,
+            [text],
+            top_k=top_k,
+            flt=None if flt.is_empty else flt,
             catalogue=catalogue,
-            story_chars=len(text),
-            segments=out,
+            max_chars=limits.max_story_chars,
         )
+        if isinstance(sheet, StorycueError):
+            raise sheet
+        return sheet
 
     def close(self) -> None:
         self.metadata.close()

@@ -2,7 +2,7 @@
 
 Every task is idempotent: the job functions of :mod:`storycue.jobs.tasks` skip items that
 already have a result and upsert results; single-track ingest is idempotent by content
-(:mod:`storycue.runtime.ingest`). A task that runs again after a worker was lost (the
+(:mod:`storycue.jobs.ingest`). A task that runs again after a worker was lost (the
 broker redelivered it), after a transient error (a retry) or because the supervisor sent
 it again (``redispatched``: the broker lost it, :mod:`storycue.runtime.supervisor`)
 resumes the job.
@@ -24,12 +24,12 @@ from kombu import Queue
 from kombu.simple import SimpleQueue
 
 from storycue.config import Settings, get_settings
+from storycue.context import get_context
 from storycue.errors import StorycueError
-from storycue.jobs.runtime import get_runtime
+from storycue.jobs.ingest import ingest_uri
 from storycue.jobs.tasks import fail_job, run_evaluate, run_ingest, run_match_items, run_train
 from storycue.log import get_logger
 from storycue.metrics import track_task
-from storycue.runtime.ingest import ingest_uri
 from storycue.runtime.names import (
     QUEUE_DEAD_LETTER,
     TASK_EVALUATE_JOB,
@@ -161,7 +161,7 @@ def heartbeat(settings: Settings, job_id: str) -> Iterator[None]:
     def beat() -> None:
         while not stop.wait(every):
             try:
-                get_runtime(settings).jobs.touch(job_id)
+                get_context(settings).jobs.touch(job_id)
             except Exception as exc:  # the database is down: the task itself will notice
                 log.warning("job heartbeat failed", job_id=job_id, error=str(exc))
 
@@ -209,7 +209,7 @@ def register_tasks(app: Celery, settings: Settings) -> None:
         """Ingest one track by URI (``audio`` queue); returns its ids."""
         with track_task(TASK_ROUTES[TASK_INGEST_TRACK], TASK_INGEST_TRACK):
             done = ingest_uri(
-                get_runtime(settings),
+                get_context(settings),
                 settings,
                 tenant=tenant,
                 catalogue=catalogue,

@@ -23,13 +23,13 @@ log = get_logger(__name__)
 def warm_up(settings: Settings, queues: Sequence[str]) -> None:
     """Load the default model, put micro-batchers in front of the encoders it uses and run
     each encoder once, so that the first task does not pay for loading and kernel set-up."""
-    from storycue.jobs.runtime import get_runtime
+    from storycue.context import get_context
     from storycue.models.batching import install_batching
 
     text, audio = QUEUE_TEXT in queues, QUEUE_AUDIO in queues
     if not (text or audio):
         return
-    model = get_runtime(settings).load_model()
+    model = get_context(settings).load_model()
     install_batching(model, settings, text=text, audio=audio)
     model.warm_up(text=text, audio=audio)
 

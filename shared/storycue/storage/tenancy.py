@@ -407,6 +407,29 @@ class TenantStore:
             rows = s.scalars(stmt.order_by(TrackSourceRow.id).limit(limit))
             return [_source(r) for r in rows]
 
+    def sources_at(self, tenant: str, catalogue_id: int, uri: str) -> list[TrackSource]:
+        """The catalogue's sources registered under ``uri`` (one, or none)."""
+        self.catalogue_by_id(tenant, catalogue_id)
+        with self._session() as s:
+            rows = s.scalars(
+                select(TrackSourceRow)
+                .where(TrackSourceRow.catalogue_id == catalogue_id, TrackSourceRow.uri == uri)
+                .order_by(TrackSourceRow.id)
+            )
+            return [_source(r) for r in rows]
+
+    def count_sources_of_track(self, track_id: int) -> int:
+        """How many registered sources (of any catalogue) point at the track."""
+        with self._session() as s:
+            return int(
+                s.scalar(
+                    select(func.count())
+                    .select_from(TrackSourceRow)
+                    .where(TrackSourceRow.track_id == track_id)
+                )
+                or 0
+            )
+
     def count_sources(self, tenant: str, catalogue_id: int) -> dict[str, int]:
         """Registered sources of a catalogue per state."""
         self.catalogue_by_id(tenant, catalogue_id)

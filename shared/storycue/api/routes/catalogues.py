@@ -28,8 +28,8 @@ from storycue.api.schemas import (
     TracksCreated,
     catalogue_out,
 )
+from storycue.context import ProcessContext
 from storycue.jobs.params import IngestParams
-from storycue.jobs.runtime import JobRuntime
 from storycue.jobs.submit import submit_ingest
 from storycue.jobs.switch import abandon, drop_alias, settle_switch, sync_alias
 from storycue.log import get_logger
@@ -49,7 +49,7 @@ def _ref(rec: ModelRecord) -> ModelRef:
     return ModelRef(name=rec.name, version=rec.version, dim=rec.dim)
 
 
-def _out(rt: JobRuntime, tenant: str, cat: Catalogue) -> CatalogueOut:
+def _out(rt: ProcessContext, tenant: str, cat: Catalogue) -> CatalogueOut:
     switch = settle_switch(rt, tenant, cat.id)
     if switch.active is None:
         model, is_default = default_model_ref(rt.settings), True
@@ -66,7 +66,7 @@ def _out(rt: JobRuntime, tenant: str, cat: Catalogue) -> CatalogueOut:
     )
 
 
-def delete_vectors(rt: JobRuntime, embeddings: list[EmbeddingRecord]) -> int:
+def delete_vectors(rt: ProcessContext, embeddings: list[EmbeddingRecord]) -> int:
     """Delete the vectors these provenance records point at; how many."""
     by_model: dict[int, list[str]] = defaultdict(list)
     for e in embeddings:
@@ -80,7 +80,7 @@ def delete_vectors(rt: JobRuntime, embeddings: list[EmbeddingRecord]) -> int:
     return n
 
 
-def _track_out(rt: JobRuntime, src: TrackSource) -> TrackOut:
+def _track_out(rt: ProcessContext, src: TrackSource) -> TrackOut:
     track = rt.metadata.get_track(src.track_id) if src.track_id is not None else None
     return TrackOut.of(src, track)
 

@@ -14,10 +14,10 @@ from pydantic import ValidationError
 from storycue.api.deps import AppSettings, Dispatcher, JobIdPath, Runtime, Tenant
 from storycue.api.errors import ERROR_RESPONSES, JOB_LIMIT_RESPONSES
 from storycue.api.schemas import JobOut, JobPage, MatchJobRequest, ResultOut, ResultPage
+from storycue.context import ProcessContext
 from storycue.errors import InvalidInputError, NotFoundError, StorycueError, TextDecodeError
 from storycue.jobs.dispatch import JobDispatcher
 from storycue.jobs.params import EvaluateParams, MatchParams, TrainRequest, train_params
-from storycue.jobs.runtime import JobRuntime
 from storycue.jobs.submit import submit_evaluate, submit_match, submit_train
 from storycue.jobs.switch import settle_switch
 from storycue.log import get_logger
@@ -36,7 +36,7 @@ router = APIRouter(prefix="/jobs", tags=["jobs"], responses=ERROR_RESPONSES)
 UPLOAD_PATH = "/v1/jobs/match/upload"
 
 
-def dispatch_job(rt: JobRuntime, dispatcher: JobDispatcher, job: Job) -> Job:
+def dispatch_job(rt: ProcessContext, dispatcher: JobDispatcher, job: Job) -> Job:
     """Hand a created job to the dispatcher; a job that cannot be dispatched is failed."""
     try:
         dispatcher.dispatch(job)

@@ -11,9 +11,11 @@ from storycue.api.deps import AppSettings, Runtime
 from storycue.api.errors import ERROR_RESPONSES
 from storycue.api.schemas import ModelDetail, ModelList, ModelOut, ModelRef
 from storycue.config import Settings
-from storycue.jobs.runtime import ModelEntry, available_models, find_model
 from storycue.models.checkpoints import (
+    ModelEntry,
+    available_models,
     checkpoint_info,
+    find_model,
     model_search_dirs,
     model_summary,
     resolve_checkpoint,

@@ -1,8 +1,10 @@
-"""The stores and models a job worker or the gateway needs, opened once per process.
+"""The process context: the stores and models a process opens once and every request,
+job and task of it shares.
 
-:func:`get_runtime` opens the configured stores through :mod:`storycue.storage.factory`
+:func:`get_context` opens the configured stores through :mod:`storycue.storage.factory`
 and caches them per database URL and vector location, so job functions can be pure
-functions of ``(settings, job id, items)`` that are cheap to call many times.
+functions of ``(settings, job id, items)`` that are cheap to call many times, and a
+model is registered (its row and collection written) once per process, not per request.
 """
 
 from __future__ import annotations
@@ -13,17 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from storycue.config import Settings
-from storycue.errors import ModelNotFoundError, NotFoundError
 from storycue.log import get_logger
-from storycue.models.checkpoints import (
-    CheckpointInfo,
-    checkpoint_info,
-    find_checkpoint,
-    list_checkpoints,
-    model_search_dirs,
-)
-from storycue.models.emotion import EmotionModel, load_emotion_model
-from storycue.pipeline.engine import Engine
+from storycue.models.checkpoints import find_model
+from storycue.models.emotion import EmotionModel, load_configured_model
+from storycue.pipeline.ingest import register_model
 from storycue.storage.factory import open_metadata_store, open_vector_store
 from storycue.storage.jobs import JobStore
 from storycue.storage.metadata import MetadataStore
@@ -34,44 +29,12 @@ from storycue.storage.vectors import VectorStore
 log = get_logger(__name__)
 
 #: Seconds a search reuses a catalogue's resolved active model (see
-#: :meth:`JobRuntime.catalogue_model`); changes made by this process invalidate at once.
+#: :meth:`ProcessContext.catalogue_model`); changes made by this process invalidate at once.
 CATALOGUE_MODEL_TTL_S = 2.0
 
 
-@dataclass(frozen=True)
-class ModelEntry:
-    """An emotion-model checkpoint available to this process."""
-
-    path: Path
-    info: CheckpointInfo
-
-
-def available_models(settings: Settings) -> list[ModelEntry]:
-    """Every readable checkpoint of :func:`model_search_dirs` (shipped, ``model_dir``,
-    ``<home>/models``)."""
-    out: list[ModelEntry] = []
-    for path in list_checkpoints(model_search_dirs(settings)):
-        try:
-            out.append(ModelEntry(path=path, info=checkpoint_info(path)))
-        except (ModelNotFoundError, ValueError) as exc:
-            log.warning("unreadable checkpoint skipped", path=str(path), error=str(exc))
-    out.sort(key=lambda e: (e.info.identity.name, e.info.identity.version))
-    return out
-
-
-def find_model(settings: Settings, name: str, version: str) -> ModelEntry:
-    """The checkpoint of ``name@version``, or :class:`NotFoundError`."""
-    for entry in available_models(settings):
-        ident = entry.info.identity
-        if ident.name == name and ident.version == version:
-            return entry
-    raise NotFoundError(
-        f"model {name}@{version} is not available", detail={"name": name, "version": version}
-    )
-
-
 @dataclass
-class JobRuntime:
+class ProcessContext:
     """Open stores (shared by every thread of the process) and loaded models."""
 
     settings: Settings
@@ -97,39 +60,15 @@ class JobRuntime:
     # ---- models ---------------------------------------------------------------------------
     def load_model(self, name_or_path: str | Path | None = None) -> EmotionModel:
         """An emotion model (default: ``settings.emotion_model``), loaded once per process."""
-        s = self.settings
-        target = str(name_or_path or s.emotion_model)
-        return load_emotion_model(
-            str(find_checkpoint(target, s)),
-            device=s.torch_device(),
-            text_batch_size=s.batch.text,
-            text_max_tokens=s.text_max_tokens,
-            musicnn_weights_dir=s.musicnn_weights_dir,
-        )
+        return load_configured_model(self.settings, name_or_path)
 
     def load_model_version(self, name: str, version: str) -> EmotionModel:
         """The model ``name@version`` (one of :func:`available_models`)."""
         return self.load_model(find_model(self.settings, name, version).path)
 
-    def engine(self, model: EmotionModel) -> Engine:
-        """An :class:`Engine` on this runtime's stores with ``model``."""
-        return Engine(self.settings, model=model, metadata=self.metadata, vectors=self.vectors)
-
     def register(self, model: EmotionModel) -> ModelRecord:
         """Register ``model`` in the database and make sure its vector collection exists."""
-        rec = self.metadata.register_model(
-            model.identity,
-            family=model.info.family,
-            distance=model.distance,
-            checkpoint_sha256=model.checkpoint_sha256 or None,
-            metadata={
-                "text_encoder": model.info.text_encoder,
-                "audio_backbone": model.info.audio_backbone,
-                "audio_backbone_version": model.info.audio_backbone_version,
-            },
-        )
-        self.vectors.ensure_collection(model.identity, model.distance)
-        return rec
+        return register_model(self.metadata, self.vectors, model)
 
     def ensure_registered(self, model: EmotionModel) -> ModelRecord:
         """:meth:`register` once per model and process, and its record: the read path
@@ -185,7 +124,7 @@ class JobRuntime:
 
 
 _lock = threading.Lock()
-_runtimes: dict[tuple[str, str], JobRuntime] = {}
+_contexts: dict[tuple[str, str], ProcessContext] = {}
 
 
 def _key(settings: Settings) -> tuple[str, str]:
@@ -193,30 +132,30 @@ def _key(settings: Settings) -> tuple[str, str]:
     return settings.resolved_database_url, vec
 
 
-def get_runtime(settings: Settings) -> JobRuntime:
-    """The process's runtime for these settings' database and vector store."""
+def get_context(settings: Settings) -> ProcessContext:
+    """The process's context for these settings' database and vector store."""
     key = _key(settings)
     with _lock:
-        rt = _runtimes.get(key)
+        rt = _contexts.get(key)
         closed = rt is not None and (
             rt.metadata.closed or bool(getattr(rt.vectors, "closed", False))
         )
         if rt is None or closed:
             if rt is not None and not rt.metadata.closed:
                 rt.metadata.close()
-            rt = JobRuntime(
+            rt = ProcessContext(
                 settings=settings,
                 metadata=open_metadata_store(settings),
                 vectors=open_vector_store(settings),
             )
-            _runtimes[key] = rt
+            _contexts[key] = rt
         return rt
 
 
-def close_runtimes() -> None:
-    """Close every cached runtime (tests, shutdown)."""
+def close_contexts() -> None:
+    """Close every cached context (tests, shutdown)."""
     with _lock:
-        rts = list(_runtimes.values())
-        _runtimes.clear()
+        rts = list(_contexts.values())
+        _contexts.clear()
     for rt in rts:
         rt.close()

@@ -1,0 +1,135 @@
+"""Matching stories to music: the steps every match path shares.
+
+The CLI engine's :meth:`~storycue.pipeline.engine.Engine.match`, the gateway's search and
+the bulk match jobs (:mod:`storycue.jobs.matching`) all build their cue sheets with
+:func:`match_texts`: each story is checked and segmented into scenes, every scene of every
+story is embedded in one pass of the text encoder (which batches them), then each scene
+is searched and read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from storycue.errors import InvalidInputError, StorycueError
+from storycue.metrics import time_stage
+from storycue.models.emotion import EmotionModel
+from storycue.pipeline.cuesheet import CueEmotion, CueSegment, CueSheet, CueTrack
+from storycue.pipeline.segment import Segment, segment_story
+from storycue.storage.vectors import SearchFilter, VectorHit, VectorStore
+
+
+def check_story(text: str, max_chars: int) -> None:
+    """Raise :class:`InvalidInputError` for a story that is not text or too long."""
+    if not isinstance(text, str):
+        raise InvalidInputError("story text must be a string")
+    if len(text) > max_chars:
+        raise InvalidInputError(
+            f"story is {len(text)} characters, over the {max_chars} limit",
+            detail={"chars": len(text), "max_chars": max_chars},
+        )
+    if "\x00" in text:
+        raise InvalidInputError("story text contains NUL characters")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:  # lone surrogates (e.g. "\ud800" JSON escapes)
+        raise InvalidInputError(
+            f"story text is not valid Unicode (lone surrogate at {exc.start})",
+            detail={"position": exc.start},
+        ) from exc
+
+
+def check_top_k(top_k: int, max_top_k: int) -> None:
+    """Raise :class:`InvalidInputError` unless ``1 <= top_k <= max_top_k``."""
+    if not 1 <= top_k <= max_top_k:
+        raise InvalidInputError(f"top_k must be between 1 and {max_top_k}")
+
+
+def cue_track(rank: int, hit: VectorHit) -> CueTrack:
+    """One search hit as a cue-sheet track (from the payload its ingest stored)."""
+    p = hit.payload
+    return CueTrack(
+        rank=rank,
+        track_id=int(p["track_id"]),
+        uri=str(p.get("uri", "")),
+        title=p.get("title"),
+        artist=p.get("artist"),
+        duration_s=p.get("duration_s"),
+        score=hit.similarity,
+        distance=hit.score if hit.distance == "euclid" else None,
+        valence=p.get("valence"),
+        arousal=p.get("arousal"),
+        tags=list(p.get("tags") or []),
+    )
+
+
+def model_description(model: EmotionModel) -> dict[str, Any]:
+    """What a cue sheet records of the model that made it."""
+    info = model.info
+    return {**info.identity.model_dump(), "family": info.family, "distance": info.distance}
+
+
+def match_texts(
+    model: EmotionModel,
+    vectors: VectorStore,
+    texts: Sequence[str],
+    *,
+    top_k: int,
+    flt: SearchFilter | None,
+    catalogue: str | None,
+    max_chars: int,
+) -> list[CueSheet | StorycueError]:
+    """Cue sheets of ``texts`` (or, per story, the error that story caused)."""
+    encoder = model.text_encoder
+    segmented: list[list[Segment] | StorycueError] = []
+    for text in texts:
+        try:
+            check_story(text, max_chars)
+            with time_stage("segment"):
+                segs = segment_story(text, encoder.count_tokens, encoder.max_tokens)
+            segmented.append(segs)
+        except StorycueError as exc:
+            segmented.append(exc)
+    flat = [seg.text for segs in segmented if isinstance(segs, list) for seg in segs]
+    if flat:
+        with time_stage("text_encoder"):
+            embedded = model.embed_text(flat)
+    else:
+        embedded = np.zeros((0, model.identity.dim), np.float32)
+    described = model_description(model)
+    out: list[CueSheet | StorycueError] = []
+    pos = 0
+    for text, story in zip(texts, segmented, strict=True):
+        if not isinstance(story, list):
+            out.append(story)
+            continue
+        cue_segments: list[CueSegment] = []
+        for seg in story:
+            vec = embedded[pos]
+            pos += 1
+            with time_stage("search"):
+                hits = vectors.search(model.identity, vec, top_k, flt)
+            reading = model.read(vec)
+            cue_segments.append(
+                CueSegment(
+                    index=seg.index,
+                    start=seg.start,
+                    end=seg.end,
+                    tokens=seg.tokens,
+                    text=seg.text,
+                    emotion=CueEmotion(**reading.to_dict()),
+                    tracks=[cue_track(r + 1, h) for r, h in enumerate(hits)],
+                )
+            )
+        out.append(
+            CueSheet(
+                model=dict(described),
+                catalogue=catalogue,
+                story_chars=len(text),
+                segments=cue_segments,
+            )
+        )
+    return out
