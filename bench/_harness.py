@@ -7,6 +7,7 @@ which is how the scripts import it.
 
 from __future__ import annotations
 
+import argparse
 import datetime as dt
 import json
 import os
@@ -23,6 +24,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
+from _report import write_summary
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 RESULTS_DIR = REPO_ROOT / "bench" / "results"
@@ -86,25 +89,18 @@ def median_of(timings: Sequence[Timed]) -> Timed:
 
 
 # ---- machine and run metadata -------------------------------------------------------------
+def _git(*args: str) -> str:
+    done = subprocess.run(
+        ["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, check=True, timeout=10
+    )
+    return done.stdout.strip()
+
+
 def git_commit() -> dict[str, Any] | None:
     """HEAD and whether the tree has local changes; None outside a git checkout."""
     try:
-        head = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            cwd=REPO_ROOT,
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=10,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=REPO_ROOT,
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=10,
-        ).stdout.strip()
+        head = _git("rev-parse", "HEAD")
+        dirty = _git("status", "--porcelain", "--untracked-files=no")
     except (OSError, subprocess.SubprocessError):
         return None
     return {"commit": head, "dirty": bool(dirty)}
@@ -192,6 +188,58 @@ def wait_for_quiet(max_load: float, max_wait_s: float, poll_s: float = 10.0) -> 
     }
 
 
+# ---- a run ---------------------------------------------------------------------------------
+def add_run_arguments(p: argparse.ArgumentParser, quick: str | None = None) -> None:
+    """The options every benchmark takes (the load wait, where results go, the log level)
+    and, with its help text, ``--quick`` for a benchmark with a smoke run."""
+    p.add_argument(
+        "--max-load",
+        type=float,
+        default=DEFAULT_MAX_LOAD,
+        help=f"wait while the 1-min load average is above this ({DEFAULT_MAX_LOAD})",
+    )
+    p.add_argument(
+        "--max-wait", type=float, default=180.0, help="longest wait for a quiet machine, s (180)"
+    )
+    p.add_argument(
+        "--results-dir",
+        type=Path,
+        default=None,
+        help="where <name>.json and SUMMARY.md go (bench/results)",
+    )
+    p.add_argument("--log-level", default="WARNING")
+    if quick is not None:
+        p.add_argument("--quick", action="store_true", help=quick)
+
+
+def add_model_arguments(p: argparse.ArgumentParser, threads: str) -> None:
+    """``--model`` (the emotion checkpoint), ``--device`` and ``--threads`` (``threads``:
+    what the thread count applies to)."""
+    p.add_argument(
+        "--model",
+        default=None,
+        help="emotion model name or .safetensors path "
+        "(default: shipped va-regression, else random heads)",
+    )
+    p.add_argument("--device", default="auto", help="'auto', 'cpu' or 'cuda:0' (default auto)")
+    p.add_argument("--threads", type=int, default=None, help=threads)
+
+
+def results_dir(args: argparse.Namespace) -> Path:
+    """Where this run's results go (``--results-dir``, else ``bench/results``)."""
+    return Path(args.results_dir) if args.results_dir else RESULTS_DIR
+
+
+def run_record(name: str, device: str, load: dict[str, Any]) -> dict[str, Any]:
+    """The head of every result: the benchmark's name, the machine, the load before (from
+    :func:`wait_for_quiet`) and now, after the measurements."""
+    return {
+        "benchmark": name,
+        "environment": environment(device),
+        "load": {**load, "load_after": loadavg()},
+    }
+
+
 # ---- emotion checkpoint -------------------------------------------------------------------
 SHIPPED_MODEL = "va-regression"
 
@@ -205,7 +253,8 @@ def resolve_emotion_checkpoint(requested: str | None, scratch: Path) -> tuple[st
     mean nothing).
     """
     from storycue.errors import ModelNotFoundError
-    from storycue.models.checkpoints import checkpoint_info, file_sha256, resolve_checkpoint
+    from storycue.identity import file_sha256
+    from storycue.models.checkpoints import checkpoint_info, resolve_checkpoint
 
     name = requested or SHIPPED_MODEL
     try:
@@ -274,6 +323,11 @@ def stop_process(proc: subprocess.Popen[bytes], timeout_s: float = 30.0) -> None
         proc.kill()
 
 
+def cpu_delta(before: float | None, after: float | None) -> float | None:
+    """CPU seconds a process spent between two readings (None if either is missing)."""
+    return after - before if before is not None and after is not None else None
+
+
 def scratch_dir() -> tempfile.TemporaryDirectory[str]:
     return tempfile.TemporaryDirectory(prefix="storycue-bench-")
 
@@ -286,7 +340,5 @@ def write_results(name: str, results: dict[str, Any], results_dir: Path = RESULT
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(results, indent=2, sort_keys=False) + "\n", encoding="utf-8")
     tmp.replace(path)
-    from _report import write_summary
-
     write_summary(results_dir)
     return path

@@ -13,8 +13,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, cast
 
-from _harness import RESULTS_DIR
-
 SUMMARY_NAME = "SUMMARY.md"
 
 #: Result name (``<name>.json``) → the benchmark module that renders it, in summary order.
@@ -62,6 +60,11 @@ def env_line(r: dict[str, Any]) -> str:
     )
 
 
+def footer(r: dict[str, Any]) -> list[str]:
+    """The last lines of a section: the run's machine, commit and load, in italics."""
+    return ["", f"_{env_line(r)}_", ""]
+
+
 def ingest_path_rows(r: dict[str, Any], run: dict[str, Any], label: str, process: str) -> list[str]:
     """The table and ratio of a distributed ingest path measured beside the bare backbone."""
     bare = r["bare_backbone"]
@@ -75,9 +78,7 @@ def ingest_path_rows(r: dict[str, Any], run: dict[str, Any], label: str, process
         f"| {fmt(bare.get('cpu_util'))} |",
         "",
         verdict(r, missed="missed") + ".",
-        "",
-        f"_{env_line(r)}_",
-        "",
+        *footer(r),
     ]
 
 
@@ -101,7 +102,7 @@ def _result_files(results_dir: Path) -> list[tuple[str, Path]]:
     return out
 
 
-def write_summary(results_dir: Path = RESULTS_DIR) -> Path:
+def write_summary(results_dir: Path) -> Path:
     """Regenerate ``SUMMARY.md`` from every ``<name>.json`` present in ``results_dir``."""
     lines = [
         "# storycue throughput benchmarks",

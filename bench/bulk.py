@@ -37,19 +37,18 @@ from typing import Any
 import torch
 
 from _harness import (
-    DEFAULT_MAX_LOAD,
     REPO_ROOT,
-    RESULTS_DIR,
-    environment,
-    loadavg,
+    add_run_arguments,
     resolve_emotion_checkpoint,
+    results_dir,
+    run_record,
     scratch_dir,
     stop_process,
     stopwatch,
     wait_for_quiet,
     write_results,
 )
-from _report import env_line, fmt, quick_note, verdict
+from _report import fmt, footer, quick_note, verdict
 from search import payloads, synthetic_vectors
 from storycue.config import QueueSettings, Settings
 from storycue.data.isear import load_isear
@@ -211,11 +210,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
     p.add_argument("--timeout", type=float, default=3600.0, help="longest wait for the job, s")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--max-load", type=float, default=DEFAULT_MAX_LOAD)
-    p.add_argument("--max-wait", type=float, default=180.0)
-    p.add_argument("--quick", action="store_true", help="smoke run: 40 stories, 500 tracks")
-    p.add_argument("--results-dir", type=Path, default=None, help="default bench/results")
-    p.add_argument("--log-level", default="WARNING")
+    add_run_arguments(p, quick="smoke run: 40 stories, 500 tracks")
     args = p.parse_args(argv)
     if args.quick:
         args.stories, args.tracks, args.max_wait = min(args.stories, 40), 500, 0.0
@@ -303,7 +298,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 wait_worker_ready(dispatcher.app, worker, 180.0)
                 rt = get_context(settings)
                 if args.profile:
-                    spy = start_py_spy(worker.pid, Path(args.results_dir or RESULTS_DIR))
+                    spy = start_py_spy(worker.pid, results_dir(args))
             else:
                 dispatcher = InProcessDispatcher(settings)
                 # warm the search path and the encoder at this shape, outside the clock
@@ -340,11 +335,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     n = len(stories)
     job_s, bare_s = t_job[0].wall_s, bare.wall_s
-    load["load_after"] = loadavg()
     results: dict[str, Any] = {
-        "benchmark": NAME,
-        "environment": environment("cpu"),
-        "load": load,
+        **run_record(NAME, "cpu", load),
         "config": {
             "stories": n,
             "story_source": source,
@@ -404,7 +396,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     path = write_results(
         NAME if args.execution == "inprocess" else f"{NAME}-celery",
         results,
-        args.results_dir or RESULTS_DIR,
+        results_dir(args),
     )
     print(
         f"job: {results['job']['stories_per_s']:.1f} stories/s; bare encoder "
@@ -467,9 +459,7 @@ def summary_section(r: dict[str, Any]) -> list[str]:
             if r.get("ratio_per_cpu_second")
             else ""
         ),
-        "",
-        f"_{env_line(r)}_",
-        "",
+        *footer(r),
     ]
 
 

@@ -23,27 +23,29 @@ import numpy as np
 import torch
 
 from _harness import (
-    DEFAULT_MAX_LOAD,
-    RESULTS_DIR,
     Timed,
+    add_model_arguments,
+    add_run_arguments,
     device_sync,
-    environment,
     loadavg,
     median_of,
     resolve_emotion_checkpoint,
+    results_dir,
+    run_record,
     scratch_dir,
     stopwatch,
     summarise,
     wait_for_quiet,
     write_results,
 )
-from _report import env_line, fmt, loads, quick_note, verdict
+from _report import fmt, footer, loads, quick_note, verdict
 from storycue.audio.decode import DecodedAudio, load_audio
 from storycue.audio.mel import MelFrontend
 from storycue.config import Settings
 from storycue.log import configure_logging
 from storycue.models.emotion import EmotionModel, load_emotion_model
 from storycue.models.musicnn import MusicnnBackbone
+from storycue.models.musicnn.backbone import PatchPool
 from storycue.pipeline.engine import Engine, _Prepared
 from storycue.pipeline.ingest import sha256_file
 
@@ -117,6 +119,64 @@ def path_against_bare(
         "ratio": round(bare.wall_s / wall_s, 4),
         "target_ratio": TARGET_RATIO,
     }
+
+
+@dataclass(frozen=True)
+class DistributedIngest:
+    """A distributed ingest benchmark's measurements around its path: the clips, the bare
+    backbone's run beside it, and where its result goes (``run_key``: the path's run in
+    the result; ``cpu_key``: the name of its process's CPU figures; ``log_key``: the
+    process's log tail)."""
+
+    name: str
+    args: argparse.Namespace
+    load: dict[str, Any]
+    model_record: dict[str, Any]
+    clips: int
+    audio_s: float
+    bare: Timed
+    audio_patches: int
+    run_key: str
+    cpu_key: str
+    log_key: str
+
+    def write(
+        self,
+        config: dict[str, Any],
+        wall_s: float,
+        cpu_s: float | None,
+        log_tail: str,
+        run_extra: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Write (and print) the result: ``config`` after the clips, their audio seconds
+        and the patches per batch; the path's run beside the bare backbone; their ratio;
+        the end of the process's log."""
+        n, audio_s = self.clips, self.audio_s
+        measured = path_against_bare(n, audio_s, wall_s, cpu_s, self.bare, self.cpu_key)
+        results: dict[str, Any] = {
+            **run_record(self.name, "cpu", self.load),
+            "config": {
+                "clips": n,
+                "audio_s": round(audio_s, 1),
+                "audio_patches": self.audio_patches,
+                **config,
+            },
+            "model": self.model_record,
+            self.run_key: {**(run_extra or {}), **measured["run"]},
+            "bare_backbone": measured["bare_backbone"],
+            "ratio": measured["ratio"],
+            "target_ratio": measured["target_ratio"],
+            self.log_key: log_tail,
+        }
+        path = write_results(self.name, results, results_dir(self.args))
+        print(
+            f"{self.run_key}: {n / wall_s:.2f} clips/s ({audio_s / wall_s:.1f}x real time), "
+            f"{results[self.run_key][f'{self.cpu_key}_util']} cores; bare backbone "
+            f"{n / self.bare.wall_s:.2f} clips/s; ratio {results['ratio']:.3f} "
+            f"(target >= {TARGET_RATIO})"
+        )
+        print(f"wrote {path}", file=sys.stderr)
+        return results
 
 
 def settings_for(home: Path, checkpoint: str, device: str, base: Settings) -> Settings:
@@ -202,21 +262,11 @@ def backbone_features(
 ) -> dict[str, np.ndarray]:
     """What ``embed_waveform`` does after the mel: batched forward, mean (and tag max) over
     patches. Mirrors ``MusicnnBackbone.embed_waveform``; checked against it before timing."""
-    sums: dict[str, torch.Tensor] = {}
-    tmax: torch.Tensor | None = None
+    pool = PatchPool()
     with torch.inference_mode():
         for i in range(0, patches.shape[0], bs):
-            out = backbone.forward_patches(patches[i : i + bs])
-            for k, v in out.items():
-                s = v.sum(dim=0)
-                sums[k] = sums[k] + s if k in sums else s
-            m = out["tags"].amax(dim=0)
-            tmax = m if tmax is None else torch.maximum(tmax, m)
-    assert tmax is not None
-    n = patches.shape[0]
-    feats = {k: (v / n).float().cpu().numpy() for k, v in sums.items()}
-    feats["tags_max"] = tmax.float().cpu().numpy()
-    return feats
+            pool.add(backbone.forward_patches(patches[i : i + bs]))
+    return pool.result()
 
 
 def log_mel_patches(backbone: MusicnnBackbone, waveform: np.ndarray) -> torch.Tensor:
@@ -272,33 +322,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--data-dir", type=Path, default=None, help="folder holding 4q/ (default: ../shared/data)"
     )
-    p.add_argument(
-        "--model",
-        default=None,
-        help="emotion model name or .safetensors path "
-        "(default: shipped va-regression, else random heads)",
-    )
-    p.add_argument("--device", default="auto", help="'auto', 'cpu' or 'cuda:0' (default auto)")
-    p.add_argument(
-        "--threads", type=int, default=None, help="torch intra-op threads (default: torch's)"
-    )
-    p.add_argument(
-        "--max-load",
-        type=float,
-        default=DEFAULT_MAX_LOAD,
-        help="wait while the 1-min load average is above this (1.5)",
-    )
-    p.add_argument(
-        "--max-wait", type=float, default=180.0, help="longest wait for a quiet machine, s (180)"
-    )
-    p.add_argument(
-        "--results-dir",
-        type=Path,
-        default=None,
-        help="where <name>.json and SUMMARY.md go (bench/results)",
-    )
-    p.add_argument("--log-level", default="WARNING")
-    p.add_argument("--quick", action="store_true", help="smoke run: 4 clips, 1 repeat, no wait")
+    add_model_arguments(p, threads="torch intra-op threads (default: torch's)")
+    add_run_arguments(p, quick="smoke run: 4 clips, 1 repeat, no wait")
     args = p.parse_args(argv)
     if args.quick:
         args.clips, args.repeats, args.max_wait = min(args.clips, 4), 1, 0.0
@@ -380,7 +405,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             model, backbone, bs, sync,
         )  # fmt: skip
 
-    load["load_after"] = loadavg()
     n = len(clips)
     full_med = median_of([f.ingest for f in full_runs])
     bare_med = median_of(bare_runs)
@@ -396,9 +420,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     stage_sum = sum(stages_s.values())
     results: dict[str, Any] = {
-        "benchmark": NAME,
-        "environment": environment(device),
-        "load": load,
+        **run_record(NAME, device, load),
         "config": {
             "clips": n,
             "repeats": args.repeats,
@@ -439,7 +461,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "full_pipeline_wall_over_stage_sum": full_med.wall_s / stage_sum,
         },
     }
-    path = write_results(NAME, results, args.results_dir or RESULTS_DIR)
+    path = write_results(NAME, results, results_dir(args))
     print_report(results)
     print(f"wrote {path} and SUMMARY.md", file=sys.stderr)
     return results
@@ -491,9 +513,7 @@ def summary_section(r: dict[str, Any]) -> list[str]:
         f"| **sum of stages** | **{fmt(stages['sum_ms_per_clip'], 1)}** | 100 % |",
         "",
         f"Model loads and warm-up (excluded above): {loads(r)}.",
-        "",
-        f"_{env_line(r)}_",
-        "",
+        *footer(r),
     ]
     return lines
 

@@ -28,22 +28,10 @@ from typing import Any
 
 import torch
 
-from _harness import (
-    DEFAULT_MAX_LOAD,
-    REPO_ROOT,
-    RESULTS_DIR,
-    environment,
-    loadavg,
-    resolve_emotion_checkpoint,
-    scratch_dir,
-    stop_process,
-    stopwatch,
-    wait_for_quiet,
-    write_results,
-)
+import _harness as harness
 from _report import ingest_path_rows
 from bulk import process_cpu_s, wait_job, wait_worker_ready
-from ingest import bare_backbone_run, fourq_clips, path_against_bare
+from ingest import DistributedIngest, bare_backbone_run, fourq_clips
 from storycue.config import IngestSourceSettings, QueueSettings, Settings
 from storycue.log import configure_logging
 
@@ -60,7 +48,7 @@ def start_audio_worker(
         return subprocess.Popen(
             [sys.executable, "-m", "storycue.runtime.worker", "audio",
              "--concurrency", str(concurrency)],
-            cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+            cwd=harness.REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
         )  # fmt: skip
 
 
@@ -70,22 +58,19 @@ def main() -> dict[str, Any]:
     ap.add_argument("--concurrency", type=int, default=2, help="worker tasks at once (2)")
     ap.add_argument("--broker-url", default="redis://127.0.0.1:6379/14")
     ap.add_argument("--timeout", type=float, default=1800.0)
-    ap.add_argument("--max-load", type=float, default=DEFAULT_MAX_LOAD)
-    ap.add_argument("--max-wait", type=float, default=180.0)
-    ap.add_argument("--results-dir", default=None)
-    ap.add_argument("--log-level", default="WARNING")
+    harness.add_run_arguments(ap)
     args = ap.parse_args()
     configure_logging(args.log_level)
     folder, clips = fourq_clips(Settings(), args.clips)
-    load = wait_for_quiet(args.max_load, args.max_wait)
+    load = harness.wait_for_quiet(args.max_load, args.max_wait)
 
     from storycue.context import close_contexts, get_context
     from storycue.jobs.params import IngestParams
     from storycue.runtime.dispatcher import CeleryDispatcher
     from storycue.storage.factory import close_vector_stores
 
-    with scratch_dir() as tmp:
-        checkpoint, model_record = resolve_emotion_checkpoint(None, Path(tmp))
+    with harness.scratch_dir() as tmp:
+        checkpoint, model_record = harness.resolve_emotion_checkpoint(None, Path(tmp))
         home = Path(tmp) / "home"
         settings = Settings(
             home=home,
@@ -94,6 +79,10 @@ def main() -> dict[str, Any]:
             queue=QueueSettings(execution="celery", broker_url=args.broker_url),
         )
         audio_s, bare = bare_backbone_run(checkpoint, clips, settings)
+        bench = DistributedIngest(
+            NAME, args, load, model_record, len(clips), audio_s, bare,
+            settings.batch.audio_patches, "job", "worker_cpu", "worker_log_tail",
+        )  # fmt: skip
 
         rt = get_context(settings)
         rt.tenancy.create_catalogue(TENANT, CATALOGUE)
@@ -125,7 +114,7 @@ def main() -> dict[str, Any]:
             wait_worker_ready(dispatcher.app, worker, 180.0)
             rt = get_context(settings)
             cpu0 = process_cpu_s(worker.pid)
-            with stopwatch() as t_job:
+            with harness.stopwatch() as t_job:
                 # submit_ingest's job, without its register step (see above).
                 job = rt.jobs.create(
                     TENANT,
@@ -147,42 +136,21 @@ def main() -> dict[str, Any]:
             if stored != len(clips):
                 raise SystemExit(f"the job stored {stored} of {len(clips)} tracks")
         finally:
-            stop_process(worker)
+            harness.stop_process(worker)
             close_contexts()
             close_vector_stores()
         tail = log_path.read_text(errors="replace")[-1500:]
 
-    job_s = t_job[0].wall_s
-    worker_cpu = cpu1 - cpu0 if cpu0 is not None and cpu1 is not None else None
-    n = len(clips)
-    measured = path_against_bare(n, audio_s, job_s, worker_cpu, bare, "worker_cpu")
-    results: dict[str, Any] = {
-        "benchmark": NAME,
-        "environment": environment("cpu"),
-        "load": {**load, "load_after": loadavg()},
-        "config": {
-            "clips": n,
-            "audio_s": round(audio_s, 1),
+    return bench.write(
+        {
             "concurrency": args.concurrency,
             "broker": args.broker_url,
-            "audio_patches": settings.batch.audio_patches,
             "job_chunk_size": settings.queue.job_chunk_size,
         },
-        "model": model_record,
-        "job": measured["run"],
-        "bare_backbone": measured["bare_backbone"],
-        "ratio": measured["ratio"],
-        "target_ratio": measured["target_ratio"],
-        "worker_log_tail": tail,
-    }
-    path = write_results(NAME, results, Path(args.results_dir) if args.results_dir else RESULTS_DIR)
-    print(
-        f"job: {n / job_s:.2f} clips/s ({audio_s / job_s:.1f}x real time), worker "
-        f"{results['job']['worker_cpu_util']} cores; bare backbone {n / bare.wall_s:.2f} "
-        f"clips/s; ratio {results['ratio']:.3f} (target >= {TARGET_RATIO})"
+        t_job[0].wall_s,
+        harness.cpu_delta(cpu0, cpu1),
+        tail,
     )
-    print(f"wrote {path}", file=sys.stderr)
-    return results
 
 
 def summary_section(r: dict[str, Any]) -> list[str]:

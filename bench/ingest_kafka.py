@@ -33,22 +33,10 @@ from typing import Any
 
 import torch
 
-from _harness import (
-    DEFAULT_MAX_LOAD,
-    REPO_ROOT,
-    RESULTS_DIR,
-    environment,
-    loadavg,
-    resolve_emotion_checkpoint,
-    scratch_dir,
-    stop_process,
-    stopwatch,
-    wait_for_quiet,
-    write_results,
-)
+import _harness as harness
 from _report import ingest_path_rows
 from bulk import process_cpu_s, start_py_spy
-from ingest import bare_backbone_run, fourq_clips, path_against_bare
+from ingest import DistributedIngest, bare_backbone_run, fourq_clips
 from storycue.config import IngestSourceSettings, KafkaSettings, Settings
 from storycue.log import configure_logging
 
@@ -62,7 +50,7 @@ def start_consumer(env: dict[str, str], log_path: Path) -> subprocess.Popen[byte
     with log_path.open("wb") as log:
         return subprocess.Popen(
             [sys.executable, "-m", "storycue.events.consumer"],
-            cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+            cwd=harness.REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
         )  # fmt: skip
 
 
@@ -124,10 +112,7 @@ def main() -> dict[str, Any]:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--clips", type=int, default=48)
     ap.add_argument("--timeout", type=float, default=1800.0)
-    ap.add_argument("--max-load", type=float, default=DEFAULT_MAX_LOAD)
-    ap.add_argument("--max-wait", type=float, default=180.0)
-    ap.add_argument("--results-dir", default=None)
-    ap.add_argument("--log-level", default="WARNING")
+    harness.add_run_arguments(ap)
     ap.add_argument(
         "--profile",
         action="store_true",
@@ -137,15 +122,15 @@ def main() -> dict[str, Any]:
     args = ap.parse_args()
     configure_logging(args.log_level)
     folder, clips = fourq_clips(Settings(), args.clips)
-    load = wait_for_quiet(args.max_load, args.max_wait)
+    load = harness.wait_for_quiet(args.max_load, args.max_wait)
 
-    sys.path.insert(0, str(REPO_ROOT / "tests"))  # the tests' throw-away broker
+    sys.path.insert(0, str(harness.REPO_ROOT / "tests"))  # the tests' throw-away broker
     from storycue.events.kafka import ensure_topics, publish_track_events
     from storycue.events.schemas import TrackEvent
     from support.tansu import TansuBroker
 
-    with scratch_dir() as tmp, TansuBroker() as broker:
-        checkpoint, model_record = resolve_emotion_checkpoint(None, Path(tmp))
+    with harness.scratch_dir() as tmp, TansuBroker() as broker:
+        checkpoint, model_record = harness.resolve_emotion_checkpoint(None, Path(tmp))
         home = Path(tmp) / "home"
         tag = uuid.uuid4().hex[:8]
         kafka = KafkaSettings(
@@ -162,6 +147,10 @@ def main() -> dict[str, Any]:
             kafka=kafka,
         )
         audio_s, bare = bare_backbone_run(checkpoint, clips, settings)
+        bench = DistributedIngest(
+            NAME, args, load, model_record, len(clips), audio_s, bare,
+            settings.batch.audio_patches, "consumer", "cpu", "consumer_log_tail",
+        )  # fmt: skip
 
         ensure_topics(settings)
         env = {
@@ -192,14 +181,12 @@ def main() -> dict[str, Any]:
                 for c in clips
             ]
             spy = (
-                start_py_spy(
-                    consumer.pid, Path(args.results_dir or RESULTS_DIR), "ingest-kafka-profile.txt"
-                )
+                start_py_spy(consumer.pid, harness.results_dir(args), "ingest-kafka-profile.txt")
                 if args.profile
                 else None
             )
             cpu0 = process_cpu_s(consumer.pid)
-            with stopwatch() as t_job:
+            with harness.stopwatch() as t_job:
                 publish_track_events(events, settings)
                 embedded = read_embedded(settings, len(clips), args.timeout)
             cpu1 = process_cpu_s(consumer.pid)
@@ -210,40 +197,20 @@ def main() -> dict[str, Any]:
             if created != len(clips):
                 raise SystemExit(f"{created} of {len(clips)} tracks were newly embedded")
         finally:
-            stop_process(consumer)
+            harness.stop_process(consumer)
         tail = log_path.read_text(errors="replace")[-1500:]
 
-    job_s = t_job[0].wall_s
-    worker_cpu = cpu1 - cpu0 if cpu0 is not None and cpu1 is not None else None
-    n = len(clips)
-    measured = path_against_bare(n, audio_s, job_s, worker_cpu, bare, "cpu")
-    results: dict[str, Any] = {
-        "benchmark": NAME,
-        "environment": environment("cpu"),
-        "load": {**load, "load_after": loadavg()},
-        "config": {
-            "clips": n,
-            "audio_s": round(audio_s, 1),
+    return bench.write(
+        {
             "broker": "tansu (memory storage)",
-            "audio_patches": settings.batch.audio_patches,
             "max_poll_records": settings.kafka.max_poll_records,
             "profiled": bool(args.profile),
         },
-        "model": model_record,
-        "consumer": {"startup": startup, **measured["run"]},
-        "bare_backbone": measured["bare_backbone"],
-        "ratio": measured["ratio"],
-        "target_ratio": measured["target_ratio"],
-        "consumer_log_tail": tail,
-    }
-    path = write_results(NAME, results, Path(args.results_dir) if args.results_dir else RESULTS_DIR)
-    print(
-        f"consumer: {n / job_s:.2f} clips/s ({audio_s / job_s:.1f}x real time), "
-        f"{results['consumer']['cpu_util']} cores; bare backbone {n / bare.wall_s:.2f} "
-        f"clips/s; ratio {results['ratio']:.3f} (target >= {TARGET_RATIO})"
+        t_job[0].wall_s,
+        harness.cpu_delta(cpu0, cpu1),
+        tail,
+        run_extra={"startup": startup},
     )
-    print(f"wrote {path}", file=sys.stderr)
-    return results
 
 
 def summary_section(r: dict[str, Any]) -> list[str]:

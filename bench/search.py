@@ -37,16 +37,15 @@ from typing import Any
 import numpy as np
 
 from _harness import (
-    DEFAULT_MAX_LOAD,
-    RESULTS_DIR,
-    environment,
-    loadavg,
+    add_run_arguments,
     resolve_emotion_checkpoint,
+    results_dir,
+    run_record,
     scratch_dir,
     wait_for_quiet,
     write_results,
 )
-from _report import env_line, fmt, quick_note
+from _report import fmt, footer, quick_note
 from storycue.config import Settings
 from storycue.identity import ModelIdentity
 from storycue.log import configure_logging
@@ -363,11 +362,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--model", default=None, help="emotion model (default: shipped va-regression)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--name", default=NAME, help="results file name (search)")
-    p.add_argument("--max-load", type=float, default=DEFAULT_MAX_LOAD)
-    p.add_argument("--max-wait", type=float, default=180.0)
-    p.add_argument("--quick", action="store_true", help="smoke run: 1k and 3k tracks, 30 queries")
-    p.add_argument("--results-dir", type=Path, default=None, help="default bench/results")
-    p.add_argument("--log-level", default="WARNING")
+    add_run_arguments(p, quick="smoke run: 1k and 3k tracks, 30 queries")
     args = p.parse_args(argv)
     if args.quick:
         args.sizes, args.queries, args.max_case_s, args.max_wait = "1000,3000", 30, 5.0, 0.0
@@ -471,8 +466,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                             args.max_case_s,
                             clients=args.clients,
                             profile=(
-                                Path(args.results_dir or RESULTS_DIR)
-                                / f"{args.name}-profile-{size}.txt"
+                                results_dir(args) / f"{args.name}-profile-{size}.txt"
                                 if args.profile
                                 else None
                             ),
@@ -491,11 +485,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                     store.close()
             results_backends[backend] = res
 
-    load["load_after"] = loadavg()
     results: dict[str, Any] = {
-        "benchmark": "search",
-        "environment": environment("cpu"),
-        "load": load,
+        **run_record("search", "cpu", load),
         "config": {
             "sizes": sizes,
             "backends": backends,
@@ -515,7 +506,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "backends": results_backends,
         "target_p99_ms": TARGET_P99_MS,
     }
-    path = write_results(args.name, results, args.results_dir or RESULTS_DIR)
+    path = write_results(args.name, results, results_dir(args))
     print_report(results)
     print(f"wrote {path} and SUMMARY.md", file=sys.stderr)
     return results
@@ -594,9 +585,7 @@ def summary_section(r: dict[str, Any]) -> list[str]:
         "(embedded mode). Inserts (points added at this size, excluded above): "
         + "; ".join(inserts)
         + ".",
-        "",
-        f"_{env_line(r)}_",
-        "",
+        *footer(r),
     ]
     return lines
 

@@ -38,22 +38,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from _harness import (
-    DEFAULT_MAX_LOAD,
-    RESULTS_DIR,
-    Timed,
-    device_sync,
-    environment,
-    loadavg,
-    median_of,
-    resolve_emotion_checkpoint,
-    scratch_dir,
-    stopwatch,
-    summarise,
-    wait_for_quiet,
-    write_results,
-)
-from _report import env_line, fmt, loads, quick_note
+import _harness as harness
+from _report import fmt, footer, loads, quick_note
 from storycue.config import Settings
 from storycue.data.isear import load_isear
 from storycue.errors import DatasetNotFoundError
@@ -130,17 +116,17 @@ def pretokenise(encoder: TextEncoder, segments: list[str]) -> Batches:
 
 
 # ---- the two timed paths --------------------------------------------------------------------
-def run_full(model: EmotionModel, segments: list[str], sync: Any) -> Timed:
-    with stopwatch(sync) as t:
+def run_full(model: EmotionModel, segments: list[str], sync: Any) -> harness.Timed:
+    with harness.stopwatch(sync) as t:
         out = model.embed_text(segments)
     if out.shape[0] != len(segments) or not np.isfinite(out).all():
         raise RuntimeError(f"embed_text returned {out.shape} / non-finite values")
     return t[0]
 
 
-def run_bare(encoder: TextEncoder, batches: Batches, sync: Any) -> Timed:
+def run_bare(encoder: TextEncoder, batches: Batches, sync: Any) -> harness.Timed:
     net = encoder.model().model
-    with torch.inference_mode(), stopwatch(sync) as t:
+    with torch.inference_mode(), harness.stopwatch(sync) as t:
         for enc in batches.encodings:
             net(**enc)
     return t[0]
@@ -171,7 +157,7 @@ def run_batched(
     clients: int,
     request_size: int,
     sync: Any,
-) -> Timed:
+) -> harness.Timed:
     """``clients`` threads calling ``embed_text`` with ``request_size`` segments at a time,
     through the worker's micro-batcher; the wall time until every request is answered."""
     requests = [segments[i : i + request_size] for i in range(0, len(segments), request_size)]
@@ -187,7 +173,7 @@ def run_batched(
             errors.append(exc)
 
     threads = [threading.Thread(target=client, args=(k,)) for k in range(clients)]
-    with stopwatch(sync) as t:
+    with harness.stopwatch(sync) as t:
         for th in threads:
             th.start()
         for th in threads:
@@ -214,22 +200,22 @@ def breakdown(
 ) -> dict[str, float]:
     """Milliseconds of each part of (a), each timed on its own."""
     loaded = encoder.model()
-    with stopwatch() as t_count:
+    with harness.stopwatch() as t_count:
         encoder.count_tokens(segments)
-    with stopwatch() as t_tok:
+    with harness.stopwatch() as t_tok:
         batches = pretokenise(encoder, segments)
     pooled: list[torch.Tensor] = []
     hidden_states: list[torch.Tensor] = []
     with torch.inference_mode():
-        with stopwatch(sync) as t_fwd:
+        with harness.stopwatch(sync) as t_fwd:
             for enc in batches.encodings:
                 hidden_states.append(loaded.model(**enc).last_hidden_state)
-        with stopwatch(sync) as t_pool:
+        with harness.stopwatch(sync) as t_pool:
             for enc, hidden in zip(batches.encodings, hidden_states, strict=True):
                 p = encoder._pool(hidden, enc["attention_mask"])
                 pooled.append(torch.nn.functional.normalize(p, dim=-1).float().cpu())
     feats = torch.cat(pooled).numpy()
-    with stopwatch(sync) as t_head:
+    with harness.stopwatch(sync) as t_head:
         model.project_text_features(feats)
     return {
         "count_tokens (limit check)": 1000.0 * t_count[0].wall_s,
@@ -257,10 +243,10 @@ def bench_workload(
     run_bare(encoder, Batches(batches.encodings[:1], 0, 0), sync)
     recorder = RecordingEncoder(encoder)
     batched = BatchedTextEncoder(recorder, max_batch=encoder.batch_size, max_wait_ms=max_wait_ms)
-    fulls: list[Timed] = []
-    bares: list[Timed] = []
-    workers: list[Timed] = []
-    worker_bares: list[Timed] = []
+    fulls: list[harness.Timed] = []
+    bares: list[harness.Timed] = []
+    workers: list[harness.Timed] = []
+    worker_bares: list[harness.Timed] = []
     worker_batches: list[Batches] = []
     try:
         for r in range(repeats):  # interleaved, so drifting load hits every path alike
@@ -276,18 +262,18 @@ def bench_workload(
             print(
                 f"  repeat {r + 1}/{repeats}: embed_text {fulls[-1].wall_s:.2f} s, "
                 f"bare {bares[-1].wall_s:.2f} s, worker {workers[-1].wall_s:.2f} s, "
-                f"bare on its batches {worker_bares[-1].wall_s:.2f} s, load {loadavg()}",
+                f"bare on its batches {worker_bares[-1].wall_s:.2f} s, load {harness.loadavg()}",
                 file=sys.stderr,
             )
     finally:
         model.use_text_encoder(encoder)
         batched.close()
-    full, bare = median_of(fulls), median_of(bares)
-    worker, worker_bare = median_of(workers), median_of(worker_bares)
+    full, bare = harness.median_of(fulls), harness.median_of(bares)
+    worker, worker_bare = harness.median_of(workers), harness.median_of(worker_bares)
     formed = worker_batches[worker_bares.index(worker_bare)]
     n = len(segments)
 
-    def rates(t: Timed, b: Batches) -> dict[str, Any]:
+    def rates(t: harness.Timed, b: Batches) -> dict[str, Any]:
         return {
             "segments_per_s": n / t.wall_s,
             "tokens_per_s": b.real_tokens / t.wall_s,
@@ -303,12 +289,18 @@ def bench_workload(
         "padded_tokens": batches.padded_tokens,
         "mean_tokens": batches.real_tokens / n,
         "max_tokens": max(int(e["attention_mask"].sum(1).max()) for e in batches.encodings),
-        "embed_text": {**rates(full, batches), "wall_s": summarise([t.wall_s for t in fulls])},
-        "bare_encoder": {**rates(bare, batches), "wall_s": summarise([t.wall_s for t in bares])},
+        "embed_text": {
+            **rates(full, batches),
+            "wall_s": harness.summarise([t.wall_s for t in fulls]),
+        },
+        "bare_encoder": {
+            **rates(bare, batches),
+            "wall_s": harness.summarise([t.wall_s for t in bares]),
+        },
         "ratio": round(bare.wall_s / full.wall_s, 4),
         "worker_batching": {
             **rates(worker, formed),
-            "wall_s": summarise([t.wall_s for t in workers]),
+            "wall_s": harness.summarise([t.wall_s for t in workers]),
             "clients": clients,
             "request_size": request_size,
             "max_wait_ms": max_wait_ms,
@@ -317,7 +309,7 @@ def bench_workload(
         },
         "bare_on_worker_batches": {
             **rates(worker_bare, formed),
-            "wall_s": summarise([t.wall_s for t in worker_bares]),
+            "wall_s": harness.summarise([t.wall_s for t in worker_bares]),
         },
         "worker_ratio": round(worker_bare.wall_s / worker.wall_s, 4),
         "breakdown_ms": breakdown(model, encoder, segments, sync),
@@ -347,31 +339,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--clients", type=int, default=4, help="concurrent requests in the worker path (4)"
     )
     p.add_argument("--request-size", type=int, default=8, help="segments per worker request (8)")
-    p.add_argument(
-        "--model",
-        default=None,
-        help="emotion model name or .safetensors path "
-        "(default: shipped va-regression, else random heads)",
-    )
-    p.add_argument("--device", default="auto", help="'auto', 'cpu' or 'cuda:0' (default auto)")
-    p.add_argument("--threads", type=int, default=None, help="torch/onnxruntime intra-op threads")
-    p.add_argument(
-        "--max-load",
-        type=float,
-        default=DEFAULT_MAX_LOAD,
-        help="wait while the 1-min load average is above this (1.5)",
-    )
-    p.add_argument(
-        "--max-wait", type=float, default=180.0, help="longest wait for a quiet machine, s (180)"
-    )
-    p.add_argument(
-        "--quick",
-        action="store_true",
-        help="smoke run: 48 texts, 1 repeat, no waiting (isear and story, or synthetic "
+    harness.add_model_arguments(p, threads="torch/onnxruntime intra-op threads")
+    harness.add_run_arguments(
+        p,
+        quick="smoke run: 48 texts, 1 repeat, no waiting (isear and story, or synthetic "
         "when ISEAR is absent)",
     )
-    p.add_argument("--results-dir", type=Path, default=None, help="default bench/results")
-    p.add_argument("--log-level", default="WARNING")
     args = p.parse_args(argv)
     if args.quick:
         args.texts, args.repeats, args.max_wait = min(args.texts, 48), 1, 0.0
@@ -409,18 +382,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         torch.set_num_threads(args.threads)
     base = Settings()
     device = Settings(device=args.device).torch_device()
-    sync = device_sync(device)
+    sync = harness.device_sync(device)
     batch_size = args.batch_size or base.batch.text
     texts = load_texts(base, args.texts, quick=args.quick, inputs=inputs)
     if texts is None and {"isear", "story"} & set(inputs):
         print("ISEAR not found: --quick runs on synthetic sentences", file=sys.stderr)
         inputs = ["synthetic"]
-    load = wait_for_quiet(args.max_load, args.max_wait)
+    load = harness.wait_for_quiet(args.max_load, args.max_wait)
 
-    with scratch_dir() as tmp:
-        checkpoint, model_record = resolve_emotion_checkpoint(args.model, Path(tmp))
+    with harness.scratch_dir() as tmp:
+        checkpoint, model_record = harness.resolve_emotion_checkpoint(args.model, Path(tmp))
         print(f"model: {model_record['kind']} ({model_record['identity']})", file=sys.stderr)
-        with stopwatch() as t_heads:
+        with harness.stopwatch() as t_heads:
             model = load_emotion_model(
                 checkpoint,
                 device=device,
@@ -438,7 +411,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 pooling=model.info.text_pooling,
                 backend=backend,  # type: ignore[arg-type]
             )
-            with stopwatch() as t_enc:
+            with harness.stopwatch() as t_enc:
                 enc.model()  # the onnx backend exports on first use (cached afterwards)
             loads[f"text_encoder_{backend}"] = round(t_enc[0].wall_s, 3)
             encoders[backend] = enc
@@ -455,7 +428,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             else:
                 assert texts is not None
                 story = story_from(texts, args.per_paragraph)
-                with stopwatch() as t_seg:
+                with harness.stopwatch() as t_seg:
                     segs = segment_story(story, first.count_tokens, first.max_tokens)
                 segments = [s.text for s in segs]
                 segmentation = {
@@ -498,11 +471,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                         ),
                     }
 
-    load["load_after"] = loadavg()
     results: dict[str, Any] = {
-        "benchmark": NAME,
-        "environment": environment(device),
-        "load": load,
+        **harness.run_record(NAME, device, load),
         "config": {
             "texts": args.texts,
             "inputs": inputs,
@@ -525,7 +495,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "onnx_vs_torch": cross,
         "target_ratio": TARGET_RATIO,
     }
-    path = write_results(NAME, results, args.results_dir or RESULTS_DIR)
+    path = harness.write_results(NAME, results, harness.results_dir(args))
     print_report(results)
     print(f"wrote {path} and SUMMARY.md", file=sys.stderr)
     return results
@@ -604,7 +574,7 @@ def summary_section(r: dict[str, Any]) -> list[str]:
         lines.append(
             f"| {name} | " + " | ".join(fmt(v, 1) for v in w["breakdown_ms"].values()) + " |"
         )
-    lines += ["", f"Model loads (excluded above): {loads(r)}.", "", f"_{env_line(r)}_", ""]
+    lines += ["", f"Model loads (excluded above): {loads(r)}.", *footer(r)]
     return lines
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -55,6 +56,34 @@ def base_text_encoder() -> object:
     from storycue.models.text import TextEncoder
 
     return TextEncoder()
+
+
+@pytest.fixture(scope="session")
+def musicnn_weights_dir() -> Path:
+    """The musicnn wheel's weights folder (installed by the README's set-up)."""
+    from storycue.errors import ConfigurationError
+    from storycue.models.musicnn import resolve_weights_dir
+    from support.local import absent
+
+    try:
+        return resolve_weights_dir()
+    except ConfigurationError as exc:
+        absent(f"musicnn weights not available: {exc}")
+
+
+@pytest.fixture
+def supervisor(tmp_path: Path) -> Iterator[Any]:
+    """A :class:`support.services.Supervisor` whose services' logs go under ``tmp_path``;
+    every service it started is stopped afterwards."""
+    from support.services import Supervisor
+
+    folder = tmp_path / "logs"
+    folder.mkdir()
+    sup = Supervisor(folder)
+    try:
+        yield sup
+    finally:
+        sup.stop_all()
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

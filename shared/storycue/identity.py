@@ -1,4 +1,5 @@
-"""Model identity: name, version and embedding dimension travel with every artefact.
+"""Model identity: name, version and embedding dimension travel with every artefact (and
+the content digest of the files they come from).
 
 A checkpoint, a vector collection and a search result each carry a :class:`ModelIdentity`
 so that vectors of one model never silently mix with those of another.
@@ -6,11 +7,24 @@ so that vectors of one model never silently mix with those of another.
 
 from __future__ import annotations
 
+import hashlib
 import re
+from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from storycue.errors import ModelMismatchError
+
+
+def file_sha256(path: Path) -> str:
+    """The sha256 of a file's content (a checkpoint's, an exported model's, a clip's),
+    read in 1 MiB chunks."""
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
 
 _SAFE = re.compile(r"[^a-z0-9]+")
 

@@ -10,7 +10,6 @@ from typing import Any
 from fastapi.testclient import TestClient
 
 from storycue.config import (
-    IngestSourceSettings,
     LimitSettings,
     QueueSettings,
     ServiceSettings,
@@ -18,6 +17,7 @@ from storycue.config import (
 )
 from storycue.context import ProcessContext
 from storycue.jobs import InProcessDispatcher
+from support.gateway import gateway_settings
 
 TERMINAL = {"succeeded", "failed", "cancelled"}
 
@@ -67,12 +67,7 @@ class Gateway:
 
 
 def make_settings(home: Path, music: Path, **overrides: Any) -> Settings:
-    empty = home / "no-data"
-    empty.mkdir(parents=True, exist_ok=True)
     fields: dict[str, Any] = {
-        "home": home / "home",
-        "data_dir": empty,
-        "sources": IngestSourceSettings(allowed_roots=[music]),
         "service": ServiceSettings(
             auth_required=True,
             max_request_bytes=64 * 1024,
@@ -82,5 +77,4 @@ def make_settings(home: Path, music: Path, **overrides: Any) -> Settings:
         "queue": QueueSettings(job_chunk_size=3),
         "limits": LimitSettings(max_story_chars=8000, max_top_k=20),
     }
-    fields.update(overrides)
-    return Settings(**fields)
+    return gateway_settings(home, music, **{**fields, **overrides})

@@ -14,11 +14,8 @@ import pytest
 from apigw import Gateway, make_settings
 from fastapi.testclient import TestClient
 
-from storycue.api import create_app
 from storycue.audio.synthetic import synthesise_clips
-from storycue.context import close_contexts, get_context
-from storycue.jobs import InProcessDispatcher
-from storycue.storage.factory import close_vector_stores
+from support.gateway import in_process_gateway
 
 
 @pytest.fixture(scope="module")
@@ -29,28 +26,23 @@ def gateway(tmp_path_factory: pytest.TempPathFactory, text_encoder: Any) -> Iter
     outside = root / "outside"
     outside.mkdir()
     settings = make_settings(root, music)
-    rt = get_context(settings)
-    rt.load_model().use_text_encoder(text_encoder)
-    dispatcher = InProcessDispatcher(settings, max_workers=2)
-    client = TestClient(create_app(settings, dispatcher))
-    keys = {t: rt.keys.create(t, "tests")[1] for t in ("a", "b", "default")}
-    gw = Gateway(client, settings, rt, dispatcher, keys, music, outside)
-    tags = {
-        clips[0].name: {"title": "Bright", "tags": ["happy", "major"]},
-        clips[1].name: {"title": "Drone", "tags": ["dark"]},
-        clips[2].name: {"title": "Bursts", "tags": ["tense"]},
-    }
-    for tenant, catalogue, picked in (
-        ("a", "a-only", clips[:3]),
-        ("b", "b-only", clips[2:]),
-        ("default", "mix", clips),
-    ):
-        job = gw.ingest(tenant, catalogue, picked, **tags)
-        assert job["state"] == "succeeded", job
-    try:
-        yield gw
-    finally:
-        client.close()
-        dispatcher.shutdown()
-        close_contexts()
-        close_vector_stores()
+    with in_process_gateway(settings, text_encoder) as (rt, dispatcher, app):
+        client = TestClient(app)
+        keys = {t: rt.keys.create(t, "tests")[1] for t in ("a", "b", "default")}
+        gw = Gateway(client, settings, rt, dispatcher, keys, music, outside)
+        tags = {
+            clips[0].name: {"title": "Bright", "tags": ["happy", "major"]},
+            clips[1].name: {"title": "Drone", "tags": ["dark"]},
+            clips[2].name: {"title": "Bursts", "tags": ["tense"]},
+        }
+        try:
+            for tenant, catalogue, picked in (
+                ("a", "a-only", clips[:3]),
+                ("b", "b-only", clips[2:]),
+                ("default", "mix", clips),
+            ):
+                job = gw.ingest(tenant, catalogue, picked, **tags)
+                assert job["state"] == "succeeded", job
+            yield gw
+        finally:
+            client.close()

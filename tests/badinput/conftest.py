@@ -12,12 +12,11 @@ from badgw import MAX_REQUEST, MAX_STORIES, MAX_UPLOAD, Gateway
 from fastapi.testclient import TestClient
 
 from storycue.config import (
-    IngestSourceSettings,
     LimitSettings,
     QueueSettings,
     ServiceSettings,
-    Settings,
 )
+from support.gateway import gateway_settings, in_process_gateway
 from support.postgres import throwaway_database
 
 
@@ -32,26 +31,19 @@ def pg_url() -> Iterator[str]:
 def gateway(
     tmp_path_factory: pytest.TempPathFactory, pg_url: str, text_encoder: Any
 ) -> Iterator[Gateway]:
-    from storycue.api import create_app
     from storycue.audio.synthetic import synthesise_clips
-    from storycue.context import close_contexts, get_context
-    from storycue.jobs import InProcessDispatcher
     from storycue.storage import MetadataStore
-    from storycue.storage.factory import close_vector_stores
 
     with MetadataStore(pg_url) as md:
         md.migrate()
     root = tmp_path_factory.mktemp("badinput")
     music = root / "music"
     clips = synthesise_clips(music, seconds=3.0)
-    empty = root / "no-data"
-    empty.mkdir()
-    settings = Settings(
-        home=root / "home",
-        data_dir=empty,
+    settings = gateway_settings(
+        root,
+        music,
         database_url=pg_url,
         device="cpu",
-        sources=IngestSourceSettings(allowed_roots=[music]),
         service=ServiceSettings(
             max_request_bytes=MAX_REQUEST,
             max_upload_bytes=MAX_UPLOAD,
@@ -60,22 +52,18 @@ def gateway(
         queue=QueueSettings(job_chunk_size=4),
         limits=LimitSettings(max_story_chars=2_000_000, max_top_k=20),
     )
-    rt = get_context(settings)
-    rt.load_model().use_text_encoder(text_encoder)
-    dispatcher = InProcessDispatcher(settings, max_workers=2)
-    client = TestClient(create_app(settings, dispatcher), raise_server_exceptions=False)
-    gw = Gateway(client, settings, rt, dispatcher, music, pg_url)
-    r = client.post("/v1/catalogues", json={"name": "good"})
-    assert r.status_code == 201, r.text
-    r = client.post("/v1/catalogues/good/tracks", json={"tracks": [{"uri": str(p)} for p in clips]})
-    assert r.status_code == 201, r.text
-    r = client.post("/v1/catalogues/good/ingest")
-    assert r.status_code == 202, r.text
-    assert gw.wait(r.json()["id"])["state"] == "succeeded"
-    try:
-        yield gw
-    finally:
-        client.close()
-        dispatcher.shutdown()
-        close_contexts()
-        close_vector_stores()
+    with in_process_gateway(settings, text_encoder) as (rt, dispatcher, app):
+        client = TestClient(app, raise_server_exceptions=False)
+        gw = Gateway(client, settings, rt, dispatcher, music, pg_url)
+        try:
+            r = client.post("/v1/catalogues", json={"name": "good"})
+            assert r.status_code == 201, r.text
+            tracks = [{"uri": str(p)} for p in clips]
+            r = client.post("/v1/catalogues/good/tracks", json={"tracks": tracks})
+            assert r.status_code == 201, r.text
+            r = client.post("/v1/catalogues/good/ingest")
+            assert r.status_code == 202, r.text
+            assert gw.wait(r.json()["id"])["state"] == "succeeded"
+            yield gw
+        finally:
+            client.close()

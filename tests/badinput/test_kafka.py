@@ -12,7 +12,7 @@ import pytest
 from badcorpus import KAFKA_MALFORMED, adversarial_audio
 
 from storycue.config import IngestSourceSettings, QueueSettings, Settings
-from support.kafka import unique_kafka
+from support.kafka import read_topic, unique_kafka
 from support.tansu import TansuBroker, tansu_broker
 
 
@@ -35,29 +35,16 @@ def _settings(tmp_path: Path, tansu: TansuBroker, root: Path) -> Settings:
 
 
 def _read(settings: Settings, topic: str, expect: int, timeout_s: float = 30.0) -> list[Any]:
-    import time
-
-    from kafka import KafkaConsumer
-
-    from storycue.events.kafka import client_config
-
-    c = KafkaConsumer(
+    """``expect`` records of ``topic`` (dead letters carry whole bad messages: large)."""
+    return read_topic(
+        settings,
         topic,
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
+        expect,
+        timeout_s,
+        linger_ms=0,
         max_partition_fetch_bytes=8 * 1024 * 1024,
         fetch_max_bytes=16 * 1024 * 1024,
-        **client_config(settings.kafka),
     )
-    out: list[Any] = []
-    deadline = time.monotonic() + timeout_s
-    try:
-        while len(out) < expect and time.monotonic() < deadline:
-            for recs in c.poll(500).values():
-                out.extend(recs)
-    finally:
-        c.close()
-    return out
 
 
 @pytest.mark.timeout(300)

@@ -13,16 +13,10 @@ FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "data"
 
 
 @pytest.fixture(scope="session")
-def data_dir() -> Path:
-    """The real datasets folder (``STORYCUE_DATA_DIR`` or ``../shared/data``); skips the
-    test with a reason when it is absent."""
-    folder = Settings().data_dir
-    if folder is None or not folder.is_dir():
-        pytest.skip(
-            "real datasets not found: set STORYCUE_DATA_DIR to the data folder "
-            "(default ../shared/data beside the project)"
-        )
-    return folder
+def data_dir(real_data_dir: Path) -> Path:
+    """The real datasets folder (``STORYCUE_DATA_DIR`` or ``../shared/data``), under the
+    name the data tests use; skips the test with a reason when it is absent."""
+    return real_data_dir
 
 
 @pytest.fixture(scope="session")

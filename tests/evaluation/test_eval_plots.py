@@ -12,10 +12,9 @@ from test_eval_report import make_gallery, make_texts, va_model
 
 from storycue.errors import InvalidInputError
 from storycue.evaluation.plots import figure3, plot_va_plane
-from storycue.identity import ModelIdentity
-from storycue.models.checkpoints import CheckpointInfo, EmotionHeads
 from storycue.models.emotion import EmotionModel
 from storycue.models.heads import HeadConfig, MLPHead
+from support.toys import toy_model
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -72,19 +71,9 @@ def _metric_model(d_text: int = 6, d_audio: int = 5, dim: int = 8) -> EmotionMod
         "audio": HeadConfig(in_dim=d_audio, out_dim=dim, hidden=[], dropout=0.0, output="l2"),
         "tag": HeadConfig(in_dim=d_text, out_dim=dim, hidden=[], dropout=0.0, output="l2"),
     }
-    info = CheckpointInfo(
-        identity=ModelIdentity(name="toy-metric", version="0.1.0", dim=dim),
-        family="metric-3branch",
-        distance="cosine",
-        text_encoder="fake-encoder",
-        audio_backbone="synthetic",
-        audio_backbone_version="0",
-        audio_features=["features"],
-        heads=cfgs,
-        training={"data": {"word_space": "encoder:fake-encoder"}},
-    )
     heads = {role: MLPHead(cfg).eval() for role, cfg in cfgs.items()}
-    return EmotionModel(EmotionHeads(info=info, heads=heads))
+    training = {"data": {"word_space": "encoder:fake-encoder"}}
+    return toy_model("toy-metric", "metric-3branch", "cosine", dim, heads, training=training)
 
 
 def _toy_figure3(

@@ -15,10 +15,9 @@ from storycue.data.mappings import QUADRANT_VA_CENTRES
 from storycue.errors import InvalidInputError
 from storycue.evaluation.harness import Gallery, LabelledFeatures, QuerySet, evaluate
 from storycue.evaluation.report import render_diagnostics, render_table
-from storycue.identity import ModelIdentity
-from storycue.models.checkpoints import CheckpointInfo, EmotionHeads
 from storycue.models.emotion import EmotionModel
 from storycue.models.heads import HeadConfig, MLPHead
+from support.toys import toy_model
 
 LABEL_QUADRANT = {"joy": "Q1", "anger": "Q2", "fear": "Q2", "sadness": "Q3"}
 QUADS = ("Q1", "Q2", "Q3", "Q4")
@@ -52,18 +51,8 @@ def va_head(in_dim: int) -> MLPHead:
 
 def va_model(d_text: int = 6, d_audio: int = 5) -> EmotionModel:
     text, audio = va_head(d_text), va_head(d_audio)
-    info = CheckpointInfo(
-        identity=ModelIdentity(name="toy-va", version="0.1.0", dim=2),
-        family="va-regression",
-        distance="euclid",
-        text_encoder="fake-encoder",
-        audio_backbone="synthetic",
-        audio_backbone_version="0",
-        audio_features=["features"],
-        heads={"text": text.config, "audio": audio.config},
-        va_axes=True,
-    )
-    return EmotionModel(EmotionHeads(info=info, heads={"text": text, "audio": audio}))
+    heads = {"text": text, "audio": audio}
+    return toy_model("toy-va", "va-regression", "euclid", 2, heads, va_axes=True)
 
 
 def make_texts(

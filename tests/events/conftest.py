@@ -35,6 +35,12 @@ def audio_dir(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
+def clips(audio_dir: Path) -> list[Path]:
+    """The four clips of :func:`audio_dir`, in pitch order."""
+    return sorted(audio_dir.glob("clip*.wav"))
+
+
+@pytest.fixture
 def event_settings(tmp_path: Path, tansu: TansuBroker, audio_dir: Path) -> Settings:
     """Settings on SQLite + local Qdrant under tmp_path, unique topics and group."""
     tag = uuid.uuid4().hex[:8]

@@ -41,11 +41,10 @@ def _counts(settings: Settings) -> tuple[int, int]:
 
 
 def test_events_are_embedded_once_and_bad_ones_dead_lettered(
-    event_settings: Settings, audio_dir: Path
+    event_settings: Settings, audio_dir: Path, clips: list[Path]
 ) -> None:
     s = event_settings
     ensure_topics(s, partitions=2)
-    clips = sorted(audio_dir.glob("clip*.wav"))
     events = [
         _added(clips[0], "a"),
         _added(clips[1], "b"),
@@ -99,11 +98,10 @@ def test_events_are_embedded_once_and_bad_ones_dead_lettered(
 
 
 def test_offsets_are_committed_only_after_the_writes(
-    event_settings: Settings, audio_dir: Path
+    event_settings: Settings, clips: list[Path]
 ) -> None:
     s = event_settings
     ensure_topics(s, partitions=1)
-    clips = sorted(audio_dir.glob("clip*.wav"))
     publish_track_events([_added(clips[0], "a"), _added(clips[3], "d")], s)
 
     # A member whose database is down: it retries, is stopped, and commits nothing.
@@ -131,7 +129,7 @@ def test_offsets_are_committed_only_after_the_writes(
 
 
 def test_the_next_event_is_fetched_while_this_one_is_embedded(
-    event_settings: Settings, audio_dir: Path, monkeypatch: pytest.MonkeyPatch
+    event_settings: Settings, audio_dir: Path, clips: list[Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Within a poll, event n+1's audio is fetched and decoded (no database touched) before
     event n goes through the model; a bad file fetched ahead still dead-letters, a removal
@@ -141,7 +139,6 @@ def test_the_next_event_is_fetched_while_this_one_is_embedded(
 
     s = event_settings
     ensure_topics(s, partitions=1)  # one partition: the events come in one poll, in order
-    clips = sorted(audio_dir.glob("clip*.wav"))
     removal = _added(clips[0], "a", "track.removed")
     events = [
         _added(clips[0], "a"),

@@ -16,7 +16,6 @@ from faultsvc import PrivatePostgres, PrivateRedis, PrivateTansu
 
 from storycue.log import get_logger
 from support.qdrant_rest import QdrantRestServer
-from support.services import Supervisor
 
 log = get_logger("tests.fault")
 
@@ -39,43 +38,22 @@ def private_pg() -> Iterator[PrivatePostgres]:
 
 @pytest.fixture
 def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
-    redis = PrivateRedis(tmp_path / "redis")
-    try:
+    with PrivateRedis(tmp_path / "redis") as redis:
         yield redis
-    finally:
-        redis.close()
 
 
 @pytest.fixture
 def private_tansu(tmp_path: Path) -> Iterator[PrivateTansu]:
-    tansu = PrivateTansu(tmp_path / "tansu")
-    try:
+    with PrivateTansu(tmp_path / "tansu") as tansu:
         yield tansu
-    finally:
-        tansu.close()
 
 
 @pytest.fixture
 def qdrant_rest(tmp_path: Path) -> Iterator[QdrantRestServer]:
     """The Qdrant REST stand-in (tests/support): the workers and the test process both
     reach the one vector store through it, as they would a Qdrant server."""
-    server = QdrantRestServer(tmp_path / "qdrant", log_path=tmp_path / "qdrant-rest.log")
-    server.start()
-    try:
+    with QdrantRestServer(tmp_path / "qdrant", log_path=tmp_path / "qdrant-rest.log") as server:
         yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture
-def supervisor(tmp_path: Path) -> Iterator[Supervisor]:
-    folder = tmp_path / "logs"
-    folder.mkdir()
-    sup = Supervisor(folder)
-    try:
-        yield sup
-    finally:
-        sup.stop_all()
 
 
 @pytest.fixture

@@ -30,8 +30,10 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Self
 
 from support.local import absent, free_port
+from support.tansu import tansu_command
 
 
 def wait_port(port: int, timeout_s: float, proc: subprocess.Popen[bytes] | None = None) -> None:
@@ -59,6 +61,45 @@ def _kill(proc: subprocess.Popen[bytes] | None, sig: int = signal.SIGTERM) -> No
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(15)
+
+
+def spawn(
+    command: list[str], log_path: Path, env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
+    """Start ``command`` in a session of its own (so :func:`_kill` stops all of it), its
+    output appended to ``log_path``."""
+    with log_path.open("ab") as log:
+        return subprocess.Popen(
+            command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+
+
+class _Restartable:
+    """A server process of ours that a fault test stops (with :attr:`STOP_SIGNAL`, or the
+    signal it names), restarts on the same port and data, and finally kills."""
+
+    STOP_SIGNAL: int = signal.SIGTERM
+    proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        raise NotImplementedError
+
+    def stop(self, sig: int | None = None) -> None:
+        _kill(self.proc, self.STOP_SIGNAL if sig is None else sig)
+        self.proc = None
+
+    def restart(self, sig: int | None = None) -> None:
+        self.stop(sig)
+        self.start()
+
+    def close(self) -> None:
+        self.stop(signal.SIGKILL)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
 
 # ---- PostgreSQL ------------------------------------------------------------------------------
@@ -152,7 +193,7 @@ class PrivatePostgres:
 
 
 # ---- Redis -------------------------------------------------------------------------------------
-class PrivateRedis:
+class PrivateRedis(_Restartable):
     """``redis-server`` of our own on ``127.0.0.1:port``, persistent across restarts."""
 
     def __init__(self, folder: Path) -> None:
@@ -172,49 +213,20 @@ class PrivateRedis:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self) -> None:
-        log = (self.folder / "redis.log").open("ab")
-        try:
-            self.proc = subprocess.Popen(
-                [
-                    self.binary,
-                    "--port",
-                    str(self.port),
-                    "--bind",
-                    "127.0.0.1",
-                    "--save",
-                    "",
-                    "--appendonly",
-                    "yes",
-                    "--appendfsync",
-                    "always",
-                    "--dir",
-                    str(self.folder),
-                ],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        finally:
-            log.close()
+        self.proc = spawn(
+            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "yes", "--appendfsync", "always", "--dir", str(self.folder)],
+            self.folder / "redis.log",
+        )  # fmt: skip
         wait_port(self.port, 20, self.proc)
-
-    def stop(self, sig: int = signal.SIGTERM) -> None:
-        _kill(self.proc, sig)
-        self.proc = None
-
-    def restart(self, sig: int = signal.SIGTERM) -> None:
-        self.stop(sig)
-        self.start()
-
-    def close(self) -> None:
-        self.stop(signal.SIGKILL)
 
 
 # ---- Kafka (Tansu on S3) ----------------------------------------------------------------------
-class PrivateTansu:
+class PrivateTansu(_Restartable):
     """Tansu on ``127.0.0.1:port`` storing in a private moto S3 server (bucket ``tansu``)."""
 
     BUCKET = "tansu"
+    STOP_SIGNAL = signal.SIGKILL
 
     def __init__(self, folder: Path) -> None:
         try:
@@ -233,16 +245,10 @@ class PrivateTansu:
         self.s3_port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
         self.s3: subprocess.Popen[bytes] | None = None
-        log = (folder / "moto.log").open("ab")
-        try:
-            self.s3 = subprocess.Popen(
-                [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.s3_port)],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        finally:
-            log.close()
+        self.s3 = spawn(
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.s3_port)],
+            folder / "moto.log",
+        )
         wait_port(self.s3_port, 60, self.s3)
         req = urllib.request.Request(
             f"http://127.0.0.1:{self.s3_port}/{self.BUCKET}", method="PUT", data=b""
@@ -259,7 +265,6 @@ class PrivateTansu:
         return f"127.0.0.1:{self.port}"
 
     def start(self) -> None:
-        url = f"tcp://127.0.0.1:{self.port}"
         env = dict(os.environ)
         env.update(
             {
@@ -271,37 +276,14 @@ class PrivateTansu:
                 "AWS_ALLOW_HTTP": "true",
             }
         )
-        log = (self.folder / "tansu.log").open("ab")
-        try:
-            self.proc = subprocess.Popen(
-                [
-                    self.binary,
-                    "broker",
-                    "--listener-url",
-                    url,
-                    "--advertised-listener-url",
-                    url,
-                    "--storage-engine",
-                    f"s3://{self.BUCKET}/",
-                ],
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        finally:
-            log.close()
+        self.proc = spawn(
+            tansu_command(self.binary, self.port, f"s3://{self.BUCKET}/"),
+            self.folder / "tansu.log",
+            env,
+        )
         wait_port(self.port, 20, self.proc)
 
-    def stop(self, sig: int = signal.SIGKILL) -> None:
-        _kill(self.proc, sig)
-        self.proc = None
-
-    def restart(self, sig: int = signal.SIGKILL) -> None:
-        self.stop(sig)
-        self.start()
-
     def close(self) -> None:
-        self.stop(signal.SIGKILL)
+        super().close()
         _kill(self.s3, signal.SIGKILL)
         self.s3 = None

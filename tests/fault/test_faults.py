@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import signal
 import time
 from collections import Counter
@@ -32,7 +31,6 @@ from typing import Any
 import psycopg
 import pytest
 from faultsvc import PrivatePostgres, PrivateRedis, PrivateTansu
-from qdrant_client import QdrantClient
 
 from storycue.audio.synthetic import synthesise_clips
 from storycue.config import IngestSourceSettings, KafkaSettings, QueueSettings, Settings
@@ -43,9 +41,11 @@ from storycue.jobs.tasks import run_ingest
 from storycue.runtime.celery_app import create_celery_app
 from storycue.runtime.dispatcher import CeleryDispatcher
 from storycue.storage.factory import close_vector_stores
+from support.fourq import distinct_clips
 from support.kafka import committed_total, read_topic, unique_kafka
 from support.qdrant_rest import QdrantRestServer
-from support.services import Supervisor, storycue_command
+from support.services import Supervisor, process_env, storycue_command
+from support.vectors import vector_points
 
 TENANT = "default"
 CATALOGUE = "fault-moods"
@@ -110,8 +110,7 @@ def make_stack(
     kafka: KafkaSettings | None = None,
     allowed_root: Path | None = None,
 ) -> Stack:
-    env = dict(os.environ)
-    env.update(
+    env = process_env(
         {
             "STORYCUE_HOME": str(tmp / "home"),
             "STORYCUE_DATABASE_URL": pg.url,
@@ -126,14 +125,6 @@ def make_stack(
             "STORYCUE_QUEUE__TASK_RETRY_BACKOFF_MAX_S": "4",
             "STORYCUE_QUEUE__TASK_MAX_RETRIES": "20",
             "STORYCUE_BATCH__TEXT": "4",
-            "STORYCUE_DEVICE": "cpu",
-            "STORYCUE_METRICS_PORT": "0",
-            "STORYCUE_LOG_FORMAT": "json",
-            "STORYCUE_LOG_LEVEL": "INFO",
-            "OMP_NUM_THREADS": "1",
-            "MKL_NUM_THREADS": "1",
-            "TOKENIZERS_PARALLELISM": "false",
-            "HF_HUB_OFFLINE": "1",
         }
     )
     allowed_root = allowed_root or tmp / "music"
@@ -248,22 +239,6 @@ def wait_for_worker(stack: Stack, timeout_s: float = 180.0) -> None:
         app.close()
 
 
-def vector_points(url: str) -> list[Any]:
-    client = QdrantClient(url=url, timeout=30)
-    try:
-        points: list[Any] = []
-        for c in client.get_collections().collections:
-            offset = None
-            while True:
-                page, offset = client.scroll(c.name, limit=256, offset=offset, with_payload=True)
-                points.extend(page)
-                if offset is None:
-                    break
-        return points
-    finally:
-        client.close()
-
-
 def storage_counts(stack: Stack) -> dict[str, int]:
     """Tracks in the database and the vector store, total against distinct."""
     tracks = stack.sql("SELECT count(*), count(DISTINCT (catalogue_id, content_hash)) FROM tracks")
@@ -319,13 +294,33 @@ def _fresh_runtimes() -> Any:
     close_vector_stores()
 
 
+Inject = Callable[[Stack, str], dict[str, Any]]
+
+
+@pytest.fixture
+def match_fault(
+    tmp_path: Path,
+    private_pg: PrivatePostgres,
+    private_redis: PrivateRedis,
+    qdrant_rest: QdrantRestServer,
+    supervisor: Supervisor,  # last: its processes are stopped before the services go
+) -> Callable[[Inject], dict[str, Any]]:
+    """Runs a bulk match job on the private services with a fault injected (see
+    :func:`_match_fault`)."""
+
+    def run(inject: Inject) -> dict[str, Any]:
+        return _match_fault(tmp_path, private_pg, private_redis, qdrant_rest, supervisor, inject)
+
+    return run
+
+
 def _match_fault(
     tmp_path: Path,
     private_pg: PrivatePostgres,
     private_redis: PrivateRedis,
     qdrant_rest: QdrantRestServer,
     supervisor: Supervisor,
-    inject: Callable[[Stack, str], dict[str, Any]],
+    inject: Inject,
 ) -> dict[str, Any]:
     """A bulk match job of ``STORIES`` stories on a text worker; ``inject`` breaks
     something once a few results are in. The report's numbers."""
@@ -346,10 +341,7 @@ def _match_fault(
 @pytest.mark.postgres
 @pytest.mark.timeout(600)
 def test_worker_sigkilled_mid_batch(
-    tmp_path: Path,
-    private_pg: PrivatePostgres,
-    private_redis: PrivateRedis,
-    qdrant_rest: QdrantRestServer,
+    match_fault: Callable[[Inject], dict[str, Any]],
     supervisor: Supervisor,
     fault_report: Callable[[dict[str, Any]], Path],
 ) -> None:
@@ -387,7 +379,7 @@ def test_worker_sigkilled_mid_batch(
             "worker_starts": 2,
         }
 
-    out = _match_fault(tmp_path, private_pg, private_redis, qdrant_rest, supervisor, kill_worker)
+    out = match_fault(kill_worker)
     assert supervisor.services["text-worker"].starts == 2
     fault_report({"fault": "worker SIGKILL mid-batch", **out})
     assert out["duplicates"] == 0
@@ -397,10 +389,8 @@ def test_worker_sigkilled_mid_batch(
 @pytest.mark.postgres
 @pytest.mark.timeout(600)
 def test_redis_broker_restarted_mid_job(
-    tmp_path: Path,
-    private_pg: PrivatePostgres,
+    match_fault: Callable[[Inject], dict[str, Any]],
     private_redis: PrivateRedis,
-    qdrant_rest: QdrantRestServer,
     supervisor: Supervisor,
     fault_report: Callable[[dict[str, Any]], Path],
 ) -> None:
@@ -412,7 +402,7 @@ def test_redis_broker_restarted_mid_job(
         assert row is not None and row[0] == "running", row
         return {"progress_while_broker_down": f"{row[1]}/{row[2]}"}
 
-    out = _match_fault(tmp_path, private_pg, private_redis, qdrant_rest, supervisor, restart_redis)
+    out = match_fault(restart_redis)
     assert supervisor.services["text-worker"].starts == 1  # the same worker reconnected
     fault_report({"fault": "redis broker restart mid-job", **out})
     assert out["duplicates"] == 0
@@ -422,10 +412,8 @@ def test_redis_broker_restarted_mid_job(
 @pytest.mark.postgres
 @pytest.mark.timeout(600)
 def test_postgres_restarted_mid_job(
-    tmp_path: Path,
+    match_fault: Callable[[Inject], dict[str, Any]],
     private_pg: PrivatePostgres,
-    private_redis: PrivateRedis,
-    qdrant_rest: QdrantRestServer,
     supervisor: Supervisor,
     fault_report: Callable[[dict[str, Any]], Path],
 ) -> None:
@@ -435,7 +423,7 @@ def test_postgres_restarted_mid_job(
         private_pg.start()
         return {}
 
-    out = _match_fault(tmp_path, private_pg, private_redis, qdrant_rest, supervisor, restart_pg)
+    out = match_fault(restart_pg)
     log = supervisor.log_text("text-worker")
     retries = sum(1 for line in log.splitlines() if "Retry in" in line)
     out["task_retries"] = retries
@@ -445,20 +433,6 @@ def test_postgres_restarted_mid_job(
 
 
 # ---- (d) restart the Kafka broker while the ingest consumer runs --------------------------------
-def pick_clips(root: Path, n: int) -> list[Path]:
-    quadrants = [sorted((root / q).glob("*.mp3")) for q in ("Q1", "Q2", "Q3", "Q4")]
-    seen: set[str] = set()
-    out: list[Path] = []
-    for i in range(max((len(q) for q in quadrants), default=0)):
-        for q in quadrants:
-            if i < len(q) and len(out) < n:
-                digest = hashlib.sha256(q[i].read_bytes()).hexdigest()
-                if digest not in seen:
-                    seen.add(digest)
-                    out.append(q[i])
-    if len(out) < n:
-        pytest.skip(f"only {len(out)} distinct 4Q clips under {root}, {n} needed")
-    return out
 
 
 @pytest.mark.postgres
@@ -479,7 +453,7 @@ def test_kafka_broker_restarted_while_consuming(
     fourq = (real_data_dir / "4q").resolve()
     if not (fourq / "Q1").is_dir():
         pytest.skip(f"the 4Q clips are not at {fourq}")
-    clips = pick_clips(fourq, 6)
+    clips = distinct_clips(fourq, 6)
     kafka = unique_kafka(
         private_tansu.bootstrap_servers,
         # Tansu 0.6's S3 engine stores an idempotent producer's sequence apart from the

@@ -5,13 +5,11 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from support.local import require_port
 from support.postgres import throwaway_database
-from support.services import Supervisor
 from support.tansu import TansuBroker, tansu_broker
 
 #: Redis database of these tests' Celery queues (purged before each test).
@@ -44,14 +42,3 @@ def tansu() -> Iterator[TansuBroker]:
     """A Tansu (Kafka-compatible) broker on a free port, in memory."""
     with tansu_broker() as broker:
         yield broker
-
-
-@pytest.fixture
-def supervisor(tmp_path: Path) -> Iterator[Supervisor]:
-    folder = tmp_path / "logs"
-    folder.mkdir()
-    sup = Supervisor(folder)
-    try:
-        yield sup
-    finally:
-        sup.stop_all()

@@ -22,8 +22,8 @@ The scenario:
    redelivered): the job must succeed with exactly one result per story.
 
 A JSON summary (jobs finished, tracks stored, duplicates found) is written to the test's
-tmp folder and logged. ``test_distributed_small`` (8 clips, 20 stories) runs by default;
-``test_distributed_full`` (50 clips, 200 stories, the issue's bar) is ``slow``.
+tmp folder and logged. ``test_distributed[small]`` (8 clips, 20 stories) runs by default;
+``test_distributed[full]`` (50 clips, 200 stories, the issue's bar) is ``slow``.
 """
 
 from __future__ import annotations
@@ -42,7 +42,6 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
-from qdrant_client import QdrantClient
 
 from storycue.config import KafkaSettings, QueueSettings, Settings
 from storycue.data.isear import clean_isear, read_isear
@@ -51,10 +50,12 @@ from storycue.events.schemas import TrackEvent
 from storycue.log import get_logger
 from storycue.runtime.celery_app import create_celery_app
 from storycue.runtime.names import QUEUES
+from support.fourq import distinct_clips
 from support.kafka import committed_total, read_topic
 from support.qdrant_rest import QdrantRestServer, free_port
-from support.services import Supervisor, storycue_command
+from support.services import Supervisor, process_env, storycue_command
 from support.tansu import TansuBroker
+from support.vectors import vector_points
 
 log = get_logger(__name__)
 
@@ -77,21 +78,6 @@ class Scenario:
 
 
 # ---- inputs -------------------------------------------------------------------------------
-def pick_clips(root: Path, n: int) -> list[Path]:
-    """``n`` 4Q clips of distinct content, taken from the four quadrants in turn."""
-    quadrants = [sorted((root / q).glob("*.mp3")) for q in ("Q1", "Q2", "Q3", "Q4")]
-    seen: set[str] = set()
-    out: list[Path] = []
-    for i in range(max(len(q) for q in quadrants)):
-        for q in quadrants:
-            if i < len(q) and len(out) < n:
-                digest = hashlib.sha256(q[i].read_bytes()).hexdigest()
-                if digest not in seen:
-                    seen.add(digest)
-                    out.append(q[i])
-    if len(out) < n:
-        pytest.skip(f"only {len(out)} distinct 4Q clips under {root}, {n} needed")
-    return out
 
 
 def make_stories(data_dir: Path, n: int) -> list[dict[str, str]]:
@@ -141,8 +127,7 @@ def start_stack(
 ) -> Stack:
     tag = os.urandom(4).hex()
     qdrant = QdrantRestServer(tmp_path / "qdrant", log_path=sup.folder / "qdrant-rest.log")
-    env = dict(os.environ)
-    env.update(
+    env = process_env(
         {
             "STORYCUE_HOME": str(tmp_path / "home"),
             "STORYCUE_DATABASE_URL": pg_url,
@@ -163,14 +148,6 @@ def start_stack(
             "STORYCUE_KAFKA__HEARTBEAT_INTERVAL_MS": "2000",
             "STORYCUE_KAFKA__MAX_POLL_RECORDS": "4",
             "STORYCUE_SOURCES__ALLOWED_ROOTS": json.dumps([str(fourq)]),
-            "STORYCUE_DEVICE": "cpu",
-            "STORYCUE_METRICS_PORT": "0",
-            "STORYCUE_LOG_FORMAT": "json",
-            "STORYCUE_LOG_LEVEL": "INFO",
-            "OMP_NUM_THREADS": "1",
-            "MKL_NUM_THREADS": "1",
-            "TOKENIZERS_PARALLELISM": "false",
-            "HF_HUB_OFFLINE": "1",
         }
     )
     settings = Settings(
@@ -230,23 +207,6 @@ def worker_queues(settings: Settings) -> dict[str, list[str]]:
 
 
 # ---- checks -------------------------------------------------------------------------------
-def vector_points(url: str) -> list[Any]:
-    """Every point of every collection of the vector store (with payloads)."""
-    client = QdrantClient(url=url, timeout=30)
-    try:
-        points: list[Any] = []
-        for c in client.get_collections().collections:
-            offset = None
-            while True:
-                page, offset = client.scroll(c.name, limit=256, offset=offset, with_payload=True)
-                points.extend(page)
-                if offset is None:
-                    break
-        return points
-    finally:
-        client.close()
-
-
 def job_state(stack: Stack, job_id: str) -> dict[str, Any]:
     resp = httpx.get(f"{stack.gateway}/v1/jobs/{job_id}", timeout=30)
     assert resp.status_code == 200, resp.text
@@ -295,7 +255,7 @@ def run_scenario(
     fourq = (data_dir / "4q").resolve()
     if not (fourq / "Q1").is_dir():
         pytest.skip(f"the 4Q clips are not at {fourq}")
-    clips = pick_clips(fourq, scenario.clips + 2)
+    clips = distinct_clips(fourq, scenario.clips + 2)
     kafka_clips, api_clips = clips[: scenario.clips], clips[scenario.clips :]
     stories = make_stories(data_dir, scenario.stories)
 
@@ -509,8 +469,26 @@ def _report(summary: dict[str, Any], tmp_path: Path, name: str) -> None:
     sys.stdout.write(f"\n{name} summary ({path}):\n{json.dumps(summary, indent=2)}\n")
 
 
-@pytest.mark.timeout(1200)
-def test_distributed_small(
+@pytest.mark.parametrize(
+    ("scenario", "name"),
+    [
+        pytest.param(
+            Scenario(clips=8, stories=20, chunk_size=2, text_concurrency=1, timeout_s=300),
+            "distributed-small",
+            id="small",
+            marks=pytest.mark.timeout(1200),
+        ),
+        pytest.param(  # the issue's bar: 50 clips through Kafka, a bulk job of 200 stories
+            Scenario(clips=50, stories=200, chunk_size=10, text_concurrency=2, timeout_s=900),
+            "distributed-full",
+            id="full",
+            marks=[pytest.mark.slow, pytest.mark.timeout(3600)],
+        ),
+    ],
+)
+def test_distributed(
+    scenario: Scenario,
+    name: str,
     tmp_path: Path,
     pg_url: str,
     redis_url: str,
@@ -518,23 +496,6 @@ def test_distributed_small(
     real_data_dir: Path,
     supervisor: Supervisor,  # last: its processes are stopped before the services go
 ) -> None:
-    """The full path on 8 clips and 20 stories (runs on every CI run)."""
-    scenario = Scenario(clips=8, stories=20, chunk_size=2, text_concurrency=1, timeout_s=300)
+    """The full path: ``small`` (8 clips, 20 stories) on every CI run, ``full`` (``slow``)."""
     summary = run_scenario(scenario, supervisor, tmp_path, pg_url, redis_url, tansu, real_data_dir)
-    _report(summary, tmp_path, "distributed-small")
-
-
-@pytest.mark.slow
-@pytest.mark.timeout(3600)
-def test_distributed_full(
-    tmp_path: Path,
-    pg_url: str,
-    redis_url: str,
-    tansu: TansuBroker,
-    real_data_dir: Path,
-    supervisor: Supervisor,  # last: its processes are stopped before the services go
-) -> None:
-    """The issue's bar: 50 clips through Kafka, a bulk job of 200 stories."""
-    scenario = Scenario(clips=50, stories=200, chunk_size=10, text_concurrency=2, timeout_s=900)
-    summary = run_scenario(scenario, supervisor, tmp_path, pg_url, redis_url, tansu, real_data_dir)
-    _report(summary, tmp_path, "distributed-full")
+    _report(summary, tmp_path, name)

@@ -11,15 +11,15 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
-import numpy as np
 import pytest
 from qdrant_client import QdrantClient
 from qdrant_client import models as qm
 from qdrant_client.http.exceptions import UnexpectedResponse
 
 from storycue.identity import ModelIdentity
-from storycue.storage import QdrantVectorStore, VectorPoint, point_id_for
+from storycue.storage import QdrantVectorStore
 from support.qdrant_rest import QdrantRestServer
+from support.vectors import angle_point, catalogue_points, clear_server
 
 COS = ModelIdentity(name="va-regression", version="1.0.0", dim=2)
 EUC = ModelIdentity(name="va-euclid", version="1.0.0", dim=2)
@@ -32,15 +32,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[QdrantRestServe
         yield srv
 
 
-def _clear(url: str) -> None:
-    client = QdrantClient(url=url)
-    try:
-        for c in client.get_collections().collections:
-            client.delete_collection(c.name)
-    finally:
-        client.close()
-
-
 @pytest.fixture(params=["local", "server"])
 def store(
     request: pytest.FixtureRequest, tmp_path: Path, server: QdrantRestServer
@@ -49,7 +40,7 @@ def store(
     if request.param == "local":
         s = QdrantVectorStore.local(tmp_path / "vectors")
     else:
-        _clear(server.url)
+        clear_server(server.url)
         s = QdrantVectorStore.server(server.url)
     assert s.is_local == (request.param == "local")
     try:
@@ -58,29 +49,10 @@ def store(
         s.close()
 
 
-def angle_point(track_id: int, degrees: float, **payload: object) -> VectorPoint:
-    rad = np.deg2rad(degrees)
-    return VectorPoint(
-        id=point_id_for(track_id),
-        vector=np.array([np.cos(rad), np.sin(rad)]) * 3.0,
-        payload={"track_id": track_id, **payload},
-    )
-
-
-def catalogue_points() -> list[VectorPoint]:
-    return [
-        angle_point(1, 0, catalogue_id=1, duration_s=30.0, tags=["calm", "piano"]),
-        angle_point(2, 10, catalogue_id=1, duration_s=200.0, tags=["rock"]),
-        angle_point(3, 20, catalogue_id=2, duration_s=60.0, tags=["calm"]),
-        angle_point(4, 90, catalogue_id=2, duration_s=120.0, tags=[]),
-        angle_point(5, 180, catalogue_id=3, duration_s=45.0, tags=["sad", "piano"]),
-    ]
-
-
 def test_concurrent_creators_share_one_collection(server: QdrantRestServer) -> None:
     """Several processes' stores creating one collection at once: one wins (the others get
     Qdrant's 409 and verify the winner's), all can write, nothing is duplicated."""
-    _clear(server.url)
+    clear_server(server.url)
     stores = [QdrantVectorStore.server(server.url) for _ in range(6)]
     errors: list[BaseException] = []
 
@@ -107,7 +79,7 @@ def test_concurrent_creators_share_one_collection(server: QdrantRestServer) -> N
 
 def test_raw_api_errors_aliases_and_metadata(server: QdrantRestServer) -> None:
     """The REST layer itself: Qdrant's status codes, aliases and collection metadata."""
-    _clear(server.url)
+    clear_server(server.url)
     client = QdrantClient(url=server.url)
     try:
         with pytest.raises(UnexpectedResponse) as missing:

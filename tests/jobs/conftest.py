@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from storycue.storage import MetadataStore
-from support.postgres import empty_schema, throwaway_database
+from support.postgres import empty_schema, migrated_metadata, throwaway_database
 
 
 @pytest.fixture(scope="session")
@@ -34,9 +34,5 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 @pytest.fixture
 def metadata(db_url: str) -> Iterator[MetadataStore]:
     """A migrated :class:`MetadataStore` on each database."""
-    store = MetadataStore(db_url)
-    store.migrate()
-    try:
+    with migrated_metadata(db_url) as store:
         yield store
-    finally:
-        store.close()

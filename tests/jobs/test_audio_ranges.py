@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -23,7 +21,8 @@ from storycue.sources import (
     open_audio,
     parse_range,
 )
-from support.local import serve_http
+from support.local import QuietHandler, serve_http
+from support.s3 import local_s3
 
 PAYLOAD = bytes(range(256)) * 300  # 76,800 bytes: more than one 64 KiB chunk
 
@@ -35,7 +34,7 @@ def _read(audio: AudioBytes) -> bytes:
         audio.close()
 
 
-class _Origin(BaseHTTPRequestHandler):
+class _Origin(QuietHandler):
     def do_GET(self) -> None:
         if self.path == "/gone.mp3":
             self.send_response(404)
@@ -65,9 +64,6 @@ class _Origin(BaseHTTPRequestHandler):
             self.send_header(k, v)
         self.end_headers()
         self.wfile.write(body)
-
-    def log_message(self, *args: Any) -> None:
-        pass
 
 
 @pytest.fixture(scope="module")
@@ -142,17 +138,7 @@ def test_http_origin_with_and_without_range_support(origin: str, tmp_path: Path)
 
 
 def test_s3_ranges_from_a_local_s3_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    boto3 = pytest.importorskip("boto3")
-    moto_server = pytest.importorskip("moto.server")
-    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    try:
-        host, port = server.get_host_and_port()
-        endpoint = f"http://{host}:{port}"
-        monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-        client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
-        client.create_bucket(Bucket="music-bucket")
+    with local_s3(monkeypatch, "music-bucket") as (client, endpoint):
         client.put_object(Bucket="music-bucket", Key="a.flac", Body=PAYLOAD)
         s = Settings(home=tmp_path / "home", sources=IngestSourceSettings(s3_endpoint_url=endpoint))
         whole = open_audio("s3://music-bucket/a.flac", s)
@@ -163,5 +149,3 @@ def test_s3_ranges_from_a_local_s3_server(tmp_path: Path, monkeypatch: pytest.Mo
         assert _read(part) == PAYLOAD[-100:]
         with pytest.raises(SourceGoneError):
             open_audio("s3://music-bucket/none.flac", s)
-    finally:
-        server.stop()

@@ -4,7 +4,6 @@ server on 127.0.0.1), with the address and size checks."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -13,12 +12,13 @@ import pytest
 from storycue.config import IngestSourceSettings, LimitSettings, Settings
 from storycue.errors import InvalidInputError, SourceNotAllowedError
 from storycue.sources import SourceFetchError, check_uri, fetch
-from support.local import serve_http
+from support.local import QuietHandler, serve_http
+from support.s3 import local_s3
 
 PAYLOAD = b"RIFF" + bytes(range(256)) * 64
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(QuietHandler):
     def do_GET(self) -> None:
         if self.path == "/a.wav":
             self.send_response(200)
@@ -36,9 +36,6 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self.send_response(404)
             self.end_headers()
-
-    def log_message(self, *args: Any) -> None:
-        pass
 
 
 @pytest.fixture(scope="module")
@@ -98,17 +95,7 @@ def test_local_paths(tmp_path: Path) -> None:
 
 
 def test_s3_fetch_from_a_local_s3_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    boto3 = pytest.importorskip("boto3")
-    moto_server = pytest.importorskip("moto.server")
-    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    try:
-        host, port = server.get_host_and_port()
-        endpoint = f"http://{host}:{port}"
-        monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-        client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
-        client.create_bucket(Bucket="music-bucket")
+    with local_s3(monkeypatch, "music-bucket") as (client, endpoint):
         client.put_object(Bucket="music-bucket", Key="clips/a.wav", Body=PAYLOAD)
         s = _settings(tmp_path, sources=IngestSourceSettings(s3_endpoint_url=endpoint))
         with fetch("s3://music-bucket/clips/a.wav", s) as path:
@@ -118,8 +105,6 @@ def test_s3_fetch_from_a_local_s3_server(tmp_path: Path, monkeypatch: pytest.Mon
             fetch("s3://music-bucket/clips/none.wav", s),
         ):
             pass
-    finally:
-        server.stop()
 
 
 def test_policy_refusals_are_forbidden_and_garbage_is_invalid(tmp_path: Path) -> None:

@@ -16,21 +16,12 @@ from storycue.models.musicnn import (
     MusicnnBackbone,
     clear_backbone_cache,
     load_backbone,
-    resolve_weights_dir,
 )
 
 
 @pytest.fixture(scope="module")
-def weights_dir() -> Path:
-    try:
-        return resolve_weights_dir()
-    except ConfigurationError as exc:
-        pytest.skip(f"musicnn weights not available: {exc}")
-
-
-@pytest.fixture(scope="module")
-def mtt(weights_dir: Path) -> MusicnnBackbone:
-    return load_backbone("MTT_musicnn", weights_dir=weights_dir, device="cpu")
+def mtt(musicnn_weights_dir: Path) -> MusicnnBackbone:
+    return load_backbone("MTT_musicnn", weights_dir=musicnn_weights_dir, device="cpu")
 
 
 def noise(seconds: float, seed: int = 0) -> np.ndarray:
@@ -64,13 +55,13 @@ def test_identity_and_dims(mtt: MusicnnBackbone) -> None:
     assert len(mtt.labels) == 50 and mtt.labels[0] == "guitar"
 
 
-def test_cached_and_thread_safe(weights_dir: Path) -> None:
+def test_cached_and_thread_safe(musicnn_weights_dir: Path) -> None:
     clear_backbone_cache()
     results: list[MusicnnBackbone] = []
     threads = [
         threading.Thread(
             target=lambda: results.append(
-                load_backbone("MTT_vgg", weights_dir=weights_dir, device="cpu")
+                load_backbone("MTT_vgg", weights_dir=musicnn_weights_dir, device="cpu")
             )
         )
         for _ in range(4)
@@ -80,7 +71,9 @@ def test_cached_and_thread_safe(weights_dir: Path) -> None:
     for t in threads:
         t.join()
     assert len(results) == 4 and all(r is results[0] for r in results)
-    assert load_backbone("MTT_vgg", weights_dir=str(weights_dir), device="cpu") is results[0]
+    assert (
+        load_backbone("MTT_vgg", weights_dir=str(musicnn_weights_dir), device="cpu") is results[0]
+    )
 
 
 def test_embed_waveform_is_the_mean_over_patches(mtt: MusicnnBackbone) -> None:
@@ -133,8 +126,8 @@ def test_bad_waveforms_are_refused(mtt: MusicnnBackbone) -> None:
         mtt.forward_patches(torch.zeros(2, 187, 40))
 
 
-def test_vgg_needs_187_frames(weights_dir: Path) -> None:
-    vgg = load_backbone("MSD_vgg", weights_dir=weights_dir, device="cpu")
+def test_vgg_needs_187_frames(musicnn_weights_dir: Path) -> None:
+    vgg = load_backbone("MSD_vgg", weights_dir=musicnn_weights_dir, device="cpu")
     out = vgg.forward_patches(torch.zeros(3, 187, 96))
     assert out["pool5"].shape == (3, 256) and out["tags"].shape == (3, 50)
     with pytest.raises(InvalidInputError, match="187-frame"):

@@ -14,9 +14,8 @@ import torch
 from torch import nn
 
 from storycue.config import Settings
-from storycue.errors import ConfigurationError
 from storycue.models import precision as precision_mod
-from storycue.models.musicnn import MusicnnBackbone, load_backbone, resolve_weights_dir
+from storycue.models.musicnn import MusicnnBackbone, load_backbone
 from storycue.models.precision import PROBE_TOLERANCE, PrecisionGate, candidate_dtype
 from storycue.models.text import TextEncoder
 
@@ -50,16 +49,10 @@ class AutocastSpy:
 
 
 @pytest.fixture(scope="module")
-def weights_dir() -> Path:
-    try:
-        return resolve_weights_dir()
-    except ConfigurationError as exc:
-        pytest.skip(f"musicnn weights not available: {exc}")
-
-
-@pytest.fixture(scope="module")
-def fp32_backbone(weights_dir: Path) -> MusicnnBackbone:
-    return load_backbone("MTT_musicnn", weights_dir=weights_dir, device="cpu", precision="fp32")
+def fp32_backbone(musicnn_weights_dir: Path) -> MusicnnBackbone:
+    return load_backbone(
+        "MTT_musicnn", weights_dir=musicnn_weights_dir, device="cpu", precision="fp32"
+    )
 
 
 @pytest.fixture(scope="module")
@@ -81,8 +74,12 @@ def test_mel_front_end_lives_on_the_backbone_device(fp32_backbone: MusicnnBackbo
     assert fp32_backbone.mel.mel_fb.device == fp32_backbone.device
 
 
-def test_backbone_bf16_within_tolerance(fp32_backbone: MusicnnBackbone, weights_dir: Path) -> None:
-    bf16 = load_backbone("MTT_musicnn", weights_dir=weights_dir, device="cpu", precision="bf16")
+def test_backbone_bf16_within_tolerance(
+    fp32_backbone: MusicnnBackbone, musicnn_weights_dir: Path
+) -> None:
+    bf16 = load_backbone(
+        "MTT_musicnn", weights_dir=musicnn_weights_dir, device="cpu", precision="bf16"
+    )
     assert bf16 is not fp32_backbone  # precision is part of the cache key
     spy = AutocastSpy(bf16.net)
     x = wave()
@@ -103,11 +100,11 @@ def test_backbone_bf16_within_tolerance(fp32_backbone: MusicnnBackbone, weights_
 
 
 def test_backbone_falls_back_to_fp32_outside_tolerance(
-    fp32_backbone: MusicnnBackbone, weights_dir: Path, monkeypatch: pytest.MonkeyPatch
+    fp32_backbone: MusicnnBackbone, musicnn_weights_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(precision_mod, "PROBE_TOLERANCE", 1e-12)
     bb = MusicnnBackbone(
-        fp32_backbone.spec, fp32_backbone.net, device="cpu", weights_dir=weights_dir,
+        fp32_backbone.spec, fp32_backbone.net, device="cpu", weights_dir=musicnn_weights_dir,
         precision="bf16",
     )  # fmt: skip
     x = wave(seed=1)
@@ -120,10 +117,10 @@ def test_backbone_falls_back_to_fp32_outside_tolerance(
 
 
 def test_backbone_auto_on_cpu_never_autocasts(
-    fp32_backbone: MusicnnBackbone, weights_dir: Path
+    fp32_backbone: MusicnnBackbone, musicnn_weights_dir: Path
 ) -> None:
     bb = MusicnnBackbone(
-        fp32_backbone.spec, fp32_backbone.net, device="cpu", weights_dir=weights_dir,
+        fp32_backbone.spec, fp32_backbone.net, device="cpu", weights_dir=musicnn_weights_dir,
         precision="auto",
     )  # fmt: skip
     spy = AutocastSpy(bb.net)

@@ -8,27 +8,17 @@ import numpy as np
 import pytest
 
 from storycue.errors import InvalidInputError, ModelMismatchError
-from storycue.identity import ModelIdentity
 from storycue.models import space
 from storycue.models.checkpoints import CheckpointInfo
 from storycue.models.heads import HeadConfig
+from support.toys import toy_info
 
 HEAD = HeadConfig(in_dim=4, out_dim=2, hidden=[], dropout=0.0, output="sigmoid")
 
 
 def info(dim: int = 2, distance: str = "euclid", **va: Any) -> CheckpointInfo:
-    return CheckpointInfo(
-        identity=ModelIdentity(name="toy", version="1", dim=dim),
-        family="va-regression",
-        distance=distance,  # type: ignore[arg-type]
-        text_encoder="fake",
-        audio_backbone="synthetic",
-        audio_backbone_version="0",
-        audio_features=["f"],
-        heads={"text": HEAD, "audio": HEAD},
-        va_axes=True,
-        **va,
-    )
+    heads = {"text": HEAD, "audio": HEAD}
+    return toy_info("toy", "va-regression", distance, dim, heads, va_axes=True, **va)
 
 
 PLANE = info()

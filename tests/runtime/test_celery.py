@@ -7,11 +7,8 @@ reads the database and talks to the broker.
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -25,14 +22,14 @@ from storycue.runtime.tasks import read_dead_letters
 from storycue.storage import MetadataStore
 from storycue.storage.jobs import JobStore
 from storycue.transient import is_transient
-
-STORIES = [
-    "The sun rose over the meadow and the children ran laughing into the warm light.",
-    "He stood alone at the grave, rain soaking his coat, unable to say goodbye.",
-    "The alarm screamed; footsteps thundered down the corridor towards the locked door.",
-    "A quiet evening by the fire, a cup of tea, a cat asleep on her lap.",
-    "Rage boiled inside her as the lies piled up, one upon another.",
-]
+from support.workers import (
+    STORIES,
+    celery_worker,
+    purge_queues,
+    wait_for_job,
+    wait_on_worker,
+    worker_environment,
+)
 
 
 def test_config_from_settings() -> None:
@@ -72,66 +69,20 @@ def test_transient_errors_are_told_apart() -> None:
     assert not is_transient(missing_schema)
 
 
-def _wait(what: str, check: Callable[[], bool], timeout_s: float, proc: subprocess.Popen) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if check():
-            return
-        if proc.poll() is not None:
-            pytest.fail(f"the worker exited with {proc.returncode} while waiting for {what}")
-        time.sleep(0.5)
-    pytest.fail(f"timed out after {timeout_s} s waiting for {what}")
-
-
 @pytest.fixture
 def worker_env(tmp_path: Path, pg_url: str, broker_url: str, clips: list[Path]) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(
-        {
-            "STORYCUE_HOME": str(tmp_path / "worker-home"),
-            "STORYCUE_DATABASE_URL": pg_url,
-            "STORYCUE_QUEUE__BROKER_URL": broker_url,
-            "STORYCUE_QUEUE__JOB_CHUNK_SIZE": "2",
-            "STORYCUE_SOURCES__ALLOWED_ROOTS": f'["{clips[0].parent}"]',
-            "STORYCUE_DEVICE": "cpu",
-            "STORYCUE_LOG_FORMAT": "json",
-            "OMP_NUM_THREADS": "1",
-            "MKL_NUM_THREADS": "1",
-            "HF_HUB_OFFLINE": "1",
-        }
-    )
-    return env
+    return worker_environment(tmp_path / "worker-home", pg_url, broker_url, clips[0].parent)
 
 
 @pytest.fixture
-def worker(worker_env: dict[str, str], tmp_path: Path) -> Iterator[subprocess.Popen]:
+def worker(worker_env: dict[str, str], tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
     app = create_celery_app(
         Settings(queue={"broker_url": worker_env["STORYCUE_QUEUE__BROKER_URL"]})
     )
-    with app.connection_for_write() as conn:  # leftovers of an earlier run
-        ch = conn.default_channel
-        for q in (*QUEUES, "storycue.dead_letter"):
-            try:
-                ch.queue_purge(q)
-            except Exception:  # the queue does not exist yet
-                ch = conn.channel()
-    log = (tmp_path / "worker.log").open("wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "storycue.runtime.worker", "text", "audio", "train"],
-        env=worker_env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    try:
+    purge_queues(app)  # leftovers of an earlier run
+    queues = ("text", "audio", "train")
+    with celery_worker(queues, worker_env, tmp_path / "worker.log") as proc:
         yield proc
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
 
 
 def test_worker_ingests_matches_and_dead_letters(
@@ -152,7 +103,7 @@ def test_worker_ingests_matches_and_dead_letters(
             cat = md.get_catalogue("tones", "acme")
             return 0 if cat is None else md.count_tracks(cat.id)
 
-        _wait("three tracks", lambda: tracks() == 3, 240, worker)
+        wait_on_worker("three tracks", lambda: tracks() == 3, 240, worker)
 
         job = jobs.create(
             "acme",
@@ -161,14 +112,7 @@ def test_worker_ingests_matches_and_dead_letters(
             items=[(f"s{i}", t) for i, t in enumerate(STORIES)],
         )
         dispatcher.dispatch(job)  # 3 chunks of <= 2 stories on the text queue
-
-        def finished() -> bool:
-            j = jobs.get("acme", job.id)
-            return j is not None and j.terminal
-
-        _wait("the match job", finished, 240, worker)
-        done = jobs.require("acme", job.id)
-        assert done.state == "succeeded", done.error_message
+        done = wait_for_job(jobs, job.id, worker, "the match job")
         assert (done.progress_done, done.progress_total) == (5, 5)
         items, _cursor = jobs.results("acme", job.id, limit=100)
         assert len(items) == 5 and all(r.ok for r in items)
@@ -183,7 +127,7 @@ def test_worker_ingests_matches_and_dead_letters(
         # A URI outside the allowed roots can never succeed: dead-lettered at once.
         dispatcher.ingest_track(tenant="acme", catalogue="tones", uri="/etc/hostname")
         letters: list = []
-        _wait(
+        wait_on_worker(
             "a dead letter",
             lambda: bool(
                 letters.extend(read_dead_letters(dispatcher.app, timeout_s=0.5)) or letters

@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -29,41 +27,20 @@ from storycue.config import Settings, get_settings
 from storycue.jobs.params import MatchParams
 from storycue.metrics import JOBS_REDISPATCHED
 from storycue.runtime.dispatcher import CeleryDispatcher
-from storycue.runtime.names import QUEUE_DEAD_LETTER, QUEUES
 from storycue.runtime.supervisor import JOB_STALLED, JobSupervisor
 from storycue.storage import MetadataStore
 from storycue.storage.jobs import JobStore
 from storycue.storage.orm import JobRow
+from support import workers
 from support.local import require_port
 
 REDIS_URL = os.environ.get("STORYCUE_TEST_SUPERVISOR_REDIS_URL", "redis://127.0.0.1:6379/9")
-STORIES = [
-    "The sun rose over the meadow and the children ran laughing into the warm light.",
-    "He stood alone at the grave, rain soaking his coat, unable to say goodbye.",
-    "The alarm screamed; footsteps thundered down the corridor towards the locked door.",
-    "A quiet evening by the fire, a cup of tea, a cat asleep on her lap.",
-    "Rage boiled inside her as the lies piled up, one upon another.",
-]
 
 
 @pytest.fixture
 def redis_url() -> str:
     require_port("Redis", "127.0.0.1", 6379)
     return REDIS_URL
-
-
-def _purge(app: Celery) -> dict[str, int]:
-    """Empty every work queue (and the dead letters); messages dropped per queue."""
-    out: dict[str, int] = {}
-    with app.connection_for_write() as conn:
-        ch = conn.default_channel
-        for q in (*QUEUES, QUEUE_DEAD_LETTER):
-            try:
-                out[q] = int(ch.queue_purge(q) or 0)
-            except Exception:  # the queue does not exist yet
-                ch = conn.channel()
-                out[q] = 0
-    return out
 
 
 def _take(app: Celery, queue: str) -> list[tuple[str, dict[str, Any]]]:
@@ -120,13 +97,20 @@ def stores(settings: Settings) -> Iterator[tuple[MetadataStore, JobStore]]:
         md.close()
 
 
-def test_one_pass_redispatches_exactly_the_missing_items(
-    settings: Settings, stores: tuple[MetadataStore, JobStore]
-) -> None:
+Supervised = tuple[MetadataStore, JobStore, CeleryDispatcher, JobSupervisor]
+
+
+@pytest.fixture
+def supervised(settings: Settings, stores: tuple[MetadataStore, JobStore]) -> Supervised:
+    """The stores, a Celery dispatcher on emptied queues, and a supervisor over them."""
     md, jobs = stores
     dispatcher = CeleryDispatcher(settings)
-    _purge(dispatcher.app)
-    sup = JobSupervisor(settings, jobs=jobs, dispatcher=dispatcher)
+    workers.purge_queues(dispatcher.app)
+    return md, jobs, dispatcher, JobSupervisor(settings, jobs=jobs, dispatcher=dispatcher)
+
+
+def test_one_pass_redispatches_exactly_the_missing_items(supervised: Supervised) -> None:
+    md, jobs, dispatcher, sup = supervised
 
     job = jobs.create(
         "acme", "match", {"top_k": 2}, items=[(f"s{i}", f"story {i}") for i in range(10)]
@@ -174,13 +158,8 @@ def test_one_pass_redispatches_exactly_the_missing_items(
     assert jobs.require("acme", fresh.id).state == "queued"  # never touched
 
 
-def test_queued_and_whole_job_kinds_get_their_job_task(
-    settings: Settings, stores: tuple[MetadataStore, JobStore]
-) -> None:
-    md, jobs = stores
-    dispatcher = CeleryDispatcher(settings)
-    _purge(dispatcher.app)
-    sup = JobSupervisor(settings, jobs=jobs, dispatcher=dispatcher)
+def test_queued_and_whole_job_kinds_get_their_job_task(supervised: Supervised) -> None:
+    md, jobs, dispatcher, sup = supervised
     ingest = jobs.create("acme", "ingest", {"catalogue": "c"}, items=[("1", "a.wav")])
     match = jobs.create("acme", "match", {"top_k": 1}, items=[("a", "x"), ("b", "y")])
     empty = jobs.create("acme", "match", {"top_k": 1}, items=[])
@@ -206,7 +185,7 @@ def test_the_gateway_runs_the_supervisor_and_the_cli_one_pass(
         update={"queue": settings.queue.model_copy(update={"stall_timeout_s": 2.0})}
     )
     dispatcher = CeleryDispatcher(fast)
-    _purge(dispatcher.app)
+    workers.purge_queues(dispatcher.app)
     job = jobs.create("acme", "evaluate", {"model": "m"}, total=1)
     _backdate(md, job.id, 120)
     app = create_app(fast)
@@ -247,17 +226,6 @@ def test_the_gateway_runs_the_supervisor_and_the_cli_one_pass(
     assert create_app(inprocess).state.supervisor is None
 
 
-def _wait(what: str, check: Callable[[], bool], timeout_s: float, proc: subprocess.Popen) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if check():
-            return
-        if proc.poll() is not None:
-            pytest.fail(f"the worker exited with {proc.returncode} while waiting for {what}")
-        time.sleep(0.5)
-    pytest.fail(f"timed out after {timeout_s} s waiting for {what}")
-
-
 def test_a_lost_match_job_finishes_with_one_result_per_item(
     settings: Settings,
     stores: tuple[MetadataStore, JobStore],
@@ -265,35 +233,19 @@ def test_a_lost_match_job_finishes_with_one_result_per_item(
     tmp_path: Path,
 ) -> None:
     md, jobs = stores
-    env = dict(os.environ)
-    env.update(
-        {
-            "STORYCUE_HOME": str(tmp_path / "worker-home"),
-            "STORYCUE_DATABASE_URL": settings.resolved_database_url,
-            "STORYCUE_QUEUE__BROKER_URL": settings.queue.broker_url,
-            "STORYCUE_QUEUE__JOB_CHUNK_SIZE": "2",
-            "STORYCUE_SOURCES__ALLOWED_ROOTS": f'["{clips[0].parent}"]',
-            "STORYCUE_DEVICE": "cpu",
-            "STORYCUE_LOG_FORMAT": "json",
-            "OMP_NUM_THREADS": "1",
-            "MKL_NUM_THREADS": "1",
-            "HF_HUB_OFFLINE": "1",
-        }
+    env = workers.worker_environment(
+        tmp_path / "worker-home",
+        settings.resolved_database_url,
+        settings.queue.broker_url,
+        clips[0].parent,
     )
     s = settings.model_copy(
         update={"queue": settings.queue.model_copy(update={"job_chunk_size": 2})}
     )
     dispatcher = CeleryDispatcher(s)
     app = dispatcher.app
-    _purge(app)
-    log = (tmp_path / "worker.log").open("wb")
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "storycue.runtime.worker", "text", "audio"],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    try:
+    workers.purge_queues(app)
+    with workers.celery_worker(("text", "audio"), env, tmp_path / "worker.log") as worker:
         for clip in clips:
             dispatcher.ingest_track(tenant="acme", catalogue="tones", uri=str(clip))
 
@@ -301,7 +253,7 @@ def test_a_lost_match_job_finishes_with_one_result_per_item(
             cat = md.get_catalogue("tones", "acme")
             return 0 if cat is None else md.count_tracks(cat.id)
 
-        _wait("three tracks", lambda: tracks() == 3, 240, worker)
+        workers.wait_on_worker("three tracks", lambda: tracks() == 3, 240, worker)
 
         # The worker stops consuming `text`; the job's chunks are sent and then lost.
         replies = app.control.cancel_consumer("text", reply=True, timeout=10)
@@ -310,10 +262,10 @@ def test_a_lost_match_job_finishes_with_one_result_per_item(
             "acme",
             "match",
             MatchParams(top_k=2).model_dump(mode="json"),
-            items=[(f"s{i}", STORIES[i % len(STORIES)]) for i in range(10)],
+            items=[(f"s{i}", workers.STORIES[i % len(workers.STORIES)]) for i in range(10)],
         )
         dispatcher.dispatch(job)  # 5 chunks of 2 stories
-        assert _purge(app)["text"] == 5
+        assert workers.purge_queues(app)["text"] == 5
         replies = app.control.add_consumer(
             "text", exchange="storycue", routing_key="text", reply=True, timeout=10
         )
@@ -324,16 +276,14 @@ def test_a_lost_match_job_finishes_with_one_result_per_item(
         sup = JobSupervisor(
             s, jobs=jobs, dispatcher=dispatcher, stall_timeout_s=3.0, max_redispatches=50
         )
-        actions = []
-
-        def finished() -> bool:
-            actions.extend(sup.run_once())
-            j = jobs.get("acme", job.id)
-            return j is not None and j.terminal
-
-        _wait("the re-dispatched match job", finished, 240, worker)
-        done = jobs.require("acme", job.id)
-        assert done.state == "succeeded", done.error_message
+        actions: list[Any] = []
+        done = workers.wait_for_job(
+            jobs,
+            job.id,
+            worker,
+            "the re-dispatched match job",
+            each_poll=lambda: actions.extend(sup.run_once()),
+        )
         assert (done.progress_done, done.progress_total) == (10, 10)
         assert actions and actions[0].item_indexes == tuple(range(10))
         assert done.redispatches == len(actions) >= 1
@@ -341,14 +291,6 @@ def test_a_lost_match_job_finishes_with_one_result_per_item(
         assert [r.index for r in results] == list(range(10))
         assert all(r.ok and r.result["id"] == f"s{r.index}" for r in results)
         assert sup.run_once() == []  # a finished job is never touched again
-    finally:
-        worker.terminate()
-        try:
-            worker.wait(30)
-        except subprocess.TimeoutExpired:
-            worker.kill()
-            worker.wait()
-        log.close()
 
 
 def test_a_running_task_heartbeats_so_it_never_looks_stalled(

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from storycue.storage import MetadataStore, TrackCreate
-from support.postgres import empty_schema, throwaway_database
+from support.postgres import empty_schema, migrated_metadata, throwaway_database
 
 
 @pytest.fixture(scope="session")
@@ -44,12 +44,8 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 @pytest.fixture
 def store(db_url: str) -> Iterator[MetadataStore]:
     """A migrated :class:`MetadataStore` on each database."""
-    s = MetadataStore(db_url)
-    s.migrate()
-    try:
+    with migrated_metadata(db_url) as s:
         yield s
-    finally:
-        s.close()
 
 
 def sha(n: object) -> str:

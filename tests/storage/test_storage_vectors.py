@@ -7,7 +7,6 @@ from __future__ import annotations
 import uuid
 from pathlib import Path
 
-import numpy as np
 import pytest
 from qdrant_client import QdrantClient
 from qdrant_client import models as qm
@@ -19,31 +18,12 @@ from storycue.errors import (
 from storycue.identity import ModelIdentity
 from storycue.storage import (
     QdrantVectorStore,
-    VectorPoint,
     point_id_for,
 )
+from support.vectors import catalogue_points
 
 COS = ModelIdentity(name="va-regression", version="1.0.0", dim=2)
 EUC = ModelIdentity(name="va-euclid", version="1.0.0", dim=2)
-
-
-def angle_point(track_id: int, degrees: float, **payload: object) -> VectorPoint:
-    rad = np.deg2rad(degrees)
-    return VectorPoint(
-        id=point_id_for(track_id),
-        vector=np.array([np.cos(rad), np.sin(rad)]) * 3.0,
-        payload={"track_id": track_id, **payload},
-    )
-
-
-def catalogue_points() -> list[VectorPoint]:
-    return [
-        angle_point(1, 0, catalogue_id=1, duration_s=30.0, tags=["calm", "piano"]),
-        angle_point(2, 10, catalogue_id=1, duration_s=200.0, tags=["rock"]),
-        angle_point(3, 20, catalogue_id=2, duration_s=60.0, tags=["calm"]),
-        angle_point(4, 90, catalogue_id=2, duration_s=120.0, tags=[]),
-        angle_point(5, 180, catalogue_id=3, duration_s=45.0, tags=["sad", "piano"]),
-    ]
 
 
 def test_point_ids_are_deterministic_uuids() -> None:

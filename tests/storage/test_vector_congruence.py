@@ -15,13 +15,13 @@ from typing import Any
 
 import numpy as np
 import pytest
-from qdrant_client import QdrantClient
 
 from storycue.errors import ConfigurationError, InvalidInputError, ModelMismatchError, NotFoundError
 from storycue.identity import ModelIdentity
 from storycue.storage import QdrantVectorStore, SearchFilter, VectorPoint, VectorStore, point_id_for
 from storycue.storage.edge import EdgeVectorStore
 from support.qdrant_rest import QdrantRestServer
+from support.vectors import angle_point, catalogue_points, clear_server
 
 COS = ModelIdentity(name="va-regression", version="1.0.0", dim=2)
 EUC = ModelIdentity(name="va-euclid", version="1.0.0", dim=2)
@@ -39,17 +39,6 @@ def rest_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[QdrantRest
         yield srv
 
 
-def _clear(url: str) -> None:
-    client = QdrantClient(url=url)
-    try:
-        for c in client.get_collections().collections:
-            client.delete_collection(c.name)
-        for a in client.get_aliases().aliases:
-            client.delete_alias(a.alias_name)
-    finally:
-        client.close()
-
-
 def _opener(backend: str, request: pytest.FixtureRequest) -> Opener:
     """How to open ``backend`` on a folder (the server ignores it: one server per module,
     emptied before each test)."""
@@ -60,7 +49,7 @@ def _opener(backend: str, request: pytest.FixtureRequest) -> Opener:
     if backend == "qdrant-edge":
         return EdgeVectorStore
     server: QdrantRestServer = request.getfixturevalue("rest_server")
-    _clear(server.url)
+    clear_server(server.url)
     return lambda _folder: QdrantVectorStore.server(server.url)
 
 
@@ -76,25 +65,6 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
 @pytest.fixture(params=PERSISTENT)
 def opener(request: pytest.FixtureRequest) -> Opener:
     return _opener(str(request.param), request)
-
-
-def angle_point(track_id: int, degrees: float, **payload: object) -> VectorPoint:
-    rad = np.deg2rad(degrees)
-    return VectorPoint(
-        id=point_id_for(track_id),
-        vector=np.array([np.cos(rad), np.sin(rad)]) * 3.0,
-        payload={"track_id": track_id, **payload},
-    )
-
-
-def catalogue_points() -> list[VectorPoint]:
-    return [
-        angle_point(1, 0, catalogue_id=1, duration_s=30.0, tags=["calm", "piano"]),
-        angle_point(2, 10, catalogue_id=1, duration_s=200.0, tags=["rock"]),
-        angle_point(3, 20, catalogue_id=2, duration_s=60.0, tags=["calm"]),
-        angle_point(4, 90, catalogue_id=2, duration_s=120.0, tags=[]),
-        angle_point(5, 180, catalogue_id=3, duration_s=45.0, tags=["sad", "piano"]),
-    ]
 
 
 def test_implements_the_protocol(store: Any) -> None:

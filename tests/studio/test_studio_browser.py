@@ -18,10 +18,8 @@ from typing import Any
 import pytest
 
 from storycue.audio.synthetic import synthesise_clips
-from storycue.config import IngestSourceSettings, LimitSettings, ServiceSettings, Settings
-from storycue.context import close_contexts, get_context
-from storycue.jobs import InProcessDispatcher
-from storycue.storage.factory import close_vector_stores
+from storycue.config import LimitSettings, ServiceSettings, Settings
+from support.gateway import gateway_settings, in_process_gateway
 from support.local import absent, ingest_over_api, serve_app
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
@@ -44,38 +42,24 @@ class Studio:
 
 @pytest.fixture(scope="module")
 def studio(tmp_path_factory: pytest.TempPathFactory, text_encoder: Any) -> Iterator[Studio]:
-
-    from storycue.api import create_app
+    from fastapi.testclient import TestClient
 
     root = tmp_path_factory.mktemp("studio")
     music = root / "music"
     clips = synthesise_clips(music, seconds=3.0)
-    empty = root / "no-data"
-    empty.mkdir()
-    settings = Settings(
-        home=root / "home",
-        data_dir=empty,
-        sources=IngestSourceSettings(allowed_roots=[music]),
+    settings = gateway_settings(
+        root,
+        music,
         service=ServiceSettings(auth_required=True),
         limits=LimitSettings(max_top_k=10),
     )
-    rt = get_context(settings)
-    rt.load_model().use_text_encoder(text_encoder)
-    key = rt.keys.create("default", "browser tests")[1]
-    dispatcher = InProcessDispatcher(settings, max_workers=2)
-    app = create_app(settings, dispatcher)
-    from fastapi.testclient import TestClient
-
-    with TestClient(app) as client:  # ingest through the API, as a platform would
-        tracks = [{"uri": str(p), "title": p.stem} for p in clips]
-        ingest_over_api(client, {"Authorization": f"Bearer {key}"}, "studio", tracks)
-    try:
+    with in_process_gateway(settings, text_encoder) as (rt, _dispatcher, app):
+        key = rt.keys.create("default", "browser tests")[1]
+        with TestClient(app) as client:  # ingest through the API, as a platform would
+            tracks = [{"uri": str(p), "title": p.stem} for p in clips]
+            ingest_over_api(client, {"Authorization": f"Bearer {key}"}, "studio", tracks)
         with serve_app(app) as url:
             yield Studio(url, key, settings)
-    finally:
-        dispatcher.shutdown()
-        close_contexts()
-        close_vector_stores()
 
 
 @pytest.fixture(scope="module")

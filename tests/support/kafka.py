@@ -28,13 +28,23 @@ def unique_kafka(bootstrap_servers: str, group: str = "ingest", **options: Any) 
     )
 
 
-def read_topic(settings: Settings, topic: str, expect: int, timeout_s: float = 20.0) -> list[Any]:
+def read_topic(
+    settings: Settings,
+    topic: str,
+    expect: int,
+    timeout_s: float = 20.0,
+    *,
+    linger_ms: int = 1000,
+    **consumer_options: Any,
+) -> list[Any]:
     """Records of ``topic`` from the start, until ``expect`` were read or ``timeout_s``
-    passed, plus whatever arrives within one more second (to see extra records too)."""
+    passed, plus whatever arrives within ``linger_ms`` more (to see extra records too);
+    ``consumer_options`` go to the consumer (fetch sizes for large records)."""
     c = KafkaConsumer(
         topic,
         auto_offset_reset="earliest",
         enable_auto_commit=False,
+        **consumer_options,
         **client_config(settings.kafka),
     )
     out: list[Any] = []
@@ -43,8 +53,9 @@ def read_topic(settings: Settings, topic: str, expect: int, timeout_s: float = 2
         while len(out) < expect and time.monotonic() < deadline:
             for recs in c.poll(500).values():
                 out.extend(recs)
-        for recs in c.poll(1000).values():
-            out.extend(recs)
+        if linger_ms > 0:
+            for recs in c.poll(linger_ms).values():
+                out.extend(recs)
     finally:
         c.close()
     return out

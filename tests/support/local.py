@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -28,6 +29,19 @@ def absent(reason: str) -> NoReturn:
     pytest.skip(reason)
 
 
+def stop_process(proc: subprocess.Popen[bytes] | None, timeout_s: float = 15.0) -> None:
+    """Terminate a child process a test started (a no-op when it has ended); kill it when
+    it outlives ``timeout_s``."""
+    if proc is None or proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 def require_port(what: str, host: str, port: int) -> None:
     """:func:`absent` unless something listens at ``host:port``."""
     try:
@@ -41,6 +55,13 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+class QuietHandler(BaseHTTPRequestHandler):
+    """A request handler that keeps the server's access log out of the test output."""
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
 
 
 @contextmanager

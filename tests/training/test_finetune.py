@@ -12,7 +12,7 @@ import torch
 
 from storycue.audio.mel import N_MELS, PATCH_FRAMES
 from storycue.config import get_settings
-from storycue.errors import ConfigurationError, InvalidInputError, ModelMismatchError
+from storycue.errors import InvalidInputError, ModelMismatchError
 from storycue.models.finetuned import (
     EncoderDelta,
     base_of,
@@ -260,23 +260,15 @@ def test_mel_bank_round_trip_is_8_bit_close(tmp_path: Path) -> None:
         MelBank([bank.mels[0]], ["Q5"], np.zeros((1, 2)), ["x"], ["train"])
 
 
-@pytest.fixture(scope="module")
-def musicnn_dir() -> Path:
-    from storycue.models.musicnn import resolve_weights_dir
-
-    try:
-        return resolve_weights_dir()
-    except ConfigurationError as exc:
-        pytest.skip(f"musicnn weights not available: {exc}")
-
-
 def test_audio_finetuning_trains_every_layer_and_loads_by_name(
-    musicnn_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    musicnn_weights_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from storycue.models.musicnn import clear_backbone_cache, load_backbone
 
     clear_backbone_cache()
-    bb = load_backbone("MTT_musicnn", weights_dir=musicnn_dir, device="cpu", precision="fp32")
+    bb = load_backbone(
+        "MTT_musicnn", weights_dir=musicnn_weights_dir, device="cpu", precision="fp32"
+    )
     clear_backbone_cache()
     x = torch.from_numpy(synthetic_bank(1).mels[0][:PATCH_FRAMES][None].copy())
     before = bb.forward_patches(x)["penultimate"].clone()
@@ -294,7 +286,9 @@ def test_audio_finetuning_trains_every_layer_and_loads_by_name(
     get_settings.cache_clear()
     try:
         delta.save(tmp_path / "encoders")
-        loaded = load_backbone(delta.name, weights_dir=musicnn_dir, device="cpu", precision="fp32")
+        loaded = load_backbone(
+            delta.name, weights_dir=musicnn_weights_dir, device="cpu", precision="fp32"
+        )
         assert loaded.name == delta.name and loaded.spec.arch == "musicnn"
         torch.testing.assert_close(loaded.forward_patches(x)["penultimate"], tuned)
         with pytest.raises(InvalidInputError, match="already fine-tuned"):
@@ -304,10 +298,10 @@ def test_audio_finetuning_trains_every_layer_and_loads_by_name(
         get_settings.cache_clear()
 
 
-def test_audio_finetuning_refuses_bad_input(musicnn_dir: Path) -> None:
+def test_audio_finetuning_refuses_bad_input(musicnn_weights_dir: Path) -> None:
     from storycue.models.musicnn import clear_backbone_cache, load_backbone
 
-    bb = load_backbone("MTT_vgg", weights_dir=musicnn_dir, device="cpu", precision="fp32")
+    bb = load_backbone("MTT_vgg", weights_dir=musicnn_weights_dir, device="cpu", precision="fp32")
     clear_backbone_cache()
     with pytest.raises(InvalidInputError, match="no outputs"):
         finetune_audio(bb, synthetic_bank(), AudioFinetuneConfig(epochs=1))
@@ -391,10 +385,12 @@ def test_word_mapping_uses_the_pretrained_base_of_a_fine_tuned_encoder(
     assert tuned.name == delta.name  # the tuned object carries its new identity
 
 
-def test_quick_runs_cap_the_clips_and_texts(musicnn_dir: Path) -> None:
+def test_quick_runs_cap_the_clips_and_texts(musicnn_weights_dir: Path) -> None:
     from storycue.models.musicnn import clear_backbone_cache, load_backbone
 
-    bb = load_backbone("MTT_musicnn", weights_dir=musicnn_dir, device="cpu", precision="fp32")
+    bb = load_backbone(
+        "MTT_musicnn", weights_dir=musicnn_weights_dir, device="cpu", precision="fp32"
+    )
     clear_backbone_cache()
     cfg = AudioFinetuneConfig(epochs=1, batch_size=2, crops_per_clip=1, max_clips=2)
     assert finetune_audio(bb, synthetic_bank(), cfg).delta.info["clips"] == {
@@ -407,31 +403,35 @@ def test_quick_runs_cap_the_clips_and_texts(musicnn_dir: Path) -> None:
     np.testing.assert_array_equal(sub.va, ex.va[[3, 0]])
 
 
-def test_private_backbones_are_not_shared(musicnn_dir: Path) -> None:
+def test_private_backbones_are_not_shared(musicnn_weights_dir: Path) -> None:
     from storycue.models.musicnn import clear_backbone_cache, load_backbone
 
     clear_backbone_cache()
-    shared = load_backbone("MTT_musicnn", weights_dir=musicnn_dir, device="cpu")
-    private = load_backbone("MTT_musicnn", weights_dir=musicnn_dir, device="cpu", cached=False)
+    shared = load_backbone("MTT_musicnn", weights_dir=musicnn_weights_dir, device="cpu")
+    private = load_backbone(
+        "MTT_musicnn", weights_dir=musicnn_weights_dir, device="cpu", cached=False
+    )
     assert private is not shared and private.net is not shared.net
-    assert load_backbone("MTT_musicnn", weights_dir=musicnn_dir, device="cpu") is shared
+    assert load_backbone("MTT_musicnn", weights_dir=musicnn_weights_dir, device="cpu") is shared
     clear_backbone_cache()
 
 
 def test_a_cached_fine_tuned_backbone_is_not_reread(
-    musicnn_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    musicnn_weights_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from storycue.models import finetuned
     from storycue.models.musicnn import clear_backbone_cache, load_backbone
 
-    net = load_backbone("MTT_musicnn", weights_dir=musicnn_dir, device="cpu", cached=False).net
+    net = load_backbone(
+        "MTT_musicnn", weights_dir=musicnn_weights_dir, device="cpu", cached=False
+    ).net
     delta = make_delta("audio", "MTT_musicnn", net, None, dtype=torch.float32)
     path = delta.save(tmp_path)
     clear_backbone_cache()
-    first = load_backbone(str(path), weights_dir=musicnn_dir, device="cpu")
+    first = load_backbone(str(path), weights_dir=musicnn_weights_dir, device="cpu")
     assert first.name == delta.name
     reads: list[str] = []
     monkeypatch.setattr(finetuned.EncoderDelta, "load", lambda p: reads.append(str(p)))
-    assert load_backbone(delta.name, weights_dir=musicnn_dir, device="cpu") is first
+    assert load_backbone(delta.name, weights_dir=musicnn_weights_dir, device="cpu") is first
     assert reads == []
     clear_backbone_cache()

@@ -1,18 +1,9 @@
-"""Evaluation: text-label -> quadrant mappings and retrieval / classification metrics.
+"""Evaluation: retrieval and classification metrics, the harness, the reports.
 
-See ``EVALUATION.md`` for the protocol these implement.
+See ``EVALUATION.md`` for the protocol these implement. The text-label -> quadrant
+mappings live one layer down, in :mod:`storycue.data.mappings` (training uses them too).
 """
 
-from storycue.data.mappings import (
-    MANUAL_MAPPING,
-    QUADRANT_VA_CENTRES,
-    quadrant_of,
-    quadrant_tags,
-    quadrants_of,
-    restrict,
-    va_mapping,
-    word_mapping,
-)
 from storycue.evaluation.metrics import (
     RetrievalResult,
     argmax_labels,
@@ -25,20 +16,12 @@ from storycue.evaluation.metrics import (
 )
 
 __all__ = [
-    "MANUAL_MAPPING",
-    "QUADRANT_VA_CENTRES",
     "RetrievalResult",
     "argmax_labels",
     "balanced_accuracy",
     "classification_accuracy",
     "per_class_accuracy",
-    "quadrant_of",
-    "quadrant_tags",
-    "quadrants_of",
     "relevance_matrix",
-    "restrict",
     "retrieval_metrics",
     "va_correlations",
-    "va_mapping",
-    "word_mapping",
 ]

@@ -57,6 +57,31 @@ def _rows(results: Sequence[dict[str, Any]]) -> list[str]:
     return [k for k in keys if k not in baseline] + baseline
 
 
+@dataclass(frozen=True)
+class _Grid:
+    """A table of reports: model rows (baselines last), query-set and mapping columns, the
+    report of each (row, query set) cell and each row's label."""
+
+    rows: list[str]
+    qsets: list[str]
+    maps: list[str]
+    cells: dict[tuple[str, str], dict[str, Any]]
+    labels: dict[str, str]
+
+
+def _grid(results: Sequence[dict[str, Any]], query_sets: Sequence[str] | None, what: str) -> _Grid:
+    if not results:
+        raise InvalidInputError(f"{what} needs at least one report")
+    qsets, maps = _columns(results, query_sets)
+    return _Grid(
+        rows=_rows(results),
+        qsets=qsets,
+        maps=maps,
+        cells={(row_key(r), r["queries"]["name"]): r for r in results},
+        labels={row_key(r): row_label(r) for r in results},
+    )
+
+
 def _columns(
     results: Sequence[dict[str, Any]], query_sets: Sequence[str] | None
 ) -> tuple[list[str], list[str]]:
@@ -132,12 +157,8 @@ def render_table(
 ) -> str:
     """A Markdown results table (module docstring) of ``results``; with ``diagnostics``
     the diagnostics table follows the caption."""
-    if not results:
-        raise InvalidInputError("render_table needs at least one report")
-    qsets, maps = _columns(results, query_sets)
-    rows = _rows(results)
-    by_cell = {(row_key(r), r["queries"]["name"]): r for r in results}
-    labels = {row_key(r): row_label(r) for r in results}
+    grid = _grid(results, query_sets, "render_table")
+    qsets, maps, rows, by_cell, labels = grid.qsets, grid.maps, grid.rows, grid.cells, grid.labels
     values: list[list[float | None]] = []
     header = ["model"]
     for qs in qsets:
@@ -330,12 +351,8 @@ def render_diagnostics(
 ) -> str:
     """Markdown table of the per-side diagnostics: text accuracy per query set (on its own
     labels), music quadrant accuracy on the gallery, EmoBank correlations (VA models)."""
-    if not results:
-        raise InvalidInputError("render_diagnostics needs at least one report")
-    qsets, _ = _columns(results, query_sets)
-    rows = _rows(results)
-    by_cell = {(row_key(r), r["queries"]["name"]): r for r in results}
-    labels = {row_key(r): row_label(r) for r in results}
+    grid = _grid(results, query_sets, "render_diagnostics")
+    qsets, rows, by_cell, labels = grid.qsets, grid.rows, grid.cells, grid.labels
     header = ["model", *(f"{qs} text acc" for qs in qsets), *(t for _, t in _DIAG_COLUMNS)]
     body: list[list[str]] = []
     for rk in rows:

@@ -6,7 +6,7 @@ from the database, so a job row written by hand cannot smuggle in anything else.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Literal, NotRequired, TypedDict
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
@@ -53,6 +53,17 @@ Tag = Annotated[str, Field(min_length=1, max_length=100)]
 TagList = list[Tag]
 #: Family names accepted by training jobs (``va`` is short for ``va-regression``).
 TRAIN_FAMILIES: tuple[str, ...] = (*FAMILIES, "va")
+
+
+class TrackToIngest(TypedDict):
+    """One track to ingest by URI (the audio worker's ``ingest_track`` task's arguments)."""
+
+    tenant: str
+    catalogue: str
+    uri: str
+    title: NotRequired[str | None]
+    artist: NotRequired[str | None]
+    tags: NotRequired[list[str] | None]
 
 
 class _Strict(BaseModel):

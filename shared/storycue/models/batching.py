@@ -27,6 +27,7 @@ import torch
 from storycue.config import Settings, get_settings
 from storycue.errors import ConfigurationError, InvalidInputError
 from storycue.log import get_logger
+from storycue.models.musicnn.backbone import PatchPool
 
 log = get_logger(__name__)
 
@@ -144,6 +145,26 @@ class MicroBatcher(Generic[T, R]):
         except queue.Empty:
             return None
 
+    def _gather(
+        self, batch: list[_Request[T, R]], units: int, limit: int, deadline: float | None
+    ) -> tuple[int, bool]:
+        """Add queued requests to ``batch`` while they fit in ``limit`` units, waiting until
+        ``deadline`` (``None``: take only what is already queued); ``(units, stopping)``.
+        A request that does not fit is held back to start the next batch."""
+        while units < limit:
+            nxt = self._next(0 if deadline is None else deadline - time.monotonic())
+            if nxt is None:
+                return units, False
+            if nxt is _STOP:
+                return units, True
+            assert isinstance(nxt, _Request)
+            if units + nxt.units > limit:
+                self._held = nxt  # starts the next batch
+                return units, False
+            batch.append(nxt)
+            units += nxt.units
+        return units, False
+
     def _run(self) -> None:
         stopping = False
         while not stopping:
@@ -152,34 +173,10 @@ class MicroBatcher(Generic[T, R]):
                 break
             assert isinstance(first, _Request)
             batch: list[_Request[T, R]] = [first]
-            units = first.units
             deadline = time.monotonic() + self.max_wait_s
-            while units < self.max_batch:
-                nxt = self._next(deadline - time.monotonic())
-                if nxt is None:
-                    break
-                if nxt is _STOP:
-                    stopping = True
-                    break
-                assert isinstance(nxt, _Request)
-                if units + nxt.units > self.max_batch:
-                    self._held = nxt  # starts the next batch
-                    break
-                batch.append(nxt)
-                units += nxt.units
-            while not stopping and units < self.max_gather:  # the backlog, no waiting
-                nxt = self._next(0)
-                if nxt is None:
-                    break
-                if nxt is _STOP:
-                    stopping = True
-                    break
-                assert isinstance(nxt, _Request)
-                if units + nxt.units > self.max_gather:
-                    self._held = nxt
-                    break
-                batch.append(nxt)
-                units += nxt.units
+            units, stopping = self._gather(batch, first.units, self.max_batch, deadline)
+            if not stopping:  # the backlog, no waiting
+                units, stopping = self._gather(batch, units, self.max_gather, None)
             self._execute(batch, units)
         # Drain whatever was queued before close().
         while True:
@@ -314,19 +311,10 @@ class BatchedAudioBackbone:
         if n == 0:
             raise InvalidInputError(f"clip too short for policy {policy!r}: no 3 s patch")
         futures = [self.batcher.submit(patches[i : i + step]) for i in range(0, n, step)]
-        sums: dict[str, torch.Tensor] = {}
-        tmax: torch.Tensor | None = None
+        pool = PatchPool()
         for fut in futures:
-            out = fut.result()
-            for k, v in out.items():
-                s = v.sum(dim=0)
-                sums[k] = sums[k] + s if k in sums else s
-            m = out["tags"].amax(dim=0)
-            tmax = m if tmax is None else torch.maximum(tmax, m)
-        assert tmax is not None
-        result = {k: (v / n).float().cpu().numpy() for k, v in sums.items()}
-        result["tags_max"] = tmax.float().cpu().numpy()
-        return result
+            pool.add(fut.result())
+        return pool.result()
 
     def close(self) -> None:
         self.batcher.close()
@@ -344,26 +332,25 @@ def install_batching(
     batching wrappers (``None`` for a side not asked for); close them at shutdown.
     """
     s = settings or get_settings()
+    wait = s.batch.max_wait_ms
     text_enc: BatchedTextEncoder | None = None
     audio_bb: BatchedAudioBackbone | None = None
     if text:
-        inner = model.text_encoder
-        if isinstance(inner, BatchedTextEncoder):
-            text_enc = inner
-        else:
-            text_enc = BatchedTextEncoder(
-                inner, max_batch=s.batch.text, max_wait_ms=s.batch.max_wait_ms
-            )
-            model.use_text_encoder(text_enc)
+        inner = model.text_encoder  # already batched when installed twice
+        text_enc = (
+            inner
+            if isinstance(inner, BatchedTextEncoder)
+            else BatchedTextEncoder(inner, max_batch=s.batch.text, max_wait_ms=wait)
+        )
+        model.use_text_encoder(text_enc)
     if audio:
         current = model.audio_backbone()
-        if isinstance(current, BatchedAudioBackbone):
-            audio_bb = current
-        else:
-            audio_bb = BatchedAudioBackbone(
-                current, max_patches=s.batch.audio_patches, max_wait_ms=s.batch.max_wait_ms
-            )
-            model.use_audio_backbone(audio_bb)
+        audio_bb = (
+            current
+            if isinstance(current, BatchedAudioBackbone)
+            else BatchedAudioBackbone(current, max_patches=s.batch.audio_patches, max_wait_ms=wait)
+        )
+        model.use_audio_backbone(audio_bb)
     log.info(
         "batching_installed",
         device=s.torch_device(),

@@ -14,7 +14,6 @@ Every folder storycue searches for models is decided here, once:
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -29,7 +28,7 @@ from safetensors.torch import load_file, save_file
 
 from storycue.config import Settings
 from storycue.errors import ModelMismatchError, ModelNotFoundError, NotFoundError
-from storycue.identity import ModelIdentity
+from storycue.identity import ModelIdentity, file_sha256
 from storycue.log import get_logger
 from storycue.models.heads import HeadConfig, MLPHead
 
@@ -203,14 +202,6 @@ class EmotionHeads:
                     f"says {info.head_dim}-d"
                 )
         return cls(info=info, heads=heads, mood_positions=tensors["mood_positions"].numpy())
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def mood_vocabulary() -> list[str]:

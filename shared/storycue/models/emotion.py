@@ -22,7 +22,7 @@ import torch
 
 from storycue.config import Settings
 from storycue.errors import InvalidInputError, ModelMismatchError
-from storycue.identity import ModelIdentity
+from storycue.identity import ModelIdentity, file_sha256
 from storycue.log import get_logger
 from storycue.metrics import record_model_load, time_stage
 from storycue.models import space
@@ -31,7 +31,6 @@ from storycue.models.checkpoints import (
     Distance,
     EmotionHeads,
     Role,
-    file_sha256,
     find_checkpoint,
     resolve_checkpoint,
 )

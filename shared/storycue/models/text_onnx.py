@@ -37,6 +37,7 @@ import numpy as np
 import torch
 
 from storycue.errors import ConfigurationError, InvalidInputError
+from storycue.identity import file_sha256
 from storycue.log import get_logger
 
 log = get_logger(__name__)
@@ -132,20 +133,12 @@ class _HiddenStates(torch.nn.Module):
         return hidden
 
 
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _files_identity(folder: Path) -> dict[str, str] | None:
     """Hashes of a local model folder's config and weights (``None`` without weights)."""
     files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix in _WEIGHT_SUFFIXES)
     if not files or not (folder / "config.json").is_file():
         return None
-    return {p.name: _sha256_file(p) for p in [folder / "config.json", *files]}
+    return {p.name: file_sha256(p) for p in [folder / "config.json", *files]}
 
 
 def _state_identity(model: torch.nn.Module) -> dict[str, str]:

@@ -11,7 +11,6 @@ one provenance record. Idempotent by content: the catalogue holds a file's conte
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +18,7 @@ import numpy as np
 from storycue.audio.decode import DecodedAudio, load_audio
 from storycue.config import Settings
 from storycue.errors import InvalidInputError
+from storycue.identity import file_sha256
 from storycue.metrics import count_embeddings, time_stage
 from storycue.models.emotion import EmotionModel
 from storycue.storage.metadata import MetadataStore
@@ -51,11 +51,7 @@ def sha256_file(path: Path, max_bytes: int) -> str:
     size = path.stat().st_size
     if size > max_bytes:
         raise InvalidInputError(f"{path.name} is {size} bytes, over the {max_bytes}-byte limit")
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    return file_sha256(path)
 
 
 def embedded_track(

@@ -9,12 +9,13 @@ database: a message carries only the job id (and, for a chunk, its item indexes)
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Unpack
 
 from celery import Celery
 
 from storycue.config import Settings, get_settings
 from storycue.errors import InvalidInputError
+from storycue.jobs.params import TrackToIngest
 from storycue.jobs.tasks import fail_job, match_chunks
 from storycue.log import get_logger
 from storycue.runtime.celery_app import create_celery_app
@@ -103,29 +104,11 @@ class CeleryDispatcher:
         for task_id in self._task_ids.pop(job_id, []):
             self.app.control.revoke(task_id)
 
-    def ingest_track(
-        self,
-        *,
-        tenant: str,
-        catalogue: str,
-        uri: str,
-        title: str | None = None,
-        artist: str | None = None,
-        tags: list[str] | None = None,
-    ) -> str:
+    def ingest_track(self, **track: Unpack[TrackToIngest]) -> str:
         """Queue the ingest of one track by URI on ``audio``; returns the task id."""
         queue = TASK_ROUTES[TASK_INGEST_TRACK]
+        kwargs = {"title": None, "artist": None, **track, "tags": track.get("tags") or []}
         result = self.app.send_task(
-            TASK_INGEST_TRACK,
-            kwargs={
-                "tenant": tenant,
-                "catalogue": catalogue,
-                "uri": uri,
-                "title": title,
-                "artist": artist,
-                "tags": tags or [],
-            },
-            queue=queue,
-            routing_key=queue,
+            TASK_INGEST_TRACK, kwargs=kwargs, queue=queue, routing_key=queue
         )
         return str(result.id)

@@ -17,7 +17,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Unpack
 
 from celery import Celery, Task
 from kombu import Queue
@@ -27,6 +27,7 @@ from storycue.config import Settings, get_settings
 from storycue.context import get_context
 from storycue.errors import StorycueError
 from storycue.jobs.ingest import ingest_uri
+from storycue.jobs.params import TrackToIngest
 from storycue.jobs.tasks import fail_job, run_evaluate, run_ingest, run_match_items, run_train
 from storycue.log import get_logger
 from storycue.metrics import track_task
@@ -196,27 +197,18 @@ def register_tasks(app: Celery, settings: Settings) -> None:
             run_ingest(job_id, settings, redelivered=redispatched or _resumed(self))
 
     @app.task(name=TASK_INGEST_TRACK, **opts)  # type: ignore[untyped-decorator]
-    def ingest_track(
-        self: Any,
-        *,
-        tenant: str,
-        catalogue: str,
-        uri: str,
-        title: str | None = None,
-        artist: str | None = None,
-        tags: list[str] | None = None,
-    ) -> dict[str, Any]:
+    def ingest_track(self: Any, **track: Unpack[TrackToIngest]) -> dict[str, Any]:
         """Ingest one track by URI (``audio`` queue); returns its ids."""
         with track_task(TASK_ROUTES[TASK_INGEST_TRACK], TASK_INGEST_TRACK):
             done = ingest_uri(
                 get_context(settings),
                 settings,
-                tenant=tenant,
-                catalogue=catalogue,
-                uri=uri,
-                title=title,
-                artist=artist,
-                tags=tags or (),
+                tenant=track["tenant"],
+                catalogue=track["catalogue"],
+                uri=track["uri"],
+                title=track.get("title"),
+                artist=track.get("artist"),
+                tags=track.get("tags") or (),
             )
         return {
             "track_id": done.track.id,

@@ -5,20 +5,14 @@
 - :class:`VectorStore` / :class:`QdrantVectorStore` — one vector collection per
   :class:`~storycue.identity.ModelIdentity`, identity-checked on every use.
 - :func:`open_metadata_store` / :func:`open_vector_store` — from :class:`Settings`.
+
+The records the stores return live in :mod:`storycue.storage.records`.
 """
 
 from storycue.storage.factory import close_vector_stores, open_metadata_store, open_vector_store
 from storycue.storage.metadata import MetadataStore
 from storycue.storage.qdrant import QdrantVectorStore
-from storycue.storage.records import (
-    Catalogue,
-    Distance,
-    EmbeddingRecord,
-    IngestFailure,
-    ModelRecord,
-    Track,
-    TrackCreate,
-)
+from storycue.storage.records import TrackCreate
 from storycue.storage.vectors import (
     CollectionInfo,
     SearchFilter,
@@ -31,17 +25,11 @@ from storycue.storage.vectors import (
 )
 
 __all__ = [
-    "Catalogue",
     "CollectionInfo",
-    "Distance",
-    "EmbeddingRecord",
-    "IngestFailure",
     "MetadataStore",
-    "ModelRecord",
     "QdrantVectorStore",
     "SearchFilter",
     "StoredVector",
-    "Track",
     "TrackCreate",
     "VectorHit",
     "VectorPoint",

@@ -59,15 +59,16 @@ from storycue.storage.vectors import (
     PAYLOAD_DURATION_S,
     PAYLOAD_TAGS,
     PAYLOAD_TRACK_ID,
+    CheckedVectorStore,
     CollectionInfo,
     SearchFilter,
     StoredVector,
     VectorHit,
-    VectorLike,
     VectorPoint,
     as_vector,
     check_alias_name,
     normalize_point_id,
+    stored_vectors,
 )
 
 log = get_logger(__name__)
@@ -80,8 +81,6 @@ SHARD_DIR = "shard"
 ALIASES_FILE = "aliases.json"
 #: Version of the identity file's layout.
 METADATA_SCHEMA = 1
-#: Most hits one search returns (same bound as the qdrant-client store).
-MAX_TOP_K = 10_000
 #: Default HNSW beam width at query time (Qdrant's own default is the graph's ef_construct).
 DEFAULT_HNSW_EF = 128
 _UPSERT_BATCH = 1024
@@ -179,7 +178,7 @@ def _read_record(folder: Path) -> _Record:
     return _Record(identity, distance, dim)
 
 
-class EdgeVectorStore:
+class EdgeVectorStore(CheckedVectorStore):
     """Vectors in Qdrant Edge shards under one folder, one shard per model identity.
 
     ``hnsw_ef``: beam width of HNSW searches (higher: better recall, slower).
@@ -376,30 +375,11 @@ class EdgeVectorStore:
         log.info("vector collection created", collection=name, model=identity.key, backend="edge")
 
     # ---- VectorStore -------------------------------------------------------------------
-    def ensure_collection(self, identity: ModelIdentity, distance: Distance) -> None:
-        """Create ``identity``'s collection, or check the existing one.
-
-        Raises :class:`ModelMismatchError` when the collection exists for another
-        identity (two names that sanitise to one collection name) or distance.
-        """
-        if distance not in DISTANCES:
-            raise InvalidInputError(
-                f"distance must be one of {', '.join(DISTANCES)}, got {distance!r}"
-            )
+    def _create_or_verify(self, identity: ModelIdentity, distance: Distance) -> Distance:
         with self._use():
             if not self._folder(identity.collection_name).is_dir():
                 self._create(identity, distance)
-            _, existing = self._verify(identity)
-            if existing != distance:
-                raise ModelMismatchError(
-                    f"collection {identity.collection_name} uses {existing} distance, "
-                    f"asked for {distance}",
-                    detail={
-                        "collection": identity.collection_name,
-                        "distance": existing,
-                        "asked": distance,
-                    },
-                )
+            return self._verify(identity)[1]
 
     def upsert(self, identity: ModelIdentity, points: Sequence[VectorPoint]) -> None:
         """Insert or replace ``points``; every vector must have ``identity.dim`` values."""
@@ -428,17 +408,9 @@ class EdgeVectorStore:
             shard, _ = self._verify(identity)
             return bool(shard.optimize())
 
-    def search(
-        self,
-        identity: ModelIdentity,
-        vector: VectorLike,
-        top_k: int,
-        flt: SearchFilter | None = None,
+    def _search(
+        self, identity: ModelIdentity, query: list[float], top_k: int, flt: SearchFilter | None
     ) -> list[VectorHit]:
-        """The ``top_k`` nearest points matching ``flt``, best first."""
-        if not 1 <= top_k <= MAX_TOP_K:
-            raise InvalidInputError(f"top_k must be between 1 and {MAX_TOP_K}, got {top_k}")
-        query = as_vector(vector, identity.dim)
         request = qe.QueryRequest(
             limit=top_k,
             query=qe.Query.Nearest(query),
@@ -481,17 +453,7 @@ class EdgeVectorStore:
         with self._use():
             shard, _ = self._verify(identity)
             records = shard.retrieve(asked, with_payload=True, with_vector=True) if wanted else []
-        found: dict[str, StoredVector] = {}
-        for r in records:
-            vec = r.vector
-            if not isinstance(vec, list) or (vec and not isinstance(vec[0], int | float)):
-                raise StorycueError(f"unexpected vector layout in {identity.collection_name}")
-            found[str(r.id)] = StoredVector(
-                id=str(r.id),
-                vector=[float(x) for x in cast(list[float], vec)],
-                payload=dict(r.payload or {}),
-            )
-        return [found[i] for i in wanted if i in found]
+        return stored_vectors(identity, [(r.id, r.vector, r.payload) for r in records], wanted)
 
     def collections(self) -> list[CollectionInfo]:
         """Every collection, with the identity storycue recorded (``None`` if foreign)."""

@@ -36,15 +36,16 @@ from storycue.storage.vectors import (
     PAYLOAD_DURATION_S,
     PAYLOAD_TAGS,
     PAYLOAD_TRACK_ID,
+    CheckedVectorStore,
     CollectionInfo,
     SearchFilter,
     StoredVector,
     VectorHit,
-    VectorLike,
     VectorPoint,
     as_vector,
     check_alias_name,
     normalize_point_id,
+    stored_vectors,
 )
 
 log = get_logger(__name__)
@@ -53,8 +54,6 @@ log = get_logger(__name__)
 METADATA_KEY = "storycue"
 #: Version of the metadata entry's layout.
 METADATA_SCHEMA = 1
-#: Most hits one search returns.
-MAX_TOP_K = 10_000
 _UPSERT_BATCH = 256
 
 _TO_QDRANT: dict[Distance, qm.Distance] = {
@@ -104,7 +103,7 @@ def _is_already_exists(exc: Exception) -> bool:
     return "already exists" in text or "409" in text
 
 
-class QdrantVectorStore:
+class QdrantVectorStore(CheckedVectorStore):
     """Vectors in Qdrant: local folder, in-memory, or a server.
 
     Give exactly one of ``url`` (server; ``api_key`` optional), ``path`` (local mode on
@@ -256,16 +255,7 @@ class QdrantVectorStore:
         return distance
 
     # ---- VectorStore -------------------------------------------------------------------
-    def ensure_collection(self, identity: ModelIdentity, distance: Distance) -> None:
-        """Create ``identity``'s collection, or check the existing one.
-
-        Raises :class:`ModelMismatchError` when the collection exists for another
-        identity (two names that sanitise to one collection name) or distance.
-        """
-        if distance not in DISTANCES:
-            raise InvalidInputError(
-                f"distance must be one of {', '.join(DISTANCES)}, got {distance!r}"
-            )
+    def _create_or_verify(self, identity: ModelIdentity, distance: Distance) -> Distance:
         name = identity.collection_name
         with self._use() as client:
             if not client.collection_exists(name):
@@ -302,12 +292,7 @@ class QdrantVectorStore:
                         model=identity.key,
                         distance=distance,
                     )
-            existing = self._verify(client, identity)
-            if existing != distance:
-                raise ModelMismatchError(
-                    f"collection {name} uses {existing} distance, asked for {distance}",
-                    detail={"collection": name, "distance": existing, "asked": distance},
-                )
+            return self._verify(client, identity)
 
     def _create_payload_indexes(self, client: QdrantClient, name: str) -> None:
         # Local mode ignores payload indexes (and warns); a server uses them for filters.
@@ -333,17 +318,9 @@ class QdrantVectorStore:
                     identity.collection_name, points=structs[i : i + _UPSERT_BATCH], wait=True
                 )
 
-    def search(
-        self,
-        identity: ModelIdentity,
-        vector: VectorLike,
-        top_k: int,
-        flt: SearchFilter | None = None,
+    def _search(
+        self, identity: ModelIdentity, query: list[float], top_k: int, flt: SearchFilter | None
     ) -> list[VectorHit]:
-        """The ``top_k`` nearest points matching ``flt``, best first."""
-        if not 1 <= top_k <= MAX_TOP_K:
-            raise InvalidInputError(f"top_k must be between 1 and {MAX_TOP_K}, got {top_k}")
-        query = as_vector(vector, identity.dim)
         with self._use() as client:
             distance = self._verify(client, identity)
             response = client.query_points(
@@ -394,17 +371,7 @@ class QdrantVectorStore:
                 if wanted
                 else []
             )
-        found: dict[str, StoredVector] = {}
-        for r in records:
-            vec = r.vector
-            if not isinstance(vec, list):
-                raise StorycueError(f"unexpected vector layout in {identity.collection_name}")
-            found[str(r.id)] = StoredVector(
-                id=str(r.id),
-                vector=[float(x) for x in cast(list[float], vec)],
-                payload=dict(r.payload or {}),
-            )
-        return [found[i] for i in wanted if i in found]
+        return stored_vectors(identity, [(r.id, r.vector, r.payload) for r in records], wanted)
 
     def collections(self) -> list[CollectionInfo]:
         """Every collection, with the identity storycue recorded (``None`` if foreign)."""

@@ -186,6 +186,18 @@ class TrackSource:
     updated_at: datetime
 
 
+def _source_row(s: Session, catalogue_id: int, source_id: int) -> TrackSourceRow:
+    """The catalogue's source row ``source_id``, or :class:`NotFoundError`."""
+    row = s.scalar(
+        select(TrackSourceRow).where(
+            TrackSourceRow.id == source_id, TrackSourceRow.catalogue_id == catalogue_id
+        )
+    )
+    if row is None:
+        raise NotFoundError(f"track {source_id} does not exist", detail={"track_id": source_id})
+    return row
+
+
 def _source(row: TrackSourceRow) -> TrackSource:
     return TrackSource(
         id=row.id,
@@ -375,14 +387,7 @@ class TenantStore:
         """A registered source of the tenant's catalogue, or :class:`NotFoundError`."""
         self.catalogue_by_id(tenant, catalogue_id)
         with self._session() as s:
-            row = s.scalar(
-                select(TrackSourceRow).where(
-                    TrackSourceRow.id == source_id, TrackSourceRow.catalogue_id == catalogue_id
-                )
-            )
-        if row is None:
-            raise NotFoundError(f"track {source_id} does not exist", detail={"track_id": source_id})
-        return _source(row)
+            return _source(_source_row(s, catalogue_id, source_id))
 
     def sources(
         self,
@@ -476,15 +481,7 @@ class TenantStore:
         """Record the outcome of ingesting a source."""
         self.catalogue_by_id(tenant, catalogue_id)
         with self._session() as s:
-            row = s.scalar(
-                select(TrackSourceRow).where(
-                    TrackSourceRow.id == source_id, TrackSourceRow.catalogue_id == catalogue_id
-                )
-            )
-            if row is None:
-                raise NotFoundError(
-                    f"track {source_id} does not exist", detail={"track_id": source_id}
-                )
+            row = _source_row(s, catalogue_id, source_id)
             row.state = state
             if track_id is not None:
                 row.track_id = track_id

@@ -27,9 +27,9 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 import numpy.typing as npt
 
-from storycue.errors import InvalidInputError
+from storycue.errors import InvalidInputError, ModelMismatchError, StorycueError
 from storycue.identity import ModelIdentity
-from storycue.storage.records import Distance, Track
+from storycue.storage.records import DISTANCES, Distance, Track
 
 #: Namespace of :func:`point_id_for` (fixed forever: changing it orphans every vector).
 POINT_NAMESPACE = uuid.UUID("6f1d2c0e-8a55-5b7e-9c1a-53746f727963")
@@ -97,6 +97,32 @@ def as_vector(vector: VectorLike, dim: int | None = None) -> list[float]:
     return [float(x) for x in arr]
 
 
+#: Largest ``top_k`` a search answers.
+MAX_TOP_K = 10_000
+
+
+def check_distance(distance: str) -> None:
+    """:class:`InvalidInputError` unless ``distance`` is one a collection can use."""
+    if distance not in DISTANCES:
+        raise InvalidInputError(f"distance must be one of {', '.join(DISTANCES)}, got {distance!r}")
+
+
+def check_top_k(top_k: int) -> None:
+    """:class:`InvalidInputError` unless ``1 <= top_k <= MAX_TOP_K``."""
+    if not 1 <= top_k <= MAX_TOP_K:
+        raise InvalidInputError(f"top_k must be between 1 and {MAX_TOP_K}, got {top_k}")
+
+
+def check_same_distance(identity: ModelIdentity, existing: Distance, asked: Distance) -> None:
+    """:class:`ModelMismatchError` when a collection uses another distance than asked."""
+    if existing != asked:
+        name = identity.collection_name
+        raise ModelMismatchError(
+            f"collection {name} uses {existing} distance, asked for {asked}",
+            detail={"collection": name, "distance": existing, "asked": asked},
+        )
+
+
 @dataclass(frozen=True, slots=True)
 class VectorPoint:
     """One vector to store: a UUID id (see :func:`point_id_for`), the vector, a payload.
@@ -149,6 +175,24 @@ class StoredVector:
     id: str
     vector: list[float]
     payload: dict[str, Any]
+
+
+def stored_vectors(
+    identity: ModelIdentity,
+    records: Sequence[tuple[Any, Any, Mapping[str, Any] | None]],
+    wanted: Sequence[str],
+) -> list[StoredVector]:
+    """``(id, vector, payload)`` records a backend retrieved, as :class:`StoredVector` in
+    the order of ``wanted`` (ids not found are skipped); a vector that is not one list of
+    numbers is a :class:`StorycueError`."""
+    found: dict[str, StoredVector] = {}
+    for rid, vec, payload in records:
+        if not isinstance(vec, list) or (vec and not isinstance(vec[0], int | float)):
+            raise StorycueError(f"unexpected vector layout in {identity.collection_name}")
+        found[str(rid)] = StoredVector(
+            id=str(rid), vector=[float(x) for x in vec], payload=dict(payload or {})
+        )
+    return [found[i] for i in wanted if i in found]
 
 
 @dataclass(frozen=True, slots=True)
@@ -273,3 +317,39 @@ class VectorStore(Protocol):
     def close(self) -> None:
         """Release the client (idempotent)."""
         ...
+
+
+class CheckedVectorStore:
+    """The checks every backend makes before it touches its store: a collection's distance
+    (and that an existing collection uses the one asked for), ``top_k`` and the query
+    vector's length. A backend implements :meth:`_create_or_verify` and :meth:`_search`."""
+
+    def ensure_collection(self, identity: ModelIdentity, distance: Distance) -> None:
+        """Create ``identity``'s collection, or check the existing one.
+
+        Raises :class:`ModelMismatchError` when the collection exists for another
+        identity (two names that sanitise to one collection name) or distance.
+        """
+        check_distance(distance)
+        check_same_distance(identity, self._create_or_verify(identity, distance), distance)
+
+    def search(
+        self,
+        identity: ModelIdentity,
+        vector: VectorLike,
+        top_k: int,
+        flt: SearchFilter | None = None,
+    ) -> list[VectorHit]:
+        """The ``top_k`` nearest points matching ``flt``, best first."""
+        check_top_k(top_k)
+        return self._search(identity, as_vector(vector, identity.dim), top_k, flt)
+
+    def _create_or_verify(self, identity: ModelIdentity, distance: Distance) -> Distance:
+        """Create the collection when it is missing; the distance it uses."""
+        raise NotImplementedError
+
+    def _search(
+        self, identity: ModelIdentity, query: list[float], top_k: int, flt: SearchFilter | None
+    ) -> list[VectorHit]:
+        """The nearest points to a checked ``query``."""
+        raise NotImplementedError

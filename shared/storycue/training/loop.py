@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 import torch
@@ -22,6 +22,18 @@ class RegressionData:
     y: np.ndarray
     #: Weight of each row ``(N,)``, or of each target of each row ``(N, D)``.
     w: np.ndarray
+
+
+class LoopOptions(TypedDict):
+    """How :func:`fit_regression` trains: AdamW's rate and weight decay, at most
+    ``max_epochs`` epochs, stopping after ``patience`` without a better validation loss."""
+
+    lr: float
+    weight_decay: float
+    max_epochs: int
+    patience: int
+    batch_size: int
+    seed: int
 
 
 def _weighted_mse(pred: torch.Tensor, y: torch.Tensor, w: torch.Tensor) -> torch.Tensor:

@@ -11,11 +11,11 @@ The family itself (training, scoring) is :mod:`storycue.training.families.va`.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Unpack
 
 from storycue.log import get_logger
 from storycue.models.heads import HeadConfig, MLPHead
-from storycue.training.loop import RegressionData, fit_regression
+from storycue.training.loop import LoopOptions, RegressionData, fit_regression
 
 log = get_logger(__name__)
 
@@ -27,26 +27,10 @@ def fit_va_head(
     val: RegressionData,
     *,
     dropout: float,
-    lr: float,
-    weight_decay: float,
-    max_epochs: int,
-    patience: int,
-    batch_size: int,
-    seed: int,
+    **loop: Unpack[LoopOptions],
 ) -> tuple[MLPHead, dict[str, Any]]:
     """A new sigmoid head regressing (valence, arousal), trained with early stopping."""
     head = MLPHead(
         HeadConfig(in_dim=in_dim, out_dim=2, hidden=list(hidden), dropout=dropout, output="sigmoid")
     )
-    history = fit_regression(
-        head,
-        train,
-        val,
-        lr=lr,
-        weight_decay=weight_decay,
-        max_epochs=max_epochs,
-        patience=patience,
-        batch_size=batch_size,
-        seed=seed,
-    )
-    return head, history
+    return head, fit_regression(head, train, val, **loop)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib.util
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
@@ -31,18 +32,6 @@ from storycue.models.finetuned import EncoderDelta, base_of, find_delta, is_fine
 from storycue.models.musicnn.checkpoint import read_bundle
 from storycue.models.musicnn.nets import MusicnnNet, VggNet
 from storycue.models.precision import Precision, PrecisionGate, autocast
-
-__all__ = [
-    "BACKBONES",
-    "MSD_LABELS",
-    "MTT_LABELS",
-    "MUSICNN_VERSION",
-    "BackboneSpec",
-    "MusicnnBackbone",
-    "clear_backbone_cache",
-    "load_backbone",
-    "resolve_weights_dir",
-]
 
 log = get_logger(__name__)
 
@@ -259,26 +248,44 @@ class MusicnnBackbone:
                 )
         # The backbone stage ends when the results are on the host (a GPU has finished).
         with time_stage("backbone"), torch.inference_mode():
-            sums: dict[str, Tensor] = {}
-            maxes: dict[str, Tensor] = {}
+            pool = PatchPool()
             for i in range(0, patches.shape[0], bs):
                 batch = patches[i : i + bs]
                 observe_batch("audio_patches", int(batch.shape[0]))
-                out = self.forward_patches(batch)
-                for k, v in out.items():
-                    s = v.sum(dim=0)
-                    sums[k] = sums[k] + s if k in sums else s
-                tmax = out["tags"].amax(dim=0)
-                maxes["tags"] = torch.maximum(maxes["tags"], tmax) if "tags" in maxes else tmax
-            n = patches.shape[0]
-            result = {k: (v / n).float().cpu().numpy() for k, v in sums.items()}
-            result["tags_max"] = maxes["tags"].float().cpu().numpy()
-        return result
+                pool.add(self.forward_patches(batch))
+            return pool.result()
 
     def __repr__(self) -> str:
         return (
             f"MusicnnBackbone(name={self.name!r}, version={self.version!r}, device={self.device})"
         )
+
+
+class PatchPool:
+    """A clip's per-patch backbone outputs pooled batch by batch: the mean of every output
+    over the clip's patches, and the maximum of the tags (``tags_max``)."""
+
+    def __init__(self) -> None:
+        self._sums: dict[str, Tensor] = {}
+        self._tags_max: Tensor | None = None
+        self._patches = 0
+
+    def add(self, out: Mapping[str, Tensor]) -> None:
+        """Pool one batch of :meth:`MusicnnBackbone.forward_patches` outputs."""
+        for k, v in out.items():
+            s = v.sum(dim=0)
+            self._sums[k] = self._sums[k] + s if k in self._sums else s
+        m = out["tags"].amax(dim=0)
+        self._tags_max = m if self._tags_max is None else torch.maximum(self._tags_max, m)
+        self._patches += int(out["tags"].shape[0])
+
+    def result(self) -> dict[str, np.ndarray]:
+        """The pooled features (float32, on the host)."""
+        if self._tags_max is None:
+            raise InvalidInputError("no patches were pooled")
+        out = {k: (v / self._patches).float().cpu().numpy() for k, v in self._sums.items()}
+        out["tags_max"] = self._tags_max.float().cpu().numpy()
+        return out
 
 
 _cache: dict[tuple[str, str, str, str], MusicnnBackbone] = {}
