@@ -197,6 +197,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--concurrency", type=int, default=2, help="worker tasks at once (2)")
     p.add_argument(
+        "--worker-streams",
+        type=int,
+        default=1,
+        help="celery: text forward passes the worker runs at once (batch.text_streams), "
+        "each on this process's torch threads / streams (1)",
+    )
+    p.add_argument(
         "--chunk-size", type=int, default=None, help="stories per task (queue.job_chunk_size)"
     )
     p.add_argument(
@@ -291,7 +298,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
                 close_contexts()  # the worker process must own the embedded vector store
                 close_vector_stores()
-                env = {**os.environ, **env_over, "OMP_NUM_THREADS": str(torch.get_num_threads())}
+                threads = max(1, torch.get_num_threads() // args.worker_streams)
+                env = {
+                    **os.environ,
+                    **env_over,
+                    "OMP_NUM_THREADS": str(threads),
+                    "STORYCUE_BATCH__TEXT_STREAMS": str(args.worker_streams),
+                }
                 dispatcher: Any = CeleryDispatcher(settings)
                 dispatcher.app.control.purge()
                 worker = start_worker(env, args.concurrency, worker_log)
@@ -346,6 +359,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "execution": args.execution,
             "broker": args.broker_url if args.execution == "celery" else None,
             "concurrency": args.concurrency if args.execution == "celery" else 2,
+            "worker_streams": args.worker_streams if args.execution == "celery" else None,
+            "torch_threads": torch.get_num_threads(),
             "job_chunk_size": settings.queue.job_chunk_size,
             "batch_size": settings.batch.text,
             "text_backend": encoder.backend,
@@ -415,7 +430,13 @@ def summary_section(r: dict[str, Any]) -> list[str]:
     job, bare = r["job"], r["bare_encoder"]
     where = (
         f"through the Celery broker ({cfg['broker']}) to one text worker process "
-        f"(concurrency {cfg['concurrency']})"
+        f"(concurrency {cfg['concurrency']}"
+        + (
+            f", {cfg['worker_streams']} forward streams"
+            if (cfg.get("worker_streams") or 1) > 1
+            else ""
+        )
+        + ")"
         if cfg["execution"] == "celery"
         else "in the in-process dispatcher (embedded mode, 2 job threads)"
     )

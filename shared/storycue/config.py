@@ -46,6 +46,13 @@ class BatchSettings(BaseModel):
         default=64, ge=1, le=8192, description="3 s mel patches per backbone forward pass."
     )
     max_wait_ms: int = Field(default=10, ge=0, le=10_000)
+    text_streams: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description="Text forward passes a worker runs at once (give each torch thread "
+        "count / streams threads: OMP_NUM_THREADS).",
+    )
 
 
 JobKindName = Literal["match", "ingest", "evaluate", "train"]

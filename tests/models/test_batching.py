@@ -34,6 +34,27 @@ def test_concurrent_requests_share_batches_up_to_max() -> None:
     assert b.stats.items == 10 and b.stats.largest_batch_units <= 4
 
 
+def test_streams_run_batches_at_once_and_close_drains_every_stream() -> None:
+    """With two streams a second batch runs while the first is still in ``fn`` (the
+    barrier only opens with two calls inside), and close() still answers every request."""
+    inside = threading.Barrier(2, timeout=5)
+    threads: set[str] = set()
+
+    def fn(items: list[int]) -> list[int]:
+        threads.add(threading.current_thread().name)
+        if items[0] < 2:  # the first two batches meet inside fn
+            inside.wait()
+        return [i + 100 for i in items]
+
+    b: MicroBatcher[int, int] = MicroBatcher(fn, max_batch=1, max_wait_ms=0, streams=2)
+    futs = [b.submit(i) for i in range(8)]
+    b.close()
+    assert [f.result(timeout=5) for f in futs] == [i + 100 for i in range(8)]
+    assert len(threads) == 2 and b.stats.items == 8 and b.stats.batches == 8
+    with pytest.raises(ConfigurationError):
+        MicroBatcher(fn, max_batch=1, max_wait_ms=0, streams=0)
+
+
 def test_a_lone_request_waits_at_most_max_wait() -> None:
     b: MicroBatcher[int, int] = MicroBatcher(lambda xs: xs, max_batch=64, max_wait_ms=50)
     try:

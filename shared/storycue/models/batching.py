@@ -62,7 +62,11 @@ class MicroBatcher(Generic[T, R]):
     ``fn`` receives a list of items and must return one result per item, in order.
     ``weight`` gives the units one item counts for (default 1); a batch never exceeds
     ``max_batch`` units, except an item that alone weighs more, which runs on its own.
-    Requests from any number of threads; ``fn`` always runs on the batcher's one thread.
+    Requests from any number of threads; ``fn`` runs on the batcher's ``streams`` threads
+    (default one). With more than one, batches are gathered one at a time (a batch waits
+    for companions while the previous one runs) and up to ``streams`` run at once, so
+    ``fn`` must be thread-safe: two forward passes of one thread each keep two cores busy
+    where one pass of two threads stalls whenever other work takes one of its cores.
 
     ``max_gather`` (default ``max_batch``): once a batch has closed, requests that are
     already queued (a backlog) join it without any further wait, up to ``max_gather``
@@ -80,7 +84,10 @@ class MicroBatcher(Generic[T, R]):
         weight: Callable[[T], int] | None = None,
         name: str = "batcher",
         max_gather: int | None = None,
+        streams: int = 1,
     ) -> None:
+        if streams < 1:
+            raise ConfigurationError(f"streams must be >= 1, got {streams}")
         if max_batch < 1:
             raise ConfigurationError(f"max_batch must be >= 1, got {max_batch}")
         if max_gather is not None and max_gather < max_batch:
@@ -100,8 +107,16 @@ class MicroBatcher(Generic[T, R]):
         self._held: _Request[T, R] | None = None
         self._closed = False
         self._lock = threading.Lock()
-        self._thread = threading.Thread(target=self._run, name=f"{name}-batcher", daemon=True)
-        self._thread.start()
+        self._gather_lock = threading.Lock()  # one thread gathers a batch at a time
+        self._stats_lock = threading.Lock()
+        self._stopping = False
+        self.streams = streams
+        self._threads = [
+            threading.Thread(target=self._run, name=f"{name}-batcher-{i}", daemon=True)
+            for i in range(streams)
+        ]
+        for thread in self._threads:
+            thread.start()
 
     # ---- callers ---------------------------------------------------------------------
     def submit(self, item: T) -> Future[R]:
@@ -122,13 +137,14 @@ class MicroBatcher(Generic[T, R]):
         return [f.result(timeout=timeout_s) for f in futures]
 
     def close(self) -> None:
-        """Finish the queued requests, then stop the thread (idempotent)."""
+        """Finish the queued requests, then stop the threads (idempotent)."""
         with self._lock:
             if self._closed:
                 return
             self._closed = True
             self._queue.put(_STOP)
-        self._thread.join()
+        for thread in self._threads:
+            thread.join()
 
     # ---- the batching thread -----------------------------------------------------------
     def _next(self, timeout: float | None) -> _Request[T, R] | object | None:
@@ -166,25 +182,35 @@ class MicroBatcher(Generic[T, R]):
         return units, False
 
     def _run(self) -> None:
-        stopping = False
-        while not stopping:
-            first = self._next(None)
-            if first is _STOP:
-                break
-            assert isinstance(first, _Request)
-            batch: list[_Request[T, R]] = [first]
-            deadline = time.monotonic() + self.max_wait_s
-            units, stopping = self._gather(batch, first.units, self.max_batch, deadline)
-            if not stopping:  # the backlog, no waiting
-                units, stopping = self._gather(batch, units, self.max_gather, None)
-            self._execute(batch, units)
-        # Drain whatever was queued before close().
         while True:
-            rest = self._next(0)
-            if rest is None or rest is _STOP:
+            with self._gather_lock:
+                taken = None if self._stopping else self._take_batch()
+            if taken is None:
                 break
-            assert isinstance(rest, _Request)
-            self._execute([rest], rest.units)
+            self._execute(*taken)
+        # Drain whatever was queued before close() (one stream after the other).
+        with self._gather_lock:
+            while True:
+                rest = self._next(0)
+                if rest is None or rest is _STOP:
+                    break
+                assert isinstance(rest, _Request)
+                self._execute([rest], rest.units)
+
+    def _take_batch(self) -> tuple[list[_Request[T, R]], int] | None:
+        """The next batch (under the gather lock), or ``None`` once the batcher stops."""
+        first = self._next(None)
+        if first is _STOP:
+            self._stopping = True
+            return None
+        assert isinstance(first, _Request)
+        batch: list[_Request[T, R]] = [first]
+        deadline = time.monotonic() + self.max_wait_s
+        units, stopping = self._gather(batch, first.units, self.max_batch, deadline)
+        if not stopping:  # the backlog, no waiting
+            units, stopping = self._gather(batch, units, self.max_gather, None)
+        self._stopping = stopping
+        return batch, units
 
     def _execute(self, batch: list[_Request[T, R]], units: int) -> None:
         live = [r for r in batch if r.future.set_running_or_notify_cancel()]
@@ -204,12 +230,13 @@ class MicroBatcher(Generic[T, R]):
             return
         for r, res in zip(live, results, strict=True):
             r.future.set_result(res)
-        s = self.stats
-        s.batches += 1
-        s.items += len(live)
-        s.units += units
-        s.last_batch_units = units
-        s.largest_batch_units = max(s.largest_batch_units, units)
+        with self._stats_lock:
+            s = self.stats
+            s.batches += 1
+            s.items += len(live)
+            s.units += units
+            s.last_batch_units = units
+            s.largest_batch_units = max(s.largest_batch_units, units)
 
 
 class BatchedTextEncoder:
@@ -227,7 +254,13 @@ class BatchedTextEncoder:
     """
 
     def __init__(
-        self, encoder: Any, *, max_batch: int, max_wait_ms: float, gather: int = 4
+        self,
+        encoder: Any,
+        *,
+        max_batch: int,
+        max_wait_ms: float,
+        gather: int = 4,
+        streams: int = 1,
     ) -> None:
         if gather < 1:
             raise ConfigurationError(f"gather must be >= 1, got {gather}")
@@ -238,6 +271,7 @@ class BatchedTextEncoder:
             max_wait_ms=max_wait_ms,
             name="text",
             max_gather=gather * max_batch,
+            streams=streams,
         )
 
     def _encode_batch(self, texts: list[str]) -> list[np.ndarray]:
@@ -340,7 +374,9 @@ def install_batching(
         text_enc = (
             inner
             if isinstance(inner, BatchedTextEncoder)
-            else BatchedTextEncoder(inner, max_batch=s.batch.text, max_wait_ms=wait)
+            else BatchedTextEncoder(
+                inner, max_batch=s.batch.text, max_wait_ms=wait, streams=s.batch.text_streams
+            )
         )
         model.use_text_encoder(text_enc)
     if audio:
@@ -355,6 +391,7 @@ def install_batching(
         "batching_installed",
         device=s.torch_device(),
         text_batch=s.batch.text if text else None,
+        text_streams=s.batch.text_streams if text else None,
         audio_patches=s.batch.audio_patches if audio else None,
         max_wait_ms=s.batch.max_wait_ms,
     )
