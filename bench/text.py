@@ -409,7 +409,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 batch_size=batch_size,
                 max_tokens=base.text_max_tokens,
                 pooling=model.info.text_pooling,
-                backend=backend,  # type: ignore[arg-type]
+                backend=backend,
             )
             with harness.stopwatch() as t_enc:
                 enc.model()  # the onnx backend exports on first use (cached afterwards)

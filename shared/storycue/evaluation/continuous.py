@@ -37,7 +37,7 @@ from typing import Any, Literal, Protocol
 import numpy as np
 
 from storycue.config import Settings
-from storycue.data.emobank import EmoBankRecord, load_emobank, scene_windows
+from storycue.data.emobank import EmoBankRecord, EmoBankSplit, load_emobank, scene_windows
 from storycue.data.mappings import quadrant_of
 from storycue.errors import InvalidInputError
 from storycue.log import get_logger
@@ -190,8 +190,9 @@ class RidgeProbe:
         self.name = f"ridge probe on frozen {encoder.name}"
         self._cache = feature_cache_dir(settings)
         data: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-        for part in ("train", "validation"):
-            rows = load_emobank(part, settings=settings)  # type: ignore[arg-type]
+        parts: tuple[EmoBankSplit, ...] = ("train", "validation")
+        for part in parts:
+            rows = load_emobank(part, settings=settings)
             if len(rows) < 10:
                 raise InvalidInputError(f"EmoBank {part} has too few rows for the probe")
             x = text_features(encoder, [r.text for r in rows], self._cache, tag=f"emobank-{part}")

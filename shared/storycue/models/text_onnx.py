@@ -31,7 +31,7 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -279,10 +279,11 @@ def load_onnx_text_model(
             os.replace(meta_tmp, target.with_name(META_FILE))
         except OSError as exc:
             log.warning("cannot write the onnx export record", path=str(meta_tmp), error=str(exc))
+    # transformers' typing of configs differs between releases: read them untyped.
     config = (
-        torch_model.config  # type: ignore[union-attr]
+        cast(Any, torch_model).config
         if torch_model is not None
-        else AutoConfig.from_pretrained(source, local_files_only=folder.is_dir())  # type: ignore[no-untyped-call]
+        else cast(Any, AutoConfig).from_pretrained(source, local_files_only=folder.is_dir())
     )
     del torch_model
     return OnnxTextModel(target, config, input_names, threads=threads)

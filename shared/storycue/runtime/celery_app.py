@@ -20,7 +20,7 @@ The broker is whatever ``Settings.queue.broker_url`` names: ``redis://`` or ``am
 from __future__ import annotations
 
 import contextlib
-from typing import Any
+from typing import Any, cast
 
 from celery import Celery
 from kombu import Exchange, Queue
@@ -86,7 +86,7 @@ def create_celery_app(settings: Settings | None = None) -> Celery:
     s = settings or get_settings()
     app = Celery("storycue", set_as_current=False)
     app.config_from_object(celery_config(s))
-    app.storycue_settings = s  # type: ignore[attr-defined]
+    cast(Any, app).storycue_settings = s  # read back by the tasks' base class
     register_tasks(app, s)
     return app
 

@@ -38,7 +38,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import numpy as np
 import torch
@@ -441,7 +441,7 @@ def finetune_text(
             batches.extend(
                 part[b : b + cfg.batch_size] for b in range(0, len(part), cfg.batch_size)
             )
-        rng.shuffle(batches)  # type: ignore[arg-type]
+        rng.shuffle(cast(Any, batches))  # a list of index arrays (numpy's stubs vary)
         run_loss = 0.0
         for step, idx in enumerate(batches):
             inputs = batch(tr_ids, idx)
@@ -460,7 +460,7 @@ def finetune_text(
             if bool((yl >= 0).any()):
                 loss = loss + ce(logits.float(), yl)
             opt.zero_grad(set_to_none=True)
-            loss.backward()  # type: ignore[no-untyped-call]
+            cast(Any, loss).backward()  # torch types backward() in some releases only
             torch.nn.utils.clip_grad_norm_(enc_params + head_params, 1.0)
             opt.step()
             sched.step()
@@ -769,7 +769,7 @@ def finetune_audio(
                 logits, va = tuner(x)
             loss = F.cross_entropy(logits.float(), yl) + cfg.va_weight * F.mse_loss(va.float(), yv)
             opt.zero_grad(set_to_none=True)
-            loss.backward()  # type: ignore[no-untyped-call]
+            cast(Any, loss).backward()  # torch types backward() in some releases only
             torch.nn.utils.clip_grad_norm_(tuner.parameters(), 5.0)
             opt.step()
             run += float(loss.detach())

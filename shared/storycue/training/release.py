@@ -67,7 +67,7 @@ def check_finetune(finetune: str, options: TrainOptions) -> Finetune:
     backbone = options.audio_backbone
     if finetune in ("audio", "both") and backbone and is_finetuned_name(backbone):
         raise InvalidInputError(f"{backbone} is already fine-tuned")
-    return finetune  # type: ignore[return-value]
+    return finetune
 
 
 def finetune_encoders(

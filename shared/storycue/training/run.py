@@ -103,7 +103,7 @@ def train_model(
             raise InvalidInputError("--va-scoring applies to the va-regression family only")
         if options.va_scoring not in VA_SCORINGS:
             raise InvalidInputError(f"VA scoring must be one of {', '.join(VA_SCORINGS)}")
-        scoring: VAScoring = options.va_scoring  # type: ignore[assignment]
+        scoring: VAScoring = options.va_scoring
         cfg = replace(cfg, va_scoring=scoring)
     for opt, value in (
         ("va_proximity", options.va_proximity),
