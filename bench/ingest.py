@@ -46,7 +46,7 @@ from storycue.log import configure_logging
 from storycue.models.emotion import EmotionModel, load_emotion_model
 from storycue.models.musicnn import MusicnnBackbone
 from storycue.models.musicnn.backbone import PatchPool
-from storycue.pipeline.engine import Engine, _Prepared
+from storycue.pipeline.engine import Engine, PreparedFile
 from storycue.pipeline.ingest import sha256_file
 
 NAME = "ingest"
@@ -306,7 +306,7 @@ def run_stages(
                     raise RuntimeError(f"{path.name}: non-finite vector")
             stand_in.current = vector
             with stopwatch() as t_store:
-                engine._store(cat, model_id, _Prepared(path, sha, audio), None)
+                engine._store(cat, model_id, PreparedFile(path, sha, audio), None)
             for stage, t in zip(STAGES, (t_hash, t_dec, t_mel, t_bb, t_head, t_store), strict=True):
                 totals[stage] += t[0].wall_s
     finally:

@@ -7,7 +7,7 @@ label. Two-branch ties a label to the clips of its word-mapped quadrant. This sc
 for the 4Q *train* clips, how many of each family's positive clips lie in the quadrants the
 label maps to under the fixed manual mapping of ``../shared/EVALUATION.md`` (the relation
 retrieval is scored by), and how many clips each label gets. No training: only the
-relations the families build (:class:`storycue.training.families.metric._Relations`).
+relations the families build (:class:`storycue.training.families.metric.Relations`).
 Writes ``bench/results/threebranch_supervision.json``.
 
     python bench/threebranch_supervision.py [--text-encoder NAME] [--k 1,3,8,16,32]
@@ -31,12 +31,12 @@ from storycue.models.features import feature_cache_dir
 from storycue.models.musicnn import load_backbone
 from storycue.models.text import TextEncoder
 from storycue.training.families import build_feature_bank, get_family
-from storycue.training.families.metric import _Relations
+from storycue.training.families.metric import Relations
 
 OUT = Path(__file__).resolve().parent / "results" / "threebranch_supervision.json"
 
 
-def relation_quality(rel: _Relations, quads: np.ndarray) -> dict[str, Any]:
+def relation_quality(rel: Relations, quads: np.ndarray) -> dict[str, Any]:
     prec: dict[str, float] = {}
     share: dict[str, float] = {}
     for lab in rel.labels:
@@ -79,12 +79,12 @@ def main() -> None:
     family = get_family("metric-3branch")
     result: dict[str, Any] = {
         "two_branch_word_mapping": relation_quality(
-            _Relations(bank, family.default_config(), 2), quads
+            Relations(bank, family.default_config(), 2), quads
         )
     }
     for k in (int(x) for x in args.k.split(",")):
         cfg = replace(family.default_config(), k_nearest_tags=k)
-        result[f"three_branch_k{k}"] = relation_quality(_Relations(bank, cfg, 3), quads)
+        result[f"three_branch_k{k}"] = relation_quality(Relations(bank, cfg, 3), quads)
     payload = {
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "text_encoder": bank.text_encoder,

@@ -140,7 +140,10 @@ def read_story_file(path: Path, max_bytes: int) -> str:
 
 
 @dataclass
-class _Prepared:
+class PreparedFile:
+    """One audio file hashed and decoded for the engine (what the ingest benchmark times
+    stage by stage)."""
+
     path: Path
     sha: str
     audio: DecodedAudio | None  # None when the track and its vector are already stored
@@ -197,16 +200,16 @@ class Engine:
         report = IngestReport(catalogue=catalogue, scanned=len(files))
         limits = self.settings.limits
 
-        def prepare(path: Path) -> _Prepared:
+        def prepare(path: Path) -> PreparedFile:
             sha = sha256_file(path, limits.max_audio_bytes)
             if embedded_track(self.metadata, cat.id, model_id, sha) is not None:
-                return _Prepared(path, sha, None)
-            return _Prepared(path, sha, decode_audio(path, self.settings))
+                return PreparedFile(path, sha, None)
+            return PreparedFile(path, sha, decode_audio(path, self.settings))
 
         workers = max(1, min(4, (os.cpu_count() or 2)))
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="decode") as pool:
             window = 2 * workers
-            futures: dict[int, Future[_Prepared]] = {
+            futures: dict[int, Future[PreparedFile]] = {
                 i: pool.submit(prepare, p) for i, p in enumerate(files[:window])
             }
             for i, path in enumerate(files):
@@ -236,7 +239,7 @@ class Engine:
         return report
 
     def _store(
-        self, catalogue: Catalogue, model_id: int, prepared: _Prepared, meta: TrackMeta | None
+        self, catalogue: Catalogue, model_id: int, prepared: PreparedFile, meta: TrackMeta | None
     ) -> bool:
         """Embed and store one decoded file; whether its track row is new."""
         assert prepared.audio is not None

@@ -61,7 +61,7 @@ def nearest(query: np.ndarray, keys: np.ndarray, k: int) -> np.ndarray:
     return out
 
 
-class _Relations:
+class Relations:
     """Who is a positive of whom, over the training texts, clips and anchor words."""
 
     def __init__(self, bank: FeatureBank, cfg: FamilyConfig, branches: int) -> None:
@@ -167,7 +167,7 @@ class MetricLearningFamily:
         cfg = config or self.default_config()
         rng = seed_everything(cfg.seed)
         gen = torch.Generator().manual_seed(cfg.seed)
-        rel = _Relations(bank, cfg, self.branches)
+        rel = Relations(bank, cfg, self.branches)
         text, music = bank.text["train"], bank.music["train"]
         text_cfg, audio_cfg = embedding_head_configs(bank, cfg, cfg.embed_dim)
         heads_cfg = {"text": text_cfg, "audio": audio_cfg}
@@ -284,7 +284,7 @@ class MetricLearningFamily:
 
     @staticmethod
     def _validation_triplets(
-        bank: FeatureBank, rel: _Relations, cfg: FamilyConfig
+        bank: FeatureBank, rel: Relations, cfg: FamilyConfig
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
         """Fixed (text, positive clip, negative clip) validation triplets under the training
         relation (clip relevance from quadrants or tags of the validation clips)."""
