@@ -313,12 +313,12 @@ def measure_api(
             from storycue.jobs.matching import MatchOptions, search
 
             # The route's own work (not the HTTP client's thread, which only waits).
-            runtime = client.app.state.runtime
+            context = client.app.state.context
             options = MatchOptions(top_k=10, catalogue=filter_name)
             profiler = Profiler(interval=0.0002)
             with profiler:
                 for i in range(min(n, 200)):
-                    search(runtime, "default", STORIES[i % len(STORIES)], options)
+                    search(context, "default", STORIES[i % len(STORIES)], options)
             profile.write_text(profiler.output_text(unicode=True, color=False, show_all=False))
     enc = [encoder_ms(STORIES[i % len(STORIES)]) for i in range(min(n, 30))]
     out["text_encoding_alone"] = stats_ms([e / 1000.0 for e in enc])
@@ -402,7 +402,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             print(f"{backend}: {dim}-d {distance}, sizes {sizes}", file=sys.stderr)
             res: dict[str, Any] = {"sizes": {}}
             client: Any = None
-            runtime: Any = None
+            context: Any = None
             if use_api:
                 from fastapi.testclient import TestClient
 
@@ -410,16 +410,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 from storycue.context import get_context
 
                 settings = Settings(home=home, vector_backend=backend, emotion_model=checkpoint)
-                runtime = get_context(settings)
-                client = TestClient(create_app(settings, runtime=runtime))
+                context = get_context(settings)
+                client = TestClient(create_app(settings, context=context))
                 cat_ids = [
-                    runtime.tenancy.create_catalogue("default", f"bench-{c}")[0].id
+                    context.tenancy.create_catalogue("default", f"bench-{c}")[0].id
                     for c in range(args.catalogues)
                 ]
-                api_model = runtime.load_model()
-                runtime.register(api_model)
+                api_model = context.load_model()
+                context.register(api_model)
                 identity = api_model.identity
-                store = runtime.vectors
+                store = context.vectors
                 if hasattr(store, "auto_optimize"):
                     store.auto_optimize = False
             else:

@@ -26,7 +26,7 @@ TERMINAL = {"succeeded", "failed", "cancelled"}
 class Gateway:
     client: TestClient
     settings: Settings
-    runtime: ProcessContext
+    context: ProcessContext
     dispatcher: InProcessDispatcher
     keys: dict[str, str]
     music: Path

@@ -99,7 +99,7 @@ def test_mood_map_of_a_catalogue(gateway: Gateway) -> None:
     assert r.status_code == 200, r.text
     m = r.json()
     assert (m["total"], m["sampled"], len(m["points"])) == (3, False, 3)
-    assert m["model"]["name"] == gateway.runtime.load_model().identity.name
+    assert m["model"]["name"] == gateway.context.load_model().identity.name
     ids = set(_track_ids(gateway, "a", "a-only").values())
     assert {p["track_id"] for p in m["points"]} == ids
     assert all(0 <= p["valence"] <= 1 and 0 <= p["arousal"] <= 1 for p in m["points"])

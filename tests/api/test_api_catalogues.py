@@ -17,8 +17,8 @@ VA: ModelIdentity = checkpoint_info(resolve_checkpoint("va-regression")).identit
 
 
 def _vectors_of(gateway: Gateway, tenant: str, catalogue: str) -> int:
-    cat = gateway.runtime.tenancy.catalogue(tenant, catalogue)
-    return gateway.runtime.vectors.count(VA, SearchFilter(catalogue_ids=[cat.id]))
+    cat = gateway.context.tenancy.catalogue(tenant, catalogue)
+    return gateway.context.vectors.count(VA, SearchFilter(catalogue_ids=[cat.id]))
 
 
 def test_catalogue_crud(gateway: Gateway) -> None:
@@ -83,9 +83,9 @@ def test_register_ingest_list_and_delete_tracks(gateway: Gateway, tmp_path: Path
     r = c.get(f"/v1/catalogues/reg/tracks/{tracks[0]['id']}", headers=h)
     assert r.status_code == 404
     # deleting the catalogue removes the rest
-    cat_id = gateway.runtime.tenancy.catalogue("a", "reg").id
+    cat_id = gateway.context.tenancy.catalogue("a", "reg").id
     assert c.delete("/v1/catalogues/reg", headers=h).status_code == 204
-    assert gateway.runtime.vectors.count(VA, SearchFilter(catalogue_ids=[cat_id])) == 0
+    assert gateway.context.vectors.count(VA, SearchFilter(catalogue_ids=[cat_id])) == 0
 
 
 def test_uri_checks(gateway: Gateway) -> None:

@@ -51,7 +51,7 @@ def test_with_auth_off_the_key_is_optional(gateway: Gateway, tmp_path: Path) -> 
     assert isinstance(settings.service, ServiceSettings)
     dispatcher = InProcessDispatcher(settings, max_workers=1)
     try:
-        with TestClient(create_app(settings, dispatcher, runtime=gateway.runtime)) as client:
+        with TestClient(create_app(settings, dispatcher, context=gateway.context)) as client:
             spec = client.get("/openapi.json").json()
             assert {} in spec["paths"]["/v1/search"]["post"]["security"]
             assert client.get("/v1/catalogues").status_code == 200  # no key: tenant default

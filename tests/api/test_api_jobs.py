@@ -188,7 +188,7 @@ def test_bad_match_requests(gateway: Gateway) -> None:
 
 
 def test_list_get_and_cancel(gateway: Gateway) -> None:
-    rt = gateway.runtime
+    rt = gateway.context
     h = gateway.h("a")
     queued = rt.jobs.create("a", "match", {"top_k": 1}, items=[("q", "A quiet story.")])
     r = gateway.client.post(f"/v1/jobs/{queued.id}/cancel", headers=h)
@@ -265,7 +265,7 @@ def test_job_limits_answer_429_with_retry_after(gateway: Gateway) -> None:
     busy train worker would leave it) cannot start another: 429, Retry-After, the limit in
     the details; another tenant can; once the job is finished the tenant can again."""
     lim = gateway.settings.limits
-    held = gateway.runtime.jobs.create("b", "train", {}, total=1)
+    held = gateway.context.jobs.create("b", "train", {}, total=1)
     try:
         body = {"family": "metric-2branch", "version": "0.0.2"}
         r = gateway.client.post("/v1/jobs/train", json=body, headers=gateway.h("b"))
@@ -282,7 +282,7 @@ def test_job_limits_answer_429_with_retry_after(gateway: Gateway) -> None:
         assert r.status_code == 202, r.text
         gateway.wait("a", r.json()["id"])
     finally:
-        gateway.runtime.jobs.cancel("b", held.id)
+        gateway.context.jobs.cancel("b", held.id)
     body = {"family": "metric-2branch", "version": "0.0.3"}
     r = gateway.client.post("/v1/jobs/train", json=body, headers=gateway.h("b"))
     assert r.status_code == 202, r.text

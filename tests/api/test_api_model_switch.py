@@ -91,7 +91,7 @@ def held(gw: Gateway) -> HeldDispatcher:
 
 
 def run_held(gw: Gateway) -> None:
-    held(gw).run_all(gw.runtime, "t")
+    held(gw).run_all(gw.context, "t")
 
 
 def ingest(gw: Gateway, catalogue: str, paths: list[Path]) -> None:
@@ -141,8 +141,8 @@ def put_model(gw: Gateway, name: str, ident: ModelIdentity) -> dict[str, Any]:
 
 
 def alias_of(gw: Gateway, name: str) -> ModelIdentity | None:
-    cat = gw.runtime.tenancy.catalogue("t", name)
-    return gw.runtime.vectors.resolve_alias(catalogue_alias(cat.id))
+    cat = gw.context.tenancy.catalogue("t", name)
+    return gw.context.vectors.resolve_alias(catalogue_alias(cat.id))
 
 
 def test_searches_use_the_old_model_until_the_reembed_job_succeeds(gw: Gateway) -> None:
@@ -182,8 +182,8 @@ def test_searches_use_the_old_model_until_the_reembed_job_succeeds(gw: Gateway) 
     titles = {t["title"] for s in new_sheet["segments"] for t in s["tracks"]}
     assert titles <= {p.stem for p in clips[:3]}
     assert alias_of(gw, "switch") == NEW
-    cat_id = gw.runtime.tenancy.catalogue("t", "switch").id
-    assert gw.runtime.vectors.count(NEW, SearchFilter(catalogue_ids=[cat_id])) == 3
+    cat_id = gw.context.tenancy.catalogue("t", "switch").id
+    assert gw.context.vectors.count(NEW, SearchFilter(catalogue_ids=[cat_id])) == 3
 
     noop = put_model(gw, "switch", NEW)  # the active model: nothing to do
     assert noop["reembed_job"] is None and noop["catalogue"]["model"] == ref(NEW)
@@ -191,7 +191,7 @@ def test_searches_use_the_old_model_until_the_reembed_job_succeeds(gw: Gateway) 
 
     r = gw.client.delete("/v1/catalogues/switch", headers=gw.h("t"))
     assert r.status_code == 204
-    assert gw.runtime.vectors.resolve_alias(catalogue_alias(cat_id)) is None
+    assert gw.context.vectors.resolve_alias(catalogue_alias(cat_id)) is None
 
 
 def test_a_failed_reembed_keeps_the_old_model(gw: Gateway) -> None:
@@ -244,7 +244,7 @@ def test_a_replaced_switch_job_does_not_promote(gw: Gateway) -> None:
     """A re-embed job that no longer owns the switch (replaced) cancels itself."""
     clips: list[Path] = gw.clips  # type: ignore[attr-defined]
     ingest(gw, "replace", clips[:2])
-    rt = gw.runtime
+    rt = gw.context
     cat_id = rt.tenancy.catalogue("t", "replace").id
     first = put_model(gw, "replace", NEW)["reembed_job"]
     old_rec = rt.tenancy.model_switch("t", cat_id).active
@@ -277,7 +277,7 @@ def test_searches_cache_the_catalogue_model_and_every_change_here_invalidates_it
     a ``PUT .../model`` or a deletion in this process must still be seen at once."""
     monkeypatch.setattr("storycue.context.CATALOGUE_MODEL_TTL_S", 3600.0)
     clips: list[Path] = gw.clips  # type: ignore[attr-defined]
-    rt = gw.runtime
+    rt = gw.context
     ingest(gw, "cached", clips[:2])
     cat_id = rt.tenancy.catalogue("t", "cached").id
     assert search(gw, "cached")["model"]["version"] == OLD.version

@@ -38,7 +38,7 @@ def test_search_returns_a_cue_sheet_per_segment(gateway: Gateway) -> None:
 
 
 def test_search_matches_the_embedded_engine(gateway: Gateway) -> None:
-    rt = gateway.runtime
+    rt = gateway.context
     body = {"text": STORY, "top_k": 3, "catalogue": "mix"}
     r = gateway.client.post("/v1/search", json=body, headers=gateway.h("default"))
     assert r.status_code == 200, r.text
@@ -109,7 +109,7 @@ def test_a_search_writes_nothing_to_the_database(gateway: Gateway) -> None:
     request (the database sees SELECTs only, whichever catalogue scope is asked for)."""
     from sqlalchemy import event
 
-    engine = gateway.runtime.metadata.engine
+    engine = gateway.context.metadata.engine
     statements: list[str] = []
 
     def record(conn, cursor, statement, params, context, executemany):  # type: ignore[no-untyped-def]

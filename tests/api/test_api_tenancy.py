@@ -21,14 +21,14 @@ def test_keys_are_required_and_checked(gateway: Gateway) -> None:
         r = c.get("/v1/catalogues", headers=headers)
         assert (r.status_code, r.json()["error"]["code"]) == (401, "unauthenticated"), headers
     assert c.get("/v1/catalogues", headers={"X-API-Key": gateway.keys["a"]}).status_code == 200
-    record, key = gateway.runtime.keys.create("a", "temporary")
+    record, key = gateway.context.keys.create("a", "temporary")
     assert c.get("/v1/catalogues", headers={"X-API-Key": key}).status_code == 200
-    assert gateway.runtime.keys.revoke("a", record.id)
+    assert gateway.context.keys.revoke("a", record.id)
     assert c.get("/v1/catalogues", headers={"X-API-Key": key}).status_code == 401
     # keys are stored hashed: the key itself is nowhere in the table
     from sqlalchemy import text
 
-    with gateway.runtime.metadata.engine.connect() as conn:
+    with gateway.context.metadata.engine.connect() as conn:
         rows = [tuple(r) for r in conn.execute(text("SELECT * FROM api_keys"))]
     assert rows and not any(key in str(row) for row in rows)
     # operations routes need no key

@@ -20,7 +20,7 @@ MAX_STORIES = 50
 class Gateway:
     client: TestClient
     settings: Settings
-    runtime: Any
+    context: Any
     dispatcher: Any
     music: Path
     pg_url: str

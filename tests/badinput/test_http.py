@@ -161,7 +161,7 @@ def test_upload_without_file(gateway: Gateway) -> None:
 
 
 def _count_jobs(gw: Gateway) -> int:
-    counts = gw.runtime.jobs.count_by_kind_and_state()
+    counts = gw.context.jobs.count_by_kind_and_state()
     return int(sum(sum(v.values()) for v in counts.values()))
 
 

@@ -51,7 +51,7 @@ def default_dispatcher(settings: Settings) -> JobDispatcher:
 
 
 def job_supervisor(
-    settings: Settings, runtime: ProcessContext, dispatcher: JobDispatcher
+    settings: Settings, context: ProcessContext, dispatcher: JobDispatcher
 ) -> JobSupervisor | None:
     """The job supervisor the gateway runs (a daemon thread while the app is up) with
     ``queue.execution=celery``: it re-dispatches work the broker lost
@@ -63,7 +63,7 @@ def job_supervisor(
 
     if not isinstance(dispatcher, CeleryDispatcher):
         return None
-    return JobSupervisor(settings, jobs=runtime.jobs, dispatcher=dispatcher)
+    return JobSupervisor(settings, jobs=context.jobs, dispatcher=dispatcher)
 
 
 #: Request bodies whose fields carry the configured limits (plus FastAPI's ``Body_*`` forms).
@@ -113,11 +113,11 @@ def create_app(
     settings: Settings | None = None,
     dispatcher: JobDispatcher | None = None,
     *,
-    runtime: ProcessContext | None = None,
+    context: ProcessContext | None = None,
 ) -> FastAPI:
     """The gateway for ``settings`` (default: the environment's)."""
     s = settings or get_settings()
-    rt = runtime or get_context(s)
+    rt = context or get_context(s)
     disp = dispatcher or default_dispatcher(s)
 
     supervisor = job_supervisor(s, rt, disp)
@@ -143,7 +143,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.settings = s
-    app.state.runtime = rt
+    app.state.context = rt
     app.state.dispatcher = disp
     app.state.supervisor = supervisor
     app.state.audio_links = AudioLinkSigner.from_settings(s)

@@ -1,4 +1,4 @@
-"""Request dependencies: the process's runtime and settings, and the caller's tenant."""
+"""Request dependencies: the process's context and settings, and the caller's tenant."""
 
 from __future__ import annotations
 
@@ -26,9 +26,9 @@ def get_settings_dep(request: Request) -> Settings:
     return settings
 
 
-def get_runtime_dep(request: Request) -> ProcessContext:
-    runtime: ProcessContext = request.app.state.runtime
-    return runtime
+def get_context_dep(request: Request) -> ProcessContext:
+    context: ProcessContext = request.app.state.context
+    return context
 
 
 def get_dispatcher_dep(request: Request) -> JobDispatcher:
@@ -51,8 +51,8 @@ def get_tenant(
                 "an API key is required: send `Authorization: Bearer <key>` or `X-API-Key`"
             )
         return DEFAULT_TENANT
-    runtime: ProcessContext = request.app.state.runtime
-    record = runtime.keys.authenticate(key.strip())
+    context: ProcessContext = request.app.state.context
+    record = context.keys.authenticate(key.strip())
     if record is None:
         raise AuthenticationError("unknown or revoked API key")
     return record.tenant
@@ -64,6 +64,6 @@ TrackIdPath = Annotated[int, Path(ge=1, le=MAX_ROW_ID, description="The track's 
 JobIdPath = Annotated[str, Path(pattern=JOB_ID, description="The job's id.")]
 
 Tenant = Annotated[str, Depends(get_tenant)]
-Runtime = Annotated[ProcessContext, Depends(get_runtime_dep)]
+Context = Annotated[ProcessContext, Depends(get_context_dep)]
 AppSettings = Annotated[Settings, Depends(get_settings_dep)]
 Dispatcher = Annotated[JobDispatcher, Depends(get_dispatcher_dep)]

@@ -116,14 +116,14 @@ class IngestConsumer:
         self,
         settings: Settings | None = None,
         *,
-        runtime: ProcessContext | None = None,
+        context: ProcessContext | None = None,
         consumer: KafkaConsumer | None = None,
         producer: KafkaProducer | None = None,
         retry_sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.settings = settings or get_settings()
         k = self.settings.kafka
-        self.runtime = runtime or get_context(self.settings)
+        self.context = context or get_context(self.settings)
         if consumer is None:
             consumer = KafkaConsumer(
                 group_id=k.group_id,
@@ -277,13 +277,13 @@ class IngestConsumer:
     ) -> TrackEmbeddedEvent:
         before = (
             previous_track_id(
-                self.runtime, tenant=event.tenant, catalogue=event.catalogue, uri=event.uri
+                self.context, tenant=event.tenant, catalogue=event.catalogue, uri=event.uri
             )
             if event.type == "track.updated"
             else None
         )
         done = ingest_uri(
-            self.runtime,
+            self.context,
             self.settings,
             tenant=event.tenant,
             catalogue=event.catalogue,
@@ -296,7 +296,7 @@ class IngestConsumer:
         track, emb = done.track, done.embedding
         if before is not None and before != track.id:
             # New content at the URI: the track it held before goes (vectors first).
-            drop_track_if_unreferenced(self.runtime, before)
+            drop_track_if_unreferenced(self.context, before)
         return TrackEmbeddedEvent(
             tenant=event.tenant,
             catalogue=event.catalogue,
@@ -316,7 +316,7 @@ class IngestConsumer:
 
     def _remove(self, event: TrackEvent) -> None:
         self.stats.removed += remove_uri(
-            self.runtime, tenant=event.tenant, catalogue=event.catalogue, uri=event.uri
+            self.context, tenant=event.tenant, catalogue=event.catalogue, uri=event.uri
         )
 
     # ---- output ------------------------------------------------------------------------------
@@ -431,7 +431,7 @@ def main() -> None:
     start_metrics_server_if_enabled(settings.metrics_port)  # probes and Prometheus scrape it
     consumer = IngestConsumer(settings)
     # The first track must not pay for loading the model and the backbone's kernel set-up.
-    consumer.runtime.load_model().warm_up(text=False, audio=True)
+    consumer.context.load_model().warm_up(text=False, audio=True)
     signal.signal(signal.SIGTERM, lambda *_: consumer.stop())
     signal.signal(signal.SIGINT, lambda *_: consumer.stop())
     try:

@@ -96,7 +96,7 @@ def fetch_audio(settings: Settings, uri: str) -> FetchedAudio:
 
 
 def prepare_fetched(
-    runtime: ProcessContext,
+    context: ProcessContext,
     model_record: ModelRecord,
     catalogue: Catalogue,
     source: TrackSource,
@@ -106,14 +106,14 @@ def prepare_fetched(
     that content with an embedding of the model)."""
     if fetched.uri != source.uri:
         raise ValueError(f"audio fetched for {fetched.uri!r}, not for {source.uri!r}")
-    existing = embedded_track(runtime.metadata, catalogue.id, model_record.id, fetched.content_hash)
+    existing = embedded_track(context.metadata, catalogue.id, model_record.id, fetched.content_hash)
     if existing is not None:
         return PreparedSource(source, fetched.content_hash, None, existing)
     return PreparedSource(source, fetched.content_hash, fetched.audio)
 
 
 def prepare_source(
-    runtime: ProcessContext,
+    context: ProcessContext,
     settings: Settings,
     model_record: ModelRecord,
     catalogue: Catalogue,
@@ -126,7 +126,7 @@ def prepare_source(
     """
     with fetch(source.uri, settings) as path:
         sha = sha256_file(path, settings.limits.max_audio_bytes)
-        existing = embedded_track(runtime.metadata, catalogue.id, model_record.id, sha)
+        existing = embedded_track(context.metadata, catalogue.id, model_record.id, sha)
         if existing is not None:
             return PreparedSource(source, sha, None, existing)
         audio = decode_audio(path, settings)
@@ -134,7 +134,7 @@ def prepare_source(
 
 
 def store_prepared(
-    runtime: ProcessContext,
+    context: ProcessContext,
     model: EmotionModel,
     model_record: ModelRecord,
     catalogue: Catalogue,
@@ -151,8 +151,8 @@ def store_prepared(
         return prepared.existing_track_id, False
     source, audio = prepared.source, prepared.audio
     track, _created = embed_and_store(
-        runtime.metadata,
-        runtime.vectors,
+        context.metadata,
+        context.vectors,
         model,
         model_record.id,
         catalogue,
@@ -185,17 +185,17 @@ class SourcePrefetcher:
 
     def __init__(
         self,
-        runtime: ProcessContext,
+        context: ProcessContext,
         settings: Settings,
         model_record: ModelRecord,
         catalogue: Catalogue,
     ) -> None:
-        self._args = (runtime, settings, model_record, catalogue)
+        self._args = (context, settings, model_record, catalogue)
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-prefetch")
 
     def submit(self, source: TrackSource) -> Future[PreparedSource]:
-        runtime, settings, model_record, catalogue = self._args
-        return self._pool.submit(prepare_source, runtime, settings, model_record, catalogue, source)
+        context, settings, model_record, catalogue = self._args
+        return self._pool.submit(prepare_source, context, settings, model_record, catalogue, source)
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
@@ -208,7 +208,7 @@ class SourcePrefetcher:
 
 
 def ingest_source(
-    runtime: ProcessContext,
+    context: ProcessContext,
     settings: Settings,
     model: EmotionModel,
     model_record: ModelRecord,
@@ -229,21 +229,21 @@ def ingest_source(
         ready = (
             prepared.result()
             if prepared is not None
-            else prepare_source(runtime, settings, model_record, catalogue, source)
+            else prepare_source(context, settings, model_record, catalogue, source)
         )
         if ready.source.id != source.id:
             raise ValueError(f"prepared source {ready.source.id} is not source {source.id}")
-        track_id, embedded = store_prepared(runtime, model, model_record, catalogue, ready)
+        track_id, embedded = store_prepared(context, model, model_record, catalogue, ready)
     except (StorycueError, OSError) as exc:
         code = exc.code if isinstance(exc, StorycueError) else "io_error"
         message = exc.message if isinstance(exc, StorycueError) else str(exc)
         log.warning("ingest_failed", source_id=source.id, code=code, reason=message)
-        runtime.metadata.record_failure(catalogue.id, source.uri, code, message[:2000])
-        runtime.tenancy.mark_source(
+        context.metadata.record_failure(catalogue.id, source.uri, code, message[:2000])
+        context.tenancy.mark_source(
             tenant, catalogue.id, source.id, "failed", error_code=code, error_message=message
         )
         return IngestOutcome(source.id, source.uri, "failed", None, code, message)
-    runtime.tenancy.mark_source(tenant, catalogue.id, source.id, "ingested", track_id=track_id)
+    context.tenancy.mark_source(tenant, catalogue.id, source.id, "ingested", track_id=track_id)
     return IngestOutcome(
         source.id, source.uri, "embedded" if embedded else "already_present", track_id
     )
@@ -261,7 +261,7 @@ class IngestedTrack:
 
 
 def ingest_uri(
-    runtime: ProcessContext,
+    context: ProcessContext,
     settings: Settings,
     *,
     tenant: str,
@@ -281,28 +281,28 @@ def ingest_uri(
     of limits): the source is then marked failed. Database, vector-store and network
     errors propagate (callers retry).
     """
-    cat, _ = runtime.tenancy.create_catalogue(tenant, catalogue)
-    source, _ = runtime.tenancy.register_source(
+    cat, _ = context.tenancy.create_catalogue(tenant, catalogue)
+    source, _ = context.tenancy.register_source(
         tenant, cat.id, uri, title=title, artist=artist, tags=tags
     )
-    model = runtime.catalogue_model(tenant, cat.id)
-    record = runtime.ensure_registered(model)
+    model = context.catalogue_model(tenant, cat.id)
+    record = context.ensure_registered(model)
     try:
         if fetched is None:
-            prepared = prepare_source(runtime, settings, record, cat, source)
+            prepared = prepare_source(context, settings, record, cat, source)
         else:
-            prepared = prepare_fetched(runtime, record, cat, source, fetched.result())
-        track_id, embedded = store_prepared(runtime, model, record, cat, prepared)
+            prepared = prepare_fetched(context, record, cat, source, fetched.result())
+        track_id, embedded = store_prepared(context, model, record, cat, prepared)
     except (StorycueError, OSError) as exc:
         code = exc.code if isinstance(exc, StorycueError) else "io_error"
         message = exc.message if isinstance(exc, StorycueError) else str(exc)
-        runtime.tenancy.mark_source(
+        context.tenancy.mark_source(
             tenant, cat.id, source.id, "failed", error_code=code, error_message=message
         )
         raise
-    runtime.tenancy.mark_source(tenant, cat.id, source.id, "ingested", track_id=track_id)
-    track = runtime.metadata.get_track(track_id)
-    emb = runtime.metadata.get_embedding(track_id, record.id)
+    context.tenancy.mark_source(tenant, cat.id, source.id, "ingested", track_id=track_id)
+    track = context.metadata.get_track(track_id)
+    emb = context.metadata.get_embedding(track_id, record.id)
     if track is None or emb is None:  # removed by a concurrent event between the writes
         raise StorycueError(f"track {track_id} of {uri!r} was removed while being ingested")
     return IngestedTrack(
@@ -310,46 +310,46 @@ def ingest_uri(
     )
 
 
-def remove_uri(runtime: ProcessContext, *, tenant: str, catalogue: str, uri: str) -> int:
+def remove_uri(context: ProcessContext, *, tenant: str, catalogue: str, uri: str) -> int:
     """Delete the track registered under ``uri`` (its vectors first); how many tracks went.
 
     Idempotent: an unknown catalogue or URI removes nothing.
     """
-    cats = [c for c in runtime.tenancy.catalogues(tenant) if c.name == catalogue]
+    cats = [c for c in context.tenancy.catalogues(tenant) if c.name == catalogue]
     if not cats:
         return 0
     cat = cats[0]
     removed = 0
-    for src in runtime.tenancy.sources_at(tenant, cat.id, uri):
-        if src.track_id is not None and runtime.tenancy.count_sources_of_track(src.track_id) == 1:
-            _delete_vectors(runtime, src.track_id)  # first: a crash re-runs the event
-        _src, gone = runtime.tenancy.delete_source(tenant, cat.id, src.id)
+    for src in context.tenancy.sources_at(tenant, cat.id, uri):
+        if src.track_id is not None and context.tenancy.count_sources_of_track(src.track_id) == 1:
+            _delete_vectors(context, src.track_id)  # first: a crash re-runs the event
+        _src, gone = context.tenancy.delete_source(tenant, cat.id, src.id)
         removed += int(bool(gone))
     log.info("track_removed", tenant=tenant, catalogue=catalogue, uri=uri, removed=removed)
     return removed
 
 
 def previous_track_id(
-    runtime: ProcessContext, *, tenant: str, catalogue: str, uri: str
+    context: ProcessContext, *, tenant: str, catalogue: str, uri: str
 ) -> int | None:
     """The track the source ``uri`` of a catalogue points at now, if any."""
-    cats = [c for c in runtime.tenancy.catalogues(tenant) if c.name == catalogue]
+    cats = [c for c in context.tenancy.catalogues(tenant) if c.name == catalogue]
     if not cats:
         return None
-    found = runtime.tenancy.sources_at(tenant, cats[0].id, uri)
+    found = context.tenancy.sources_at(tenant, cats[0].id, uri)
     return found[0].track_id if found else None
 
 
-def drop_track_if_unreferenced(runtime: ProcessContext, track_id: int) -> bool:
+def drop_track_if_unreferenced(context: ProcessContext, track_id: int) -> bool:
     """Delete a track no source points at any more (vectors, then rows)."""
-    if runtime.tenancy.count_sources_of_track(track_id) > 0:
+    if context.tenancy.count_sources_of_track(track_id) > 0:
         return False
-    _delete_vectors(runtime, track_id)
-    return runtime.metadata.delete_track(track_id)
+    _delete_vectors(context, track_id)
+    return context.metadata.delete_track(track_id)
 
 
-def _delete_vectors(runtime: ProcessContext, track_id: int) -> None:
-    for emb in runtime.metadata.list_embeddings(track_id=track_id):
-        rec = runtime.metadata.get_model_by_id(emb.model_id)
+def _delete_vectors(context: ProcessContext, track_id: int) -> None:
+    for emb in context.metadata.list_embeddings(track_id=track_id):
+        rec = context.metadata.get_model_by_id(emb.model_id)
         if rec is not None:
-            runtime.vectors.delete(rec.identity, [emb.point_id])
+            context.vectors.delete(rec.identity, [emb.point_id])

@@ -42,7 +42,7 @@ class SearchScope:
 
 
 def search_scope(
-    runtime: ProcessContext, tenant: str, options: MatchOptions, *, check_embedded: bool = True
+    context: ProcessContext, tenant: str, options: MatchOptions, *, check_embedded: bool = True
 ) -> SearchScope:
     """Resolve a tenant's search: the catalogue(s) and the model their vectors use.
 
@@ -55,32 +55,32 @@ def search_scope(
     if options.catalogue is not None:
         # Read from the database on every search (1-2 ms): a search answers 503 while the
         # database is down, like every tenant route, instead of depending on a cache's age.
-        cat = runtime.tenancy.catalogue(tenant, options.catalogue)
+        cat = context.tenancy.catalogue(tenant, options.catalogue)
         ids = [cat.id]
-        model = runtime.catalogue_model(tenant, cat.id, cached=True)
+        model = context.catalogue_model(tenant, cat.id, cached=True)
     else:
-        ids = runtime.tenancy.catalogue_ids(tenant)
+        ids = context.tenancy.catalogue_ids(tenant)
         if not ids:
             raise NotFoundError("there are no catalogues yet: create one and ingest tracks")
-        model = runtime.load_model()
+        model = context.load_model()
     flt = SearchFilter(
         catalogue_ids=ids,
         min_duration_s=options.min_duration_s,
         max_duration_s=options.max_duration_s,
         tags_any=list(options.tags) if options.tags else None,
     )
-    runtime.ensure_registered(model)
+    context.ensure_registered(model)
     scope = SearchScope(model=model, flt=flt, catalogue=options.catalogue)
     if check_embedded:
-        check_embedded_tracks(runtime, scope)
+        check_embedded_tracks(context, scope)
     return scope
 
 
-def check_embedded_tracks(runtime: ProcessContext, scope: SearchScope) -> None:
+def check_embedded_tracks(context: ProcessContext, scope: SearchScope) -> None:
     """:class:`NotFoundError` when none of the scope's catalogues has a vector under its
     model (nothing ingested yet, or only with another model)."""
     ids = scope.flt.catalogue_ids
-    if runtime.vectors.count(scope.model.identity, SearchFilter(catalogue_ids=ids)) == 0:
+    if context.vectors.count(scope.model.identity, SearchFilter(catalogue_ids=ids)) == 0:
         where = f"catalogue {scope.catalogue!r}" if scope.catalogue else "any catalogue"
         key = scope.model.identity.key
         raise NotFoundError(
@@ -89,15 +89,15 @@ def check_embedded_tracks(runtime: ProcessContext, scope: SearchScope) -> None:
         )
 
 
-def search(runtime: ProcessContext, tenant: str, text: str, options: MatchOptions) -> CueSheet:
+def search(context: ProcessContext, tenant: str, text: str, options: MatchOptions) -> CueSheet:
     """The cue sheet of one story, searched in the tenant's catalogue(s)."""
-    limits = runtime.settings.limits
+    limits = context.settings.limits
     check_top_k(options.top_k, limits.max_top_k)
     check_story(text, limits.max_story_chars)
-    scope = search_scope(runtime, tenant, options, check_embedded=False)
+    scope = search_scope(context, tenant, options, check_embedded=False)
     (sheet,) = match_texts(
         scope.model,
-        runtime.vectors,
+        context.vectors,
         [text],
         top_k=options.top_k,
         flt=scope.flt,
@@ -109,5 +109,5 @@ def search(runtime: ProcessContext, tenant: str, text: str, options: MatchOption
     if not any(seg.tracks for seg in sheet.segments):
         # Nothing found: say why when nothing is embedded (the count costs a few ms at 100k
         # tracks, so a search that finds tracks never pays it).
-        check_embedded_tracks(runtime, scope)
+        check_embedded_tracks(context, scope)
     return sheet

@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Response, status
 
-from storycue.api.deps import AppSettings, Dispatcher, Runtime, Tenant, TrackIdPath
+from storycue.api.deps import AppSettings, Context, Dispatcher, Tenant, TrackIdPath
 from storycue.api.errors import ERROR_RESPONSES, JOB_LIMIT_RESPONSES, SOURCE_RESPONSES
 from storycue.api.routes.jobs import dispatch_job
 from storycue.api.routes.models import default_model_ref
@@ -93,7 +93,7 @@ def _track_out(rt: ProcessContext, src: TrackSource) -> TrackOut:
     responses={200: {"model": CatalogueOut, "description": "It already existed."}},
 )
 def create_catalogue(
-    body: CatalogueCreate, tenant: Tenant, rt: Runtime, response: Response
+    body: CatalogueCreate, tenant: Tenant, rt: Context, response: Response
 ) -> CatalogueOut:
     """Create a catalogue of yours (idempotent: an existing one answers 200)."""
     cat, created = rt.tenancy.create_catalogue(tenant, body.name)
@@ -103,17 +103,17 @@ def create_catalogue(
 
 
 @router.get("", response_model=CatalogueList, summary="List your catalogues")
-def list_catalogues(tenant: Tenant, rt: Runtime) -> CatalogueList:
+def list_catalogues(tenant: Tenant, rt: Context) -> CatalogueList:
     return CatalogueList(catalogues=[_out(rt, tenant, c) for c in rt.tenancy.catalogues(tenant)])
 
 
 @router.get("/{catalogue}", response_model=CatalogueOut, summary="One catalogue")
-def get_catalogue(catalogue: CatalogueName, tenant: Tenant, rt: Runtime) -> CatalogueOut:
+def get_catalogue(catalogue: CatalogueName, tenant: Tenant, rt: Context) -> CatalogueOut:
     return _out(rt, tenant, rt.tenancy.catalogue(tenant, catalogue))
 
 
 @router.delete("/{catalogue}", status_code=status.HTTP_204_NO_CONTENT, summary="Delete a catalogue")
-def delete_catalogue(catalogue: CatalogueName, tenant: Tenant, rt: Runtime) -> Response:
+def delete_catalogue(catalogue: CatalogueName, tenant: Tenant, rt: Context) -> Response:
     """Delete a catalogue with its tracks, their vectors and registrations."""
     cat = rt.tenancy.catalogue(tenant, catalogue)
     embeddings = rt.tenancy.catalogue_embeddings(tenant, cat.id)
@@ -135,7 +135,7 @@ def delete_catalogue(catalogue: CatalogueName, tenant: Tenant, rt: Runtime) -> R
     responses=SOURCE_RESPONSES,
 )
 def register_tracks(
-    catalogue: CatalogueName, body: TracksCreate, tenant: Tenant, rt: Runtime, settings: AppSettings
+    catalogue: CatalogueName, body: TracksCreate, tenant: Tenant, rt: Context, settings: AppSettings
 ) -> TracksCreated:
     """Register up to 1000 tracks by URI (absolute path under an allowed root, file://,
     s3:// or http(s):// to a public host). Every URI is checked first; none is stored
@@ -163,7 +163,7 @@ def register_tracks(
 def list_tracks(
     catalogue: CatalogueName,
     tenant: Tenant,
-    rt: Runtime,
+    rt: Context,
     state: SourceState | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     cursor: Annotated[
@@ -179,7 +179,7 @@ def list_tracks(
 
 @router.get("/{catalogue}/tracks/{track_id}", response_model=TrackOut, summary="One track")
 def get_track(
-    catalogue: CatalogueName, track_id: TrackIdPath, tenant: Tenant, rt: Runtime
+    catalogue: CatalogueName, track_id: TrackIdPath, tenant: Tenant, rt: Context
 ) -> TrackOut:
     cat = rt.tenancy.catalogue(tenant, catalogue)
     return _track_out(rt, rt.tenancy.source(tenant, cat.id, track_id))
@@ -191,7 +191,7 @@ def get_track(
     summary="Delete a track",
 )
 def delete_track(
-    catalogue: CatalogueName, track_id: TrackIdPath, tenant: Tenant, rt: Runtime
+    catalogue: CatalogueName, track_id: TrackIdPath, tenant: Tenant, rt: Context
 ) -> Response:
     """Delete a registered track, its audio's track record and its vectors."""
     cat = rt.tenancy.catalogue(tenant, catalogue)
@@ -208,7 +208,7 @@ def delete_track(
     responses=JOB_LIMIT_RESPONSES,
 )
 def ingest_catalogue(
-    catalogue: CatalogueName, tenant: Tenant, rt: Runtime, dispatcher: Dispatcher
+    catalogue: CatalogueName, tenant: Tenant, rt: Context, dispatcher: Dispatcher
 ) -> JobOut:
     """Embed every registered track that needs it (new, failed before, or without a
     vector of the catalogue's active model). One result per track."""
@@ -226,7 +226,7 @@ def set_model(
     catalogue: CatalogueName,
     body: SetModelRequest,
     tenant: Tenant,
-    rt: Runtime,
+    rt: Context,
     dispatcher: Dispatcher,
 ) -> SetModelResponse:
     """Switch the catalogue to ``name@version`` without downtime.
@@ -288,7 +288,7 @@ def set_model(
 def mood_map(
     catalogue: CatalogueName,
     tenant: Tenant,
-    rt: Runtime,
+    rt: Context,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 2000,
 ) -> MoodMap:
     """Every ingested track of the catalogue with its valence and arousal under the

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response
 from sqlalchemy import text
 
-from storycue.api.deps import Runtime
+from storycue.api.deps import Context
 from storycue.api.errors import RETRY_AFTER_S, ErrorResponse, error_response
 from storycue.api.schemas import Health, Readiness
 from storycue.log import get_logger
@@ -26,7 +26,7 @@ def healthz() -> Health:
     summary="The database and the vector store answer",
     responses={503: {"model": ErrorResponse, "description": "A dependency is down."}},
 )
-def readyz(rt: Runtime) -> Response | Readiness:
+def readyz(rt: Context) -> Response | Readiness:
     from storycue.metrics import set_dependency_up
 
     checks: dict[str, str] = {}
@@ -62,7 +62,7 @@ def readyz(rt: Runtime) -> Response | Readiness:
     response_class=Response,
     responses={200: {"content": {"text/plain": {}}}},
 )
-def metrics(request: Request, rt: Runtime) -> Response:
+def metrics(request: Request, rt: Context) -> Response:
     """The Prometheus exposition (every process's metrics in multiprocess mode)."""
     from storycue.metrics import render, set_job_counts
 

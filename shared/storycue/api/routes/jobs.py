@@ -11,7 +11,7 @@ from typing import IO, Annotated
 from fastapi import APIRouter, Body, File, Form, Query, UploadFile, status
 from pydantic import ValidationError
 
-from storycue.api.deps import AppSettings, Dispatcher, JobIdPath, Runtime, Tenant
+from storycue.api.deps import AppSettings, Context, Dispatcher, JobIdPath, Tenant
 from storycue.api.errors import ERROR_RESPONSES, JOB_LIMIT_RESPONSES
 from storycue.api.schemas import JobOut, JobPage, MatchJobRequest, ResultOut, ResultPage
 from storycue.context import ProcessContext
@@ -60,7 +60,7 @@ def dispatch_job(rt: ProcessContext, dispatcher: JobDispatcher, job: Job) -> Job
 def post_match_job(
     body: MatchJobRequest,
     tenant: Tenant,
-    rt: Runtime,
+    rt: Context,
     settings: AppSettings,
     dispatcher: Dispatcher,
 ) -> JobOut:
@@ -119,7 +119,7 @@ def post_match_upload(
         UploadFile, File(description='JSON lines, one {"id": ..., "text": ...} per story.')
     ],
     tenant: Tenant,
-    rt: Runtime,
+    rt: Context,
     settings: AppSettings,
     dispatcher: Dispatcher,
     top_k: Annotated[int, Form(ge=1)] = 5,
@@ -156,7 +156,7 @@ def post_match_upload(
     responses=JOB_LIMIT_RESPONSES,
 )
 def post_evaluate_job(
-    body: EvaluateParams, tenant: Tenant, rt: Runtime, dispatcher: Dispatcher
+    body: EvaluateParams, tenant: Tenant, rt: Context, dispatcher: Dispatcher
 ) -> JobOut:
     """Score a model with the evaluation harness (labelled query set against storycue's
     4Q split); the report is the job's one result."""
@@ -172,7 +172,7 @@ def post_evaluate_job(
     responses=JOB_LIMIT_RESPONSES,
 )
 def post_train_job(
-    body: Annotated[TrainRequest, Body()], tenant: Tenant, rt: Runtime, dispatcher: Dispatcher
+    body: Annotated[TrainRequest, Body()], tenant: Tenant, rt: Context, dispatcher: Dispatcher
 ) -> JobOut:
     """Train a model family on the cached frozen features; the new model's identity is
     the job's one result, and it is listed by ``GET /v1/models`` afterwards."""
@@ -183,7 +183,7 @@ def post_train_job(
 @router.get("", response_model=JobPage, summary="List your jobs")
 def list_jobs(
     tenant: Tenant,
-    rt: Runtime,
+    rt: Context,
     state: JobState | None = None,
     kind: JobKind | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
@@ -199,7 +199,7 @@ def list_jobs(
 
 
 @router.get("/{job_id}", response_model=JobOut, summary="A job's state and progress")
-def get_job(job_id: JobIdPath, tenant: Tenant, rt: Runtime) -> JobOut:
+def get_job(job_id: JobIdPath, tenant: Tenant, rt: Context) -> JobOut:
     return JobOut.of(rt.jobs.require(tenant, job_id))
 
 
@@ -207,7 +207,7 @@ def get_job(job_id: JobIdPath, tenant: Tenant, rt: Runtime) -> JobOut:
 def get_results(
     job_id: JobIdPath,
     tenant: Tenant,
-    rt: Runtime,
+    rt: Context,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     cursor: Annotated[
         str | None, Query(pattern=NUMBER_CURSOR, description="next_cursor of the previous page.")
@@ -231,7 +231,7 @@ def get_results(
     summary="Cancel a job",
     responses={409: {"description": "The job has already finished."}},
 )
-def cancel_job(job_id: JobIdPath, tenant: Tenant, rt: Runtime, dispatcher: Dispatcher) -> JobOut:
+def cancel_job(job_id: JobIdPath, tenant: Tenant, rt: Context, dispatcher: Dispatcher) -> JobOut:
     """A queued job is cancelled at once; a running one stops between batches (its
     ``cancel_requested`` is true until then). A finished job answers 409."""
     job = rt.jobs.request_cancel(tenant, job_id)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from fastapi import APIRouter
 
-from storycue.api.deps import AppSettings, Runtime
+from storycue.api.deps import AppSettings, Context
 from storycue.api.errors import ERROR_RESPONSES
 from storycue.api.schemas import ModelDetail, ModelList, ModelOut, ModelRef
 from storycue.config import Settings
@@ -61,7 +61,7 @@ def list_models(settings: AppSettings) -> ModelList:
 
 
 @router.get("/{name}/{version}", response_model=ModelDetail, summary="Inspect one model")
-def get_model(name: str, version: str, settings: AppSettings, rt: Runtime) -> ModelDetail:
+def get_model(name: str, version: str, settings: AppSettings, rt: Context) -> ModelDetail:
     """Everything the checkpoint records (family, encoders, training data, metrics)."""
     entry = find_model(settings, name, version)
     base = _out(entry, default_model_ref(settings))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from storycue.api.deps import AppSettings, Runtime, Tenant
+from storycue.api.deps import AppSettings, Context, Tenant
 from storycue.api.errors import ERROR_RESPONSES
 from storycue.api.schemas import SearchRequest
 from storycue.errors import InvalidInputError
@@ -16,7 +16,7 @@ router = APIRouter(tags=["search"], responses=ERROR_RESPONSES)
 
 @router.post("/search", response_model=CueSheet, summary="Match one story to music")
 def post_search(
-    body: SearchRequest, tenant: Tenant, rt: Runtime, settings: AppSettings
+    body: SearchRequest, tenant: Tenant, rt: Context, settings: AppSettings
 ) -> CueSheet:
     """Segment the story into scenes and return the top-k tracks of each scene, searched
     in one of your catalogues (``catalogue``) or all of them, with optional duration and

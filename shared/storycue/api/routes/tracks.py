@@ -21,7 +21,7 @@ from starlette.background import BackgroundTask
 
 from storycue.api.deps import (
     AppSettings,
-    Runtime,
+    Context,
     Tenant,
     TrackIdPath,
     api_key_header,
@@ -62,7 +62,7 @@ Signer = Annotated[AudioLinkSigner, Depends(signer_of)]
 @router.post(
     "/tracks/audio-links", response_model=AudioLinks, summary="Signed links to tracks' audio"
 )
-def audio_links(body: AudioLinksRequest, tenant: Tenant, rt: Runtime, signer: Signer) -> AudioLinks:
+def audio_links(body: AudioLinksRequest, tenant: Tenant, rt: Context, signer: Signer) -> AudioLinks:
     """URLs an ``<audio>`` element can play without an API key: each grants your one track
     until ``expires`` (``service.audio_link_ttl_s``). Unknown tracks, or other tenants',
     are a 404."""
@@ -123,7 +123,7 @@ def track_audio(
     request: Request,
     track_id: TrackIdPath,
     tenant: Annotated[str, Depends(audio_tenant)],
-    rt: Runtime,
+    rt: Context,
     settings: AppSettings,
     range_header: Annotated[str | None, Header(alias="Range")] = None,
 ) -> Response:
