@@ -58,18 +58,6 @@ class Release:
         return self.heads.info.identity
 
 
-def check_finetune(finetune: str, options: TrainOptions) -> Finetune:
-    """``finetune`` checked against the options (a fine-tuned encoder is not tuned again)."""
-    if finetune not in FINETUNE_CHOICES:
-        raise InvalidInputError("--finetune must be none, text, audio or both")
-    if finetune in ("text", "both") and options.text_encoder:
-        raise InvalidInputError("give --text-encoder or --finetune text, not both")
-    backbone = options.audio_backbone
-    if finetune in ("audio", "both") and backbone and is_finetuned_name(backbone):
-        raise InvalidInputError(f"{backbone} is already fine-tuned")
-    return finetune
-
-
 def finetune_encoders(
     settings: Settings,
     options: TrainOptions,
@@ -104,6 +92,18 @@ def finetune_encoders(
         tuned.append(TunedEncoder("audio", audio.delta.name, path, audio))
         options = replace(options, audio_backbone=audio.delta.name)
     return options, tuned
+
+
+def check_finetune(finetune: str, options: TrainOptions) -> Finetune:
+    """``finetune`` checked against the options (a fine-tuned encoder is not tuned again)."""
+    if finetune not in FINETUNE_CHOICES:
+        raise InvalidInputError("--finetune must be none, text, audio or both")
+    if finetune in ("text", "both") and options.text_encoder:
+        raise InvalidInputError("give --text-encoder or --finetune text, not both")
+    backbone = options.audio_backbone
+    if finetune in ("audio", "both") and backbone and is_finetuned_name(backbone):
+        raise InvalidInputError(f"{backbone} is already fine-tuned")
+    return finetune
 
 
 def save_release(

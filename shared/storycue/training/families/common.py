@@ -61,22 +61,13 @@ def embedding_head_configs(
     bank: FeatureBank, cfg: FamilyConfig, out_dim: int, output: OutputKind = "l2"
 ) -> tuple[HeadConfig, HeadConfig]:
     """The text and audio head architectures of a family mapping both into ``out_dim``."""
-    return (
-        HeadConfig(
-            in_dim=bank.text_dim,
-            out_dim=out_dim,
-            hidden=list(cfg.text_hidden),
-            dropout=cfg.dropout,
-            output=output,
-        ),
-        HeadConfig(
-            in_dim=bank.audio_dim,
-            out_dim=out_dim,
-            hidden=list(cfg.audio_hidden),
-            dropout=cfg.dropout,
-            output=output,
-        ),
-    )
+
+    def head(in_dim: int, hidden: Sequence[int]) -> HeadConfig:
+        return HeadConfig(
+            in_dim=in_dim, out_dim=out_dim, hidden=list(hidden), dropout=cfg.dropout, output=output
+        )
+
+    return head(bank.text_dim, cfg.text_hidden), head(bank.audio_dim, cfg.audio_hidden)
 
 
 def fitted_head(config: HeadConfig, x: np.ndarray) -> MLPHead:
