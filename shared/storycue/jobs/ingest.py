@@ -22,7 +22,13 @@ from storycue.context import ProcessContext
 from storycue.errors import InvalidInputError, StorycueError
 from storycue.log import get_logger
 from storycue.models.emotion import EmotionModel
-from storycue.pipeline.ingest import decode_audio, embed_and_store, embedded_track, sha256_file
+from storycue.pipeline.ingest import (
+    decode_audio,
+    embed_and_store,
+    embedded_track,
+    prepare_file,
+    sha256_file,
+)
 from storycue.sources import fetch
 from storycue.storage.records import Catalogue, EmbeddingRecord, ModelRecord, Track, TrackCreate
 from storycue.storage.tenancy import TrackSource
@@ -125,12 +131,10 @@ def prepare_source(
     Raises :class:`StorycueError` / :class:`OSError` for a source that cannot be ingested.
     """
     with fetch(source.uri, settings) as path:
-        sha = sha256_file(path, settings.limits.max_audio_bytes)
-        existing = embedded_track(context.metadata, catalogue.id, model_record.id, sha)
-        if existing is not None:
-            return PreparedSource(source, sha, None, existing)
-        audio = decode_audio(path, settings)
-    return PreparedSource(source, sha, audio)
+        sha, existing, audio = prepare_file(
+            path, settings, context.metadata, catalogue.id, model_record.id
+        )
+    return PreparedSource(source, sha, audio, existing)
 
 
 def store_prepared(

@@ -21,13 +21,7 @@ from storycue.errors import InvalidInputError, NotFoundError, StorycueError, Tex
 from storycue.log import get_logger
 from storycue.models.emotion import EmotionModel, load_configured_model
 from storycue.pipeline.cuesheet import CueSheet
-from storycue.pipeline.ingest import (
-    decode_audio,
-    embed_and_store,
-    embedded_track,
-    register_model,
-    sha256_file,
-)
+from storycue.pipeline.ingest import embed_and_store, prepare_file, register_model
 from storycue.pipeline.match import check_story, check_top_k, match_texts
 from storycue.storage.factory import open_metadata_store, open_vector_store
 from storycue.storage.metadata import MetadataStore
@@ -198,13 +192,10 @@ class Engine:
         model_id = self._model_record_id()
         identity = self.model.identity
         report = IngestReport(catalogue=catalogue, scanned=len(files))
-        limits = self.settings.limits
 
         def prepare(path: Path) -> PreparedFile:
-            sha = sha256_file(path, limits.max_audio_bytes)
-            if embedded_track(self.metadata, cat.id, model_id, sha) is not None:
-                return PreparedFile(path, sha, None)
-            return PreparedFile(path, sha, decode_audio(path, self.settings))
+            sha, _, audio = prepare_file(path, self.settings, self.metadata, cat.id, model_id)
+            return PreparedFile(path, sha, audio)
 
         workers = max(1, min(4, (os.cpu_count() or 2)))
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="decode") as pool:

@@ -70,6 +70,17 @@ def decode_audio(path: Path, settings: Settings) -> DecodedAudio:
         return load_audio(path, settings=settings)
 
 
+def prepare_file(
+    path: Path, settings: Settings, metadata: MetadataStore, catalogue_id: int, model_id: int
+) -> tuple[str, int | None, DecodedAudio | None]:
+    """``(sha256, existing track id, audio)`` of a local file: hashed, then decoded unless
+    the catalogue already holds its content with an embedding of the model (then the
+    existing track's id and no audio). Needs no model, so it can run ahead of one."""
+    sha = sha256_file(path, settings.limits.max_audio_bytes)
+    existing = embedded_track(metadata, catalogue_id, model_id, sha)
+    return sha, existing, None if existing is not None else decode_audio(path, settings)
+
+
 def embed_and_store(
     metadata: MetadataStore,
     vectors: VectorStore,

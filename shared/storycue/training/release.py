@@ -21,10 +21,8 @@ from storycue.log import get_logger
 from storycue.models.checkpoints import EmotionHeads, trained_checkpoint_path
 from storycue.models.emotion import EmotionModel
 from storycue.models.finetuned import is_finetuned_name
-from storycue.models.musicnn import load_backbone
-from storycue.models.text import TextEncoder
 from storycue.training.modelcard import write_model_card
-from storycue.training.run import TrainOptions, train_model
+from storycue.training.run import TrainOptions, train_model, training_backbone, training_encoder
 
 log = get_logger(__name__)
 
@@ -146,18 +144,8 @@ def train_release(
     options, tuned = finetune_encoders(
         settings, options, check_finetune(finetune, options), progress
     )
-    device = settings.torch_device()
-    encoder = TextEncoder(
-        options.text_encoder or settings.text_encoder,
-        device=device,
-        batch_size=settings.batch.text,
-        max_tokens=settings.text_max_tokens,
-    )
-    backbone = load_backbone(
-        options.audio_backbone or settings.audio_backbone,
-        weights_dir=settings.musicnn_weights_dir,
-        device=device,
-    )
+    encoder = training_encoder(settings, options)
+    backbone = training_backbone(settings, options)
     heads = train_model(
         settings, options, text_encoder=encoder, backbone=backbone, progress=progress
     )

@@ -56,6 +56,31 @@ class TrainOptions:
         return FAMILY_ALIASES.get(self.family, self.family)
 
 
+def training_encoder(settings: Settings, options: TrainOptions) -> Any:
+    """The text encoder a training run reads its features with: ``options.text_encoder``
+    (a fine-tuned delta, say) or the configured one, on the configured device."""
+    from storycue.models.text import TextEncoder
+
+    return TextEncoder(
+        options.text_encoder or settings.text_encoder,
+        device=settings.torch_device(),
+        batch_size=settings.batch.text,
+        max_tokens=settings.text_max_tokens,
+    )
+
+
+def training_backbone(settings: Settings, options: TrainOptions) -> Any:
+    """The audio backbone a training run reads its features with (as
+    :func:`training_encoder`)."""
+    from storycue.models.musicnn import load_backbone
+
+    return load_backbone(
+        options.audio_backbone or settings.audio_backbone,
+        weights_dir=settings.musicnn_weights_dir,
+        device=settings.torch_device(),
+    )
+
+
 def train_model(
     settings: Settings,
     options: TrainOptions,
@@ -72,8 +97,6 @@ def train_model(
     ``<home>/cache/features`` so a second run only trains the heads.
     """
     from storycue.data.textsets import DEFAULT_TEXT_SOURCES
-    from storycue.models.musicnn import load_backbone
-    from storycue.models.text import TextEncoder
     from storycue.training.families import build_feature_bank, get_family
 
     fam = get_family(options.family_name)
@@ -130,20 +153,10 @@ def train_model(
         cfg = replace(cfg, label_arousal_weight=float(options.label_arousal_weight))
     if options.va_proximity is not None and cfg.va_scoring != "proximity":
         raise InvalidInputError("--va-proximity needs --va-scoring proximity")
-    device = settings.torch_device()
     if text_encoder is None:
-        text_encoder = TextEncoder(
-            options.text_encoder or settings.text_encoder,
-            device=device,
-            batch_size=settings.batch.text,
-            max_tokens=settings.text_max_tokens,
-        )
+        text_encoder = training_encoder(settings, options)
     if backbone is None:
-        backbone = load_backbone(
-            options.audio_backbone or settings.audio_backbone,
-            weights_dir=settings.musicnn_weights_dir,
-            device=device,
-        )
+        backbone = training_backbone(settings, options)
     cache = feature_cache_dir(settings)
     # The bank holds the default sources (their caches are shared by every run) and any
     # other source the configuration asks for; the family trains on cfg.text_sources.
