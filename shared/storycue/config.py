@@ -108,6 +108,12 @@ class ServiceSettings(BaseModel):
     )
     audio_link_ttl_s: int = Field(default=3600, ge=10, le=7 * 86400)
     studio: bool = Field(default=True, description="Serve the studio web page at /studio.")
+    share_search_forwards: bool = Field(
+        default=True,
+        description="Concurrent searches share text-encoder forward passes: a request runs "
+        "at once when the encoder is idle, and those that arrive while a pass runs join the "
+        "next one (no waiting for companions, so a lone request pays nothing).",
+    )
 
 
 class QueueSettings(BaseModel):

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from storycue.config import Settings
 from storycue.log import get_logger
+from storycue.models.batching import BatchedTextEncoder, install_batching
 from storycue.models.checkpoints import find_model
 from storycue.models.emotion import EmotionModel, load_configured_model
 from storycue.pipeline.ingest import register_model
@@ -51,6 +52,12 @@ class ProcessContext:
     _model_cache_lock: threading.Lock = field(
         init=False, default_factory=threading.Lock, repr=False
     )
+    #: Set by :meth:`share_text_forwards` (the gateway): every model this context loads
+    #: reads text through a greedy batcher shared by the process's threads.
+    text_forwards_shared: bool = field(init=False, default=False)
+    _batched: list[tuple[EmotionModel, BatchedTextEncoder]] = field(
+        init=False, default_factory=list, repr=False
+    )
 
     def __post_init__(self) -> None:
         self.jobs = JobStore(self.metadata.engine)
@@ -60,7 +67,23 @@ class ProcessContext:
     # ---- models ---------------------------------------------------------------------------
     def load_model(self, name_or_path: str | Path | None = None) -> EmotionModel:
         """An emotion model (default: ``settings.emotion_model``), loaded once per process."""
-        return load_configured_model(self.settings, name_or_path)
+        model = load_configured_model(self.settings, name_or_path)
+        if self.text_forwards_shared and not isinstance(model.text_encoder, BatchedTextEncoder):
+            with self._model_cache_lock:  # one batcher per model, however many threads ask
+                if not isinstance(model.text_encoder, BatchedTextEncoder):
+                    batched, _ = install_batching(model, self.settings, text=True, audio=False,
+                                                  max_wait_ms=0)  # fmt: skip
+                    if batched is not None:
+                        self._batched.append((model, batched))
+        return model
+
+    def share_text_forwards(self) -> None:
+        """Let concurrent requests of this process share text-encoder forward passes
+        (``Settings.service.share_search_forwards``): each model's text encoder gets a greedy
+        micro-batcher (no wait when idle; what queues behind a running pass joins the next
+        one), so eight searches at once cost a few forward passes, not eight competing
+        ones."""
+        self.text_forwards_shared = True
 
     def load_model_version(self, name: str, version: str) -> EmotionModel:
         """The model ``name@version`` (one of :func:`available_models`)."""
@@ -120,6 +143,14 @@ class ProcessContext:
             self._model_cache.pop((tenant, int(catalogue_id)), None)
 
     def close(self) -> None:
+        """Close the stores, and stop the batchers this context put in front of its models'
+        text encoders (each model gets its plain encoder back first)."""
+        with self._model_cache_lock:
+            batched, self._batched = self._batched, []
+        for model, wrapper in batched:
+            if model.text_encoder is wrapper:
+                model.use_text_encoder(wrapper.inner)
+            wrapper.close()
         self.metadata.close()
 
 

@@ -125,3 +125,40 @@ def test_a_search_writes_nothing_to_the_database(gateway: Gateway) -> None:
         event.remove(engine, "before_cursor_execute", record)
     assert statements, "the searches read the catalogues"
     assert set(statements) <= {"SELECT"}, sorted(set(statements))
+
+
+def test_concurrent_searches_share_one_greedy_text_batcher(gateway: Gateway) -> None:
+    """The gateway reads story text through one greedy micro-batcher per model
+    (``service.share_search_forwards``, on by default): searches sent at once get the cue
+    sheets they get one at a time, and every request went through that batcher."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from storycue.models.batching import BatchedTextEncoder
+
+    h = gateway.h("default")
+    stories = [STORY, STORY.split("\n\n")[0], STORY.split("\n\n")[1], "A quiet grey morning."]
+
+    def ask(text: str) -> dict[str, object]:
+        r = gateway.client.post("/v1/search", json={"text": text, "top_k": 3}, headers=h)
+        assert r.status_code == 200, r.text
+        body: dict[str, object] = r.json()
+        return body
+
+    alone = [ask(t) for t in stories]
+    encoder = gateway.context.load_model().text_encoder
+    assert isinstance(encoder, BatchedTextEncoder)
+    assert encoder.batcher.max_wait_s == 0.0
+    before = encoder.batcher.stats.items
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        together = list(pool.map(ask, stories * 4))
+    segments = sum(len(a["segments"]) for a in alone)  # type: ignore[arg-type]
+    assert encoder.batcher.stats.items - before == 4 * segments
+
+    def tracks(sheet: dict[str, object]) -> list[list[tuple[int, float]]]:
+        return [
+            [(t["track_id"], round(t["score"], 5)) for t in seg["tracks"]]
+            for seg in sheet["segments"]  # type: ignore[attr-defined]
+        ]
+
+    for i, sheet in enumerate(together):
+        assert tracks(sheet) == tracks(alone[i % len(stories)])

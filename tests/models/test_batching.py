@@ -245,6 +245,40 @@ def test_worker_warm_up_runs_both_encoders_through_their_batchers(
     assert not isinstance(model.text_encoder, BatchedTextEncoder)
 
 
+def test_a_context_that_shares_text_forwards_wraps_each_model_once_and_unwraps_on_close(
+    tmp_path: Path, text_encoder: object
+) -> None:
+    """The gateway's context (``share_text_forwards``) puts one greedy batcher in front of
+    each model's text encoder; closing the context gives the model its plain encoder back
+    and stops the batcher."""
+    from storycue.config import Settings
+    from storycue.context import close_contexts, get_context
+
+    settings = Settings(home=tmp_path / "home")
+    context = get_context(settings)
+    model = context.load_model()  # the process-wide instance: restored below
+    model.use_text_encoder(text_encoder)
+    try:
+        assert context.load_model().text_encoder is text_encoder  # not shared until asked
+        context.share_text_forwards()
+        wrapped = context.load_model().text_encoder
+        assert isinstance(wrapped, BatchedTextEncoder) and wrapped.inner is text_encoder
+        assert wrapped.batcher.max_wait_s == 0.0
+        assert context.load_model().text_encoder is wrapped  # one batcher per model
+        np.testing.assert_allclose(
+            wrapped.encode(["a calm grey sea"]),
+            text_encoder.encode(["a calm grey sea"]),  # type: ignore[attr-defined]
+            atol=1e-6,
+        )
+        close_contexts()
+        assert model.text_encoder is text_encoder
+        with pytest.raises(ConfigurationError, match="closed"):
+            wrapped.encode(["after close"])
+    finally:
+        model.use_text_encoder(text_encoder)
+        close_contexts()
+
+
 def test_model_warm_up_reports_each_side(text_encoder: object) -> None:
     from storycue.config import get_settings
     from storycue.models.emotion import load_emotion_model, warm_up_waveform

@@ -118,6 +118,8 @@ def create_app(
     """The gateway for ``settings`` (default: the environment's)."""
     s = settings or get_settings()
     rt = context or get_context(s)
+    if s.service.share_search_forwards:
+        rt.share_text_forwards()
     disp = dispatcher or default_dispatcher(s)
 
     supervisor = job_supervisor(s, rt, disp)

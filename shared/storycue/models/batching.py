@@ -288,6 +288,11 @@ class BatchedTextEncoder:
             return np.asarray(self._encoder.encode([]), dtype=np.float32)
         return np.stack(self.batcher.map(list(texts)))
 
+    @property
+    def inner(self) -> Any:
+        """The wrapped encoder."""
+        return self._encoder
+
     def close(self) -> None:
         self.batcher.close()
 
@@ -358,15 +363,24 @@ class BatchedAudioBackbone:
 
 
 def install_batching(
-    model: Any, settings: Settings | None = None, *, text: bool = True, audio: bool = True
+    model: Any,
+    settings: Settings | None = None,
+    *,
+    text: bool = True,
+    audio: bool = True,
+    max_wait_ms: float | None = None,
 ) -> tuple[BatchedTextEncoder | None, BatchedAudioBackbone | None]:
     """Put micro-batchers in front of ``model``'s encoders (an ``EmotionModel``).
 
     Loads the encoders on the configured device (``Settings.device``) and returns the
     batching wrappers (``None`` for a side not asked for); close them at shutdown.
+    ``max_wait_ms`` (default ``Settings.batch.max_wait_ms``): 0 makes the batchers
+    greedy, as the gateway's searches want them: a request runs at once when the encoder
+    is idle and the requests queued behind a running pass share the next one.
+    An encoder that is already batched keeps its batcher.
     """
     s = settings or get_settings()
-    wait = s.batch.max_wait_ms
+    wait = s.batch.max_wait_ms if max_wait_ms is None else max_wait_ms
     text_enc: BatchedTextEncoder | None = None
     audio_bb: BatchedAudioBackbone | None = None
     if text:
@@ -393,6 +407,6 @@ def install_batching(
         text_batch=s.batch.text if text else None,
         text_streams=s.batch.text_streams if text else None,
         audio_patches=s.batch.audio_patches if audio else None,
-        max_wait_ms=s.batch.max_wait_ms,
+        max_wait_ms=wait,
     )
     return text_enc, audio_bb
