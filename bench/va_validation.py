@@ -13,9 +13,12 @@ storycue's 4Q *validation* clips as the catalogue:
   (``arousal_bias``) and how often it falls on the rated side of the midpoint.
 
 Appends one row per checkpoint to ``bench/results/va_validation.json`` (``--label`` names
-the run) and prints them.
+the run) and prints them. ``--summary`` prints every stored row scored by the story-grade
+selection rule (``bench/results/va_selection_rule-2026-12-02.txt``): its guards and its
+seven-number score.
 
     python bench/va_validation.py CHECKPOINT [CHECKPOINT ...] [--label TEXT]
+    python bench/va_validation.py --summary
 """
 
 from __future__ import annotations
@@ -105,16 +108,62 @@ def score_checkpoint(target: str) -> dict[str, Any]:
     return row
 
 
+def rule_guards(row: dict[str, Any]) -> dict[str, bool]:
+    """The retrieval guards of the 2026-12-02 rule, each passed or not."""
+    return {
+        "isear p@5 >= .865": row["isear-validation"]["p@5"] >= 0.865,
+        "isear mrr >= .89": row["isear-validation"]["mrr"] >= 0.89,
+        "goemotions p@5 >= .78": row["goemotions-validation"]["p@5"] >= 0.78,
+        "high-A top-5 Q1/Q2 >= .90": row["matching"]["sentences"]["high_arousal_top5_q12"] >= 0.90,
+    }
+
+
+def rule_score(row: dict[str, Any]) -> float:
+    """The 2026-12-02 rule's score: the mean of seven validation numbers (four correlations
+    with EmoBank dev ratings, three that ask whether calm prose gets calm music)."""
+    read, match = row["reading"]["model"], row["matching"]
+    parts = [
+        read["sentences"]["valence_pearson"],
+        read["sentences"]["arousal_pearson"],
+        read["fiction"]["valence_pearson"],
+        read["fiction-scenes-6"]["valence_spearman"],
+        match["sentences"]["low_arousal_top5_q34"],
+        match["fiction-scenes-3"]["arousal_side_agreement"],
+        match["fiction-scenes-6"]["arousal_side_agreement"],
+    ]
+    return float(np.mean(parts))
+
+
+def summary(rows: list[dict[str, Any]]) -> str:
+    lines = ["| created | label | checkpoint | text encoder | ISEAR P@5 / MRR | guards | score |",
+             "|---|---|---|---|---|---|---:|"]  # fmt: skip
+    for row in rows:
+        failed = [k for k, ok in rule_guards(row).items() if not ok]
+        isear = row["isear-validation"]
+        lines.append(
+            f"| {row['created'][:16]} | {row['label']} | {row['checkpoint']} | "
+            f"{row['text_encoder'].split('+')[-1]} | {isear['p@5']:.3f} / {isear['mrr']:.3f} | "
+            f"{'ok' if not failed else 'fails ' + ', '.join(failed)} | {rule_score(row):.3f} |"
+        )
+    return "\n".join(lines)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("checkpoints", nargs="+")
+    ap.add_argument("checkpoints", nargs="*")
     ap.add_argument("--label", default="")
+    ap.add_argument("--summary", action="store_true", help="print the stored rows by the rule")
     args = ap.parse_args()
     doc: dict[str, Any] = (
         json.loads(OUT.read_text())
         if OUT.is_file()
         else {"what": __doc__.split("\n\n")[0] if __doc__ else "", "rows": []}
     )
+    if args.summary:
+        print(summary(doc["rows"]))
+        return
+    if not args.checkpoints:
+        ap.error("name at least one checkpoint, or --summary")
     for target in args.checkpoints:
         row = score_checkpoint(target)
         row["label"] = args.label

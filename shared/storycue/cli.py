@@ -746,7 +746,11 @@ def finetune_text_cmd(
         float, typer.Option(help="Weight of the valence-arousal MSE against the label loss.")
     ] = 5.0,
     text_sources: Annotated[
-        str, typer.Option(help="Comma-separated sources: isear,goemotions,emobank.")
+        str,
+        typer.Option(
+            help="Comma-separated sources: isear,goemotions,emobank (and emobank-passages: "
+            "EmoBank's sentences joined into passages, rated by the rating output too)."
+        ),
     ] = "isear,goemotions,emobank",
     max_examples: Annotated[
         int | None, typer.Option(help="Train on at most this many texts (quick runs).")

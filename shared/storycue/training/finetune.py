@@ -45,6 +45,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from storycue.data.textsets import RATED_SOURCES
 from storycue.errors import InvalidInputError
 from storycue.log import get_logger
 from storycue.models.finetuned import EncoderDelta, is_finetuned_name, make_delta
@@ -136,9 +137,11 @@ class TextFinetuneConfig:
     #: own. Label positions and ratings live on different scales (EmoBank's sentences sit
     #: within a few hundredths of the neutral point once rescaled to [0, 1]), so inside the
     #: plain VA MSE the ratings barely move the encoder; standardising them gives prose its
-    #: own say. 0 (the default) turns the output off.
+    #: own say. 0 (the default) turns the output off. Every rated source by default, so
+    #: EmoBank's joined passages (source ``emobank-passages``), when trained on, teach the
+    #: encoder how a paragraph reads through the same output.
     rating_weight: float = 0.0
-    rating_sources: tuple[str, ...] = ("emobank",)
+    rating_sources: tuple[str, ...] = RATED_SOURCES
     #: ``labels``: early-stop on the mean balanced accuracy of ``validation_sources``;
     #: ``labels+ratings``: on its mean with the mean Pearson correlation (valence, arousal)
     #: of the rating output on the validation texts of ``rating_sources``.
