@@ -195,6 +195,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default="redis://127.0.0.1:6379/13",
         help="Celery broker for --execution celery (a Redis database of its own: 13)",
     )
+    p.add_argument(
+        "--database-url",
+        default=None,
+        help="metadata and job database (an empty PostgreSQL database, e.g. "
+        "postgresql+psycopg://postgres@127.0.0.1:5432/bench_bulk); default: SQLite in the "
+        "scratch home",
+    )
     p.add_argument("--concurrency", type=int, default=2, help="worker tasks at once (2)")
     p.add_argument(
         "--worker-streams",
@@ -217,6 +224,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
     p.add_argument("--timeout", type=float, default=3600.0, help="longest wait for the job, s")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--name",
+        default=None,
+        help="results file name (bulk, or bulk-celery with --execution celery); variants "
+        "named bulk-* get their own section of SUMMARY.md",
+    )
     add_run_arguments(p, quick="smoke run: 40 stories, 500 tracks")
     args = p.parse_args(argv)
     if args.quick:
@@ -252,8 +265,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         }
         if args.backend:
             env_over["STORYCUE_TEXT_BACKEND"] = args.backend
+        if args.database_url:
+            env_over["STORYCUE_DATABASE_URL"] = args.database_url
         settings = Settings(
             home=Path(env_over["STORYCUE_HOME"]),
+            database_url=args.database_url,
             emotion_model=checkpoint,
             text_backend=args.backend or base.text_backend,
             queue=QueueSettings(
@@ -361,6 +377,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "concurrency": args.concurrency if args.execution == "celery" else 2,
             "worker_streams": args.worker_streams if args.execution == "celery" else None,
             "torch_threads": torch.get_num_threads(),
+            "database": settings.resolved_database_url.split(":", 1)[0],
             "job_chunk_size": settings.queue.job_chunk_size,
             "batch_size": settings.batch.text,
             "text_backend": encoder.backend,
@@ -409,7 +426,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "worker_log_tail": worker_tail if args.execution == "celery" else None,
     }
     path = write_results(
-        NAME if args.execution == "inprocess" else f"{NAME}-celery",
+        args.name or (NAME if args.execution == "inprocess" else f"{NAME}-celery"),
         results,
         results_dir(args),
     )
@@ -436,6 +453,10 @@ def summary_section(r: dict[str, Any]) -> list[str]:
             if (cfg.get("worker_streams") or 1) > 1
             else ""
         )
+        + (
+            f", {cfg['torch_threads']} forward thread{'s' if cfg['torch_threads'] > 1 else ''}"
+            f" on {r['environment'].get('usable_cpus', '?')} CPUs"
+        )
         + ")"
         if cfg["execution"] == "celery"
         else "in the in-process dispatcher (embedded mode, 2 job threads)"
@@ -447,7 +468,7 @@ def summary_section(r: dict[str, Any]) -> list[str]:
         f"{cfg['stories']:,} stories ({cfg['story_source']}, {cfg['segments']:,} segments) "
         f"matched {where}, chunks of {cfg['job_chunk_size']} stories, against a catalogue of "
         f"{cfg['tracks']:,} tracks ({cfg['vector_backend']}), top {cfg['top_k']}; text runtime "
-        f"`{cfg['text_backend']}`.{quick}",
+        f"`{cfg['text_backend']}`; results in {cfg.get('database', 'sqlite')}.{quick}",
         "",
         "| path | stories/s | segments/s | wall s |",
         "|---|---:|---:|---:|",
