@@ -155,10 +155,11 @@ def process_cpu_s(pid: int) -> float | None:
 
 
 def start_py_spy(
-    pid: int, results_dir: Path, name: str = "bulk-celery-profile.txt"
+    pid: int, results_dir: Path, name: str = "bulk-celery-profile.txt", *, gil: bool = False
 ) -> subprocess.Popen[bytes]:
-    """Sample a worker process with py-spy (all threads, 100 Hz, waiting ones included)
-    while the job runs; collapsed stacks (flame-graph input) go to ``<results_dir>/<name>``."""
+    """Sample a worker process with py-spy (all threads, 100 Hz, waiting ones included; with
+    ``gil``, only the thread holding the GIL) while the job runs; collapsed stacks
+    (flame-graph input) go to ``<results_dir>/<name>``."""
     exe = Path(sys.executable).with_name("py-spy")
     if not exe.is_file():
         raise SystemExit("--profile needs py-spy (pip install py-spy)")
@@ -166,7 +167,8 @@ def start_py_spy(
     out = results_dir / name
     return subprocess.Popen(
         [str(exe), "record", "--pid", str(pid), "--rate", "100", "--format", "raw",
-         "--output", str(out), "--threads", "--idle", "--nonblocking"],
+         "--output", str(out), "--threads", "--nonblocking",
+         *(["--gil"] if gil else ["--idle"])],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
 
@@ -218,6 +220,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         action="store_true",
         help="celery: sample the worker with py-spy while the job runs "
         "(<results-dir>/bulk-celery-profile.txt, collapsed stacks)",
+    )
+    p.add_argument(
+        "--profile-gil",
+        action="store_true",
+        help="like --profile, sampling only the thread that holds the GIL "
+        "(bulk-celery-gil-profile.txt): what serialises the worker's Python",
     )
     p.add_argument("--backend", choices=["torch", "onnx"], default=None, help="text runtime")
     p.add_argument("--model", default=None, help="emotion model (default: shipped va-regression)")
@@ -326,8 +334,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 worker = start_worker(env, args.concurrency, worker_log)
                 wait_worker_ready(dispatcher.app, worker, 180.0)
                 rt = get_context(settings)
-                if args.profile:
-                    spy = start_py_spy(worker.pid, results_dir(args))
+                if args.profile or args.profile_gil:
+                    spy = start_py_spy(
+                        worker.pid,
+                        results_dir(args),
+                        "bulk-celery-gil-profile.txt"
+                        if args.profile_gil
+                        else "bulk-celery-profile.txt",
+                        gil=args.profile_gil,
+                    )
             else:
                 dispatcher = InProcessDispatcher(settings)
                 # warm the search path and the encoder at this shape, outside the clock
