@@ -228,8 +228,8 @@ class MicroBatcher(Generic[T, R]):
                 r.future.set_exception(exc)
             log.warning("batch_failed", batcher=self.name, items=len(live), error=str(exc))
             return
-        for r, res in zip(live, results, strict=True):
-            r.future.set_result(res)
+        # Count the batch before any waiter wakes: whoever reads the stats after its
+        # result came back sees its batch counted.
         with self._stats_lock:
             s = self.stats
             s.batches += 1
@@ -237,6 +237,8 @@ class MicroBatcher(Generic[T, R]):
             s.units += units
             s.last_batch_units = units
             s.largest_batch_units = max(s.largest_batch_units, units)
+        for r, res in zip(live, results, strict=True):
+            r.future.set_result(res)
 
 
 class BatchedTextEncoder:
