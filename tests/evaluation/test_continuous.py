@@ -227,8 +227,8 @@ def test_shipped_model_reads_prose_better_than_the_frozen_probe(real_data_dir: P
     for name in ("sentences", "fiction", "fiction-scenes-6"):
         assert mine[name]["valence_pearson"] > probe[name]["valence_pearson"], name
     assert mine["sentences"]["arousal_pearson"] > probe["sentences"]["arousal_pearson"]
-    # Regression guards a little under 4.0.0's .703 / .488 (deterministic: the same
-    # checkpoint, features and data give the same numbers); the story-grade issue's bars,
-    # .72 / .50, are not met yet.
-    assert mine["sentences"]["valence_pearson"] >= 0.69
-    assert mine["sentences"]["arousal_pearson"] >= 0.47
+    # Regression guards a little under 4.1.0's .708 / .499 (deterministic: the same
+    # checkpoint, features and data give the same numbers; 4.0.0 read .703 / .488); the
+    # story-grade issue's bars, .72 / .50, are not met yet.
+    assert mine["sentences"]["valence_pearson"] >= 0.70
+    assert mine["sentences"]["arousal_pearson"] >= 0.49

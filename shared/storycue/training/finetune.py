@@ -493,7 +493,9 @@ def finetune_text(
     model.eval()
     objective = "label cross-entropy + valence-arousal MSE"
     if cfg.rating_weight > 0:
-        objective += f" + standardised {'/'.join(cfg.rating_sources)} rating MSE"
+        # the rated sources this run actually trained on, not every one it would accept
+        rated = [src for src in cfg.rating_sources if src in set(train.sources)]
+        objective += f" + standardised {'/'.join(rated)} rating MSE"
     extra: dict[str, Any] = {}
     stored = set(trained)
     if init is not None:
