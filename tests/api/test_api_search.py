@@ -156,9 +156,15 @@ def test_concurrent_searches_share_one_greedy_text_batcher(gateway: Gateway) -> 
 
     def tracks(sheet: dict[str, object]) -> list[list[tuple[int, float]]]:
         return [
-            [(t["track_id"], round(t["score"], 5)) for t in seg["tracks"]]
+            [(t["track_id"], t["score"]) for t in seg["tracks"]]
             for seg in sheet["segments"]  # type: ignore[attr-defined]
         ]
 
+    # A shared pass pads a segment beside others: the same tracks, scores equal up to float
+    # rounding (not bit for bit).
     for i, sheet in enumerate(together):
-        assert tracks(sheet) == tracks(alone[i % len(stories)])
+        got, want = tracks(sheet), tracks(alone[i % len(stories)])
+        assert [[t for t, _ in seg] for seg in got] == [[t for t, _ in seg] for seg in want]
+        for seg_got, seg_want in zip(got, want, strict=True):
+            for (_, a), (_, b) in zip(seg_got, seg_want, strict=True):
+                assert abs(a - b) < 1e-4
