@@ -155,11 +155,13 @@ def process_cpu_s(pid: int) -> float | None:
 
 
 def start_py_spy(
-    pid: int, results_dir: Path, name: str = "bulk-celery-profile.txt", *, gil: bool = False
+    pid: int, results_dir: Path, name: str | None = None, *, gil: bool = False
 ) -> subprocess.Popen[bytes]:
     """Sample a worker process with py-spy (all threads, 100 Hz, waiting ones included; with
     ``gil``, only the thread holding the GIL) while the job runs; collapsed stacks
-    (flame-graph input) go to ``<results_dir>/<name>``."""
+    (flame-graph input) go to ``<results_dir>/<name>`` (default
+    ``bulk-celery[-gil]-profile.txt``)."""
+    name = name or ("bulk-celery-gil-profile.txt" if gil else "bulk-celery-profile.txt")
     exe = Path(sys.executable).with_name("py-spy")
     if not exe.is_file():
         raise SystemExit("--profile needs py-spy (pip install py-spy)")
@@ -335,14 +337,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 wait_worker_ready(dispatcher.app, worker, 180.0)
                 rt = get_context(settings)
                 if args.profile or args.profile_gil:
-                    spy = start_py_spy(
-                        worker.pid,
-                        results_dir(args),
-                        "bulk-celery-gil-profile.txt"
-                        if args.profile_gil
-                        else "bulk-celery-profile.txt",
-                        gil=args.profile_gil,
-                    )
+                    spy = start_py_spy(worker.pid, results_dir(args), gil=args.profile_gil)
             else:
                 dispatcher = InProcessDispatcher(settings)
                 # warm the search path and the encoder at this shape, outside the clock

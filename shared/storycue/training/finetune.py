@@ -494,7 +494,8 @@ def finetune_text(
     objective = "label cross-entropy + valence-arousal MSE"
     if cfg.rating_weight > 0:
         # the rated sources this run actually trained on, not every one it would accept
-        rated = [src for src in cfg.rating_sources if src in set(train.sources)]
+        trained_on = set(train.sources)
+        rated = [src for src in cfg.rating_sources if src in trained_on]
         objective += f" + standardised {'/'.join(rated)} rating MSE"
     extra: dict[str, Any] = {}
     stored = set(trained)
