@@ -360,6 +360,14 @@ def train(
             "word's NRC arousal) against their valence targets (1 = equal)."
         ),
     ] = None,
+    label_target: Annotated[
+        str | None,
+        typer.Option(
+            help="VA family: what a labelled text's NRC position teaches the text head: "
+            "position (the point, squared error; the default) or side (only its side of the "
+            "neutral point on each axis, a logistic loss), leaving distances to rated prose."
+        ),
+    ] = None,
     text_sources: Annotated[
         str | None,
         typer.Option(
@@ -417,6 +425,7 @@ def train(
         passage_weight=passage_weight,
         emobank_stretch=emobank_stretch,
         label_arousal_weight=label_arousal_weight,
+        label_target=label_target,
     )
     try:
         with _progress() as progress:

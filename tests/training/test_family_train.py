@@ -314,6 +314,48 @@ def test_va_text_targets_stretch_weigh_and_split_arousal(bank: FeatureBank) -> N
     assert heads.text_head.space_dim == 2
 
 
+def test_va_side_targets_mark_only_labelled_texts_and_keep_their_quadrant(
+    bank: FeatureBank,
+) -> None:
+    """With label_target="side" the labelled texts' targets are sides (EmoBank keeps its
+    squared error), and the trained head puts labelled texts on their label's side."""
+    from storycue.training.families.va import text_regression_data
+
+    part = bank.text["train"]
+    assert text_regression_data(part, fast_config("va-regression")).side is None
+    cfg = replace(fast_config("va-regression"), label_target="side")
+    data = text_regression_data(part, cfg)
+    emobank = np.asarray(part.sources)[np.isfinite(part.va).all(axis=1)] == "emobank"
+    assert data.side is not None
+    np.testing.assert_array_equal(data.side, ~emobank)
+    heads = FAMILIES["va-regression"].train(bank, cfg)
+    val = bank.text["validation"]
+    labelled = np.asarray([s != "emobank" for s in val.sources]) & np.isfinite(val.va).all(1)
+    with torch.inference_mode():
+        read = heads.text_head(torch.from_numpy(val.features[labelled])).numpy()
+    same_side = (read > 0.5) == (val.va[labelled] > 0.5)
+    assert same_side.mean() > 0.9, same_side.mean()
+
+
+def test_side_loss_is_logistic_on_the_side_and_squared_error_elsewhere() -> None:
+    from storycue.training.loop import weighted_loss
+
+    pred = torch.tensor([[0.7, 0.2], [0.4, 0.6]])
+    y = torch.tensor([[0.9, 0.1], [0.3, 0.8]])
+    w = torch.tensor([1.0, 3.0])
+    side = torch.tensor([True, False])
+    k = 10.0
+    sp = torch.nn.functional.softplus
+    row0 = (sp(torch.tensor(-k * 0.2)) + sp(torch.tensor(-k * 0.3))) / 2  # both right side
+    row1 = ((0.4 - 0.3) ** 2 + (0.6 - 0.8) ** 2) / 2
+    expected = (1.0 * row0 + 3.0 * row1) / 4.0
+    got = weighted_loss(pred, y, w, side, k)
+    assert torch.isclose(got, torch.as_tensor(expected, dtype=got.dtype), atol=1e-6)
+    # on the wrong side the loss grows with the distance past the neutral point
+    wrong = weighted_loss(torch.tensor([[0.3, 0.6]]), y[:1], w[:1], side[:1], k)
+    assert wrong > got
+
+
 def _proximity_model(bank: FeatureBank, weight: float) -> EmotionModel:
     cfg = replace(fast_config("va-regression"), va_scoring="proximity", va_proximity=weight)
     return EmotionModel(FAMILIES["va-regression"].train(bank, cfg))

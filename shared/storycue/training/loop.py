@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
-from typing import Any, TypedDict
+from typing import Any, NotRequired, TypedDict
 
 import numpy as np
 import torch
@@ -22,6 +22,14 @@ class RegressionData:
     y: np.ndarray
     #: Weight of each row ``(N,)``, or of each target of each row ``(N, D)``.
     w: np.ndarray
+    #: Where true (per row ``(N,)`` or per target ``(N, D)``), the target says only on
+    #: which side of :data:`SIDE_CENTRE` the output belongs (``y > SIDE_CENTRE``: above),
+    #: and the loss is the logistic loss of that side instead of the squared error.
+    side: np.ndarray | None = None
+
+
+#: The point a side target is read against (the neutral point of a [0, 1] axis).
+SIDE_CENTRE = 0.5
 
 
 class LoopOptions(TypedDict):
@@ -34,13 +42,39 @@ class LoopOptions(TypedDict):
     patience: int
     batch_size: int
     seed: int
+    #: Sharpness of the logistic loss of side targets (``RegressionData.side``): the
+    #: output ``p`` is on the right side with probability ``sigmoid(k * ±(p - 0.5))``.
+    side_sharpness: NotRequired[float]
 
 
-def _weighted_mse(pred: torch.Tensor, y: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-    """Weighted MSE: ``w`` weighs rows ``(N,)``, or each output of each row ``(N, D)``."""
+def weighted_loss(
+    pred: torch.Tensor,
+    y: torch.Tensor,
+    w: torch.Tensor,
+    side: torch.Tensor | None = None,
+    sharpness: float = 10.0,
+) -> torch.Tensor:
+    """Weighted loss: squared error per target, or the logistic loss of the target's side
+    where ``side`` is true; ``w`` weighs rows ``(N,)``, or each output of each row
+    ``(N, D)``."""
+    per = (pred - y) ** 2
+    if side is not None:
+        sign = torch.where(y > SIDE_CENTRE, 1.0, -1.0)
+        logistic = nn.functional.softplus(-sign * sharpness * (pred - SIDE_CENTRE))
+        mask = side if side.ndim == 2 else side[:, None].expand_as(per)
+        per = torch.where(mask, logistic, per)
     if w.ndim == 2:
-        return ((pred - y) ** 2).mul(w).sum() / w.sum().clamp(min=1e-9)
-    return ((pred - y) ** 2).mean(dim=1).mul(w).sum() / w.sum().clamp(min=1e-9)
+        return per.mul(w).sum() / w.sum().clamp(min=1e-9)
+    return per.mean(dim=1).mul(w).sum() / w.sum().clamp(min=1e-9)
+
+
+def _side_tensor(data: RegressionData) -> torch.Tensor | None:
+    if data.side is None:
+        return None
+    side = np.asarray(data.side, bool)
+    if side.shape not in ((len(data.y),), tuple(np.shape(data.y))):
+        raise ValueError(f"side mask of shape {side.shape} for targets {np.shape(data.y)}")
+    return torch.from_numpy(side)
 
 
 def fit_regression(
@@ -54,8 +88,10 @@ def fit_regression(
     patience: int,
     batch_size: int,
     seed: int,
+    side_sharpness: float = 10.0,
 ) -> dict[str, Any]:
-    """Weighted-MSE training with AdamW and early stopping on validation loss.
+    """Weighted-MSE training (logistic side losses where ``RegressionData.side`` says so)
+    with AdamW and early stopping on validation loss.
 
     The head's input standardisation is fitted on ``train.x``; the best epoch's weights
     (lowest validation loss) are restored at the end.
@@ -64,6 +100,8 @@ def fit_regression(
     torch.manual_seed(seed)
     xt, yt, wt = (torch.from_numpy(np.asarray(a, np.float32)) for a in (train.x, train.y, train.w))
     xv, yv, wv = (torch.from_numpy(np.asarray(a, np.float32)) for a in (val.x, val.y, val.w))
+    st, sv = _side_tensor(train), _side_tensor(val)
+    k = side_sharpness
     head.fit_normalisation(xt)
     opt = torch.optim.AdamW(head.parameters(), lr=lr, weight_decay=weight_decay)
     best = (float("inf"), -1)
@@ -75,13 +113,14 @@ def fit_regression(
         for start in range(0, len(xt), batch_size):
             idx = order[start : start + batch_size]
             opt.zero_grad()
-            loss = _weighted_mse(head(xt[idx]), yt[idx], wt[idx])
+            side = None if st is None else st[idx]
+            loss = weighted_loss(head(xt[idx]), yt[idx], wt[idx], side, k)
             loss.backward()  # type: ignore[no-untyped-call]
             nn.utils.clip_grad_norm_(head.parameters(), 5.0)
             opt.step()
         head.eval()
         with torch.inference_mode():
-            vloss = float(_weighted_mse(head(xv), yv, wv))
+            vloss = float(weighted_loss(head(xv), yv, wv, sv, k))
         losses.append(vloss)
         if vloss < best[0] - 1e-6:
             best = (vloss, epoch)

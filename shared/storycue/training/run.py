@@ -24,6 +24,8 @@ FAMILY_ALIASES = {"va": "va-regression"}
 MUSIC_TARGETS = ("blend", "quadrant", "tags")
 VAScoring = Literal["quadrants", "circumplex", "euclid", "proximity"]
 VA_SCORINGS: tuple[VAScoring, ...] = ("quadrants", "circumplex", "euclid", "proximity")
+LabelTarget = Literal["position", "side"]
+LABEL_TARGETS: tuple[LabelTarget, ...] = ("position", "side")
 
 
 @dataclass(frozen=True)
@@ -50,6 +52,8 @@ class TrainOptions:
     emobank_stretch: float | None = None
     #: VA family: weight of the labelled texts' arousal targets against their valence.
     label_arousal_weight: float | None = None
+    #: VA family: ``position`` or ``side`` (what a labelled text's NRC position teaches).
+    label_target: str | None = None
 
     @property
     def family_name(self) -> str:
@@ -151,6 +155,13 @@ def train_model(
         cfg = replace(cfg, emobank_stretch=float(options.emobank_stretch))
     if options.label_arousal_weight is not None:
         cfg = replace(cfg, label_arousal_weight=float(options.label_arousal_weight))
+    if options.label_target is not None:
+        if fam.name != "va-regression":
+            raise InvalidInputError("--label-target applies to the va-regression family only")
+        if options.label_target not in LABEL_TARGETS:
+            raise InvalidInputError(f"label target must be one of {', '.join(LABEL_TARGETS)}")
+        target: LabelTarget = options.label_target
+        cfg = replace(cfg, label_target=target)
     if options.va_proximity is not None and cfg.va_scoring != "proximity":
         raise InvalidInputError("--va-proximity needs --va-scoring proximity")
     if text_encoder is None:

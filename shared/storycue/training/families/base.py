@@ -527,6 +527,11 @@ class FamilyConfig:
     emobank_stretch: float = 1.0
     #: Weight of the labelled texts' arousal targets relative to their valence targets.
     label_arousal_weight: float = 1.0
+    #: What a labelled text's NRC position teaches the VA text head: ``position`` (the
+    #: point itself, squared error) or ``side`` (only the side of the neutral point on each
+    #: axis, a logistic loss at ``va_quadrant_sharpness``), so the labels fix the quadrant
+    #: a situation report falls in while rated prose alone sets how far out a text reads.
+    label_target: Literal["position", "side"] = "position"
     #: Weight of EmoBank's joined passages (source ``emobank-passages``); ``None``: the
     #: sentences' ``emobank_weight``.
     passage_weight: float | None = None

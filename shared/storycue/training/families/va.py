@@ -46,6 +46,11 @@ def text_regression_data(part: TextPart, config: FamilyConfig) -> RegressionData
     GoEmotions) apart from their valence: the NRC arousal of a label word ("sadness" .29,
     "anger" .83) is a crude stand-in for how aroused a situation report reads, while
     EmoBank's arousal is rated on the text itself.
+
+    ``config.label_target == "side"`` keeps only the *side* of the neutral point of each
+    labelled text's NRC position (a logistic loss, :class:`RegressionData.side`): the label
+    still decides the quadrant, but no longer pulls every joy text to arousal .82 and every
+    text like it with it; how far out a text reads is left to the rated prose.
     """
     ok = np.isfinite(part.va).all(axis=1) & np.isin(np.asarray(part.sources), config.text_sources)
     idx = np.flatnonzero(ok)
@@ -61,7 +66,8 @@ def text_regression_data(part: TextPart, config: FamilyConfig) -> RegressionData
     y = np.asarray(part.va[idx], np.float32).copy()
     if config.emobank_stretch != 1.0:
         y[emobank] = np.clip(VA_CENTRE + config.emobank_stretch * (y[emobank] - VA_CENTRE), 0, 1)
-    return RegressionData(part.features[idx], y, w)
+    side = ~emobank if config.label_target == "side" else None
+    return RegressionData(part.features[idx], y, w, side=side)
 
 
 def music_va_targets(part: MusicPart, how: str) -> np.ndarray:
@@ -130,6 +136,7 @@ class VARegressionFamily:
             max_epochs=cfg.max_epochs,
             patience=cfg.patience,
             seed=cfg.seed,
+            side_sharpness=cfg.va_quadrant_sharpness,
         )
         text_head, text_hist = fit(
             bank.text_dim, cfg.text_hidden, train, val, batch_size=cfg.batch_size
