@@ -254,6 +254,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     configure_logging(args.log_level)
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.backend:
+        # The text encoder reads its runtime from the process-wide settings, not from the
+        # Settings this script builds: set it there too, or the bare forward and the
+        # in-process job would run on PyTorch while the worker runs --backend.
+        os.environ["STORYCUE_TEXT_BACKEND"] = args.backend
+        from storycue.config import get_settings
+
+        get_settings.cache_clear()
     base = Settings()
     stories, source = stories_for(base, args.stories, quick=args.quick)
     load = wait_for_quiet(args.max_load, args.max_wait)
@@ -277,6 +285,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             env_over["STORYCUE_TEXT_BACKEND"] = args.backend
         if args.database_url:
             env_over["STORYCUE_DATABASE_URL"] = args.database_url
+        if args.chunk_size:
+            # The worker matches a task's stories in groups of its own job_chunk_size: without
+            # this it would cut every chunk back into groups of the default size.
+            env_over["STORYCUE_QUEUE__JOB_CHUNK_SIZE"] = str(args.chunk_size)
         settings = Settings(
             home=Path(env_over["STORYCUE_HOME"]),
             database_url=args.database_url,
@@ -295,6 +307,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             # the bench measures the bare encoder: the model's own, before any batcher
             assert isinstance(encoder, TextEncoder), type(encoder)
             encoder.model()
+        if args.backend and encoder.backend != args.backend:
+            raise SystemExit(
+                f"the bare encoder runs {encoder.backend}, not --backend {args.backend}"
+            )
         seed_catalogue(rt, model, args.tracks, args.seed)
 
         # (b) first: segments and batches, then the bare forward (one run, warmed up).
@@ -337,7 +353,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 wait_worker_ready(dispatcher.app, worker, 180.0)
                 rt = get_context(settings)
                 if args.profile or args.profile_gil:
-                    spy = start_py_spy(worker.pid, results_dir(args), gil=args.profile_gil)
+                    spy = start_py_spy(
+                        worker.pid,
+                        results_dir(args),
+                        f"{args.name}-{'gil-' if args.profile_gil else ''}profile.txt"
+                        if args.name
+                        else None,
+                        gil=args.profile_gil,
+                    )
             else:
                 dispatcher = InProcessDispatcher(settings)
                 # warm the search path and the encoder at this shape, outside the clock
@@ -374,6 +397,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     n = len(stories)
     job_s, bare_s = t_job[0].wall_s, bare.wall_s
+    job_cpu_s = t_job[0].cpu_s if args.execution == "inprocess" else worker_cpu_s
     results: dict[str, Any] = {
         **run_record(NAME, "cpu", load),
         "config": {
@@ -424,13 +448,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         },
         "ratio": round(bare_s / job_s, 4),
         "ratio_same_batches": round(bare_job.wall_s / job_s, 4),
-        # CPU seconds of the bare forward over those of the job (this process: in-process
-        # execution only; the job may use more cores than the one-stream bare forward).
-        "ratio_per_cpu_second": (
-            round(bare.cpu_s / t_job[0].cpu_s, 4) if args.execution == "inprocess" else None
-        ),
+        # CPU seconds of the bare forward over those of the job: this process's in process,
+        # the worker process's through Celery (the job may use more cores than the
+        # one-stream bare forward).
+        "ratio_per_cpu_second": (None if job_cpu_s is None else round(bare.cpu_s / job_cpu_s, 4)),
         "ratio_same_batches_per_cpu_second": (
-            round(bare_job.cpu_s / t_job[0].cpu_s, 4) if args.execution == "inprocess" else None
+            None if job_cpu_s is None else round(bare_job.cpu_s / job_cpu_s, 4)
         ),
         "target_ratio": TARGET_RATIO,
         "worker_log_tail": worker_tail if args.execution == "celery" else None,
@@ -455,6 +478,7 @@ def summary_section(r: dict[str, Any]) -> list[str]:
     cfg = r["config"]
     quick = quick_note(cfg)
     job, bare = r["job"], r["bare_encoder"]
+    cpu_owner = "worker" if cfg["execution"] == "celery" else "process"
     where = (
         f"through the Celery broker ({cfg['broker']}) to one text worker process "
         f"(concurrency {cfg['concurrency']}"
@@ -505,8 +529,8 @@ def summary_section(r: dict[str, Any]) -> list[str]:
             else "."
         )
         + (
-            f" Per CPU second (the job runs chunks in parallel threads, the bare forward is "
-            f"one stream): (a)/(b1) {fmt(r['ratio_per_cpu_second'], 3)}, (a)/(b2) "
+            f" Per CPU second (the job's {cpu_owner} runs chunks in parallel threads, the bare "
+            f"forward is one stream): (a)/(b1) {fmt(r['ratio_per_cpu_second'], 3)}, (a)/(b2) "
             f"{fmt(r['ratio_same_batches_per_cpu_second'], 3)}."
             if r.get("ratio_per_cpu_second")
             else ""
