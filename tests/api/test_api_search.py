@@ -148,11 +148,13 @@ def test_concurrent_searches_share_one_greedy_text_batcher(gateway: Gateway) -> 
     encoder = gateway.context.load_model().text_encoder
     assert isinstance(encoder, BatchedTextEncoder)
     assert encoder.batcher.max_wait_s == 0.0
-    before = encoder.batcher.stats.items
+    before = encoder.batcher.stats.units, encoder.batcher.stats.items
     with ThreadPoolExecutor(max_workers=8) as pool:
         together = list(pool.map(ask, stories * 4))
     segments = sum(len(a["segments"]) for a in alone)  # type: ignore[arg-type]
-    assert encoder.batcher.stats.items - before == 4 * segments
+    # every segment went through the batcher, one request per search
+    assert encoder.batcher.stats.units - before[0] == 4 * segments
+    assert encoder.batcher.stats.items - before[1] == 4 * len(stories)
 
     def tracks(sheet: dict[str, object]) -> list[list[tuple[int, float]]]:
         return [

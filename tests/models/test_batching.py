@@ -212,6 +212,40 @@ def test_batched_text_encoder_sorts_mixed_lengths_and_matches_the_plain_encoder(
     assert max(len(c) for c in calls) <= 16
 
 
+def test_a_call_is_one_request_so_its_segments_share_one_flush() -> None:
+    """A bulk task's chunk reaches the encoder whole (sorted there as one), even when it is
+    larger than a flush may gather, while small concurrent calls still share flushes; each
+    call gets back exactly its own rows, in its order."""
+    release = threading.Event()
+    calls: list[list[str]] = []
+
+    class Recording:
+        def encode(self, batch: list[str], *, allow_truncation: bool = False) -> np.ndarray:
+            calls.append(list(batch))
+            release.wait(timeout=5)
+            return np.asarray([[float(t.split("-")[1])] for t in batch], np.float32)
+
+    batched = BatchedTextEncoder(Recording(), max_batch=4, max_wait_ms=0, gather=2)
+    try:
+        # what encode() submits, queued from this thread so the order is known
+        first = batched.batcher.submit(["a-0"])
+        while not calls:  # the batcher is busy with the first call
+            time.sleep(0.001)
+        big = batched.batcher.submit([f"b-{i}" for i in range(20)])
+        small = [batched.batcher.submit([f"c-{i}", f"c-{i + 1}"]) for i in (100, 200)]
+        release.set()
+        np.testing.assert_array_equal(first.result(timeout=5), [[0.0]])
+        np.testing.assert_array_equal(big.result(timeout=5)[:, 0], np.arange(20.0))
+        np.testing.assert_array_equal(small[0].result(timeout=5)[:, 0], [100.0, 101.0])
+        np.testing.assert_array_equal(small[1].result(timeout=5)[:, 0], [200.0, 201.0])
+        np.testing.assert_array_equal(batched.encode(["d-7", "d-3"])[:, 0], [7.0, 3.0])
+    finally:
+        batched.close()
+    # the 20-segment call runs alone (more than 2 x 4 may gather); the two small ones share
+    assert [len(c) for c in calls] == [1, 20, 4, 2]
+    assert batched.batcher.stats.items == 5 and batched.batcher.stats.units == 27
+
+
 def test_worker_warm_up_runs_both_encoders_through_their_batchers(
     tmp_path: Path, text_encoder: object
 ) -> None:

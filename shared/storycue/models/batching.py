@@ -13,6 +13,7 @@ text encoder and the musicnn backbone with the interfaces the engine already cal
 
 from __future__ import annotations
 
+import itertools
 import queue
 import threading
 import time
@@ -37,7 +38,9 @@ R = TypeVar("R")
 
 @dataclass
 class BatchStats:
-    """Counters of one batcher (read them for metrics and tests)."""
+    """Counters of one batcher (read them for metrics and tests): ``items`` are requests
+    (one :meth:`BatchedTextEncoder.encode` call each, on the text side), ``units`` what
+    they weigh (text segments, mel patches)."""
 
     batches: int = 0
     items: int = 0
@@ -247,12 +250,17 @@ class BatchedTextEncoder:
     Everything else (``name``, ``dim``, ``max_tokens``, ``count_tokens`` ...) is the
     wrapped encoder's, so it can stand in for it (``EmotionModel.use_text_encoder``).
 
-    A flush closes at ``max_batch`` segments (or the wait) as before, then takes the
-    segments already queued behind it, up to ``gather`` × ``max_batch``; the wrapped
-    encoder's ``encode`` sorts that flush by token length and runs it in
-    length-homogeneous forward passes of its own batch size (``settings.batch.text``),
-    and the rows go back to their requests. Arrival order thus no longer decides which
-    lengths share a forward pass whenever there is a backlog to choose from.
+    Each :meth:`encode` call is *one* request that weighs its number of segments, so a
+    call's segments always share a flush: a bulk task's chunk of stories (up to
+    ``queue.job_chunk_size`` of them) is sorted by token length as a whole, not cut into
+    whatever part of it was queued when a flush closed. A flush closes at ``max_batch``
+    segments (or the wait), then takes the calls already queued behind it while they fit in
+    ``gather`` × ``max_batch`` segments; a call larger than that runs in a flush of its own.
+    The wrapped encoder's ``encode`` sorts the flush by token length and runs it in
+    length-homogeneous forward passes of its own batch size (``settings.batch.text``), and
+    each call gets its rows back. Arrival order thus no longer decides which lengths share a
+    forward pass. (``bench/bulk.py``: with per-segment requests, 512-story chunks reached
+    the encoder as flushes of 64–192 segments and padded 37 % more than a sorted chunk.)
     """
 
     def __init__(
@@ -267,19 +275,22 @@ class BatchedTextEncoder:
         if gather < 1:
             raise ConfigurationError(f"gather must be >= 1, got {gather}")
         self._encoder = encoder
-        self.batcher: MicroBatcher[str, np.ndarray] = MicroBatcher(
-            self._encode_batch,
+        self.batcher: MicroBatcher[list[str], np.ndarray] = MicroBatcher(
+            self._encode_calls,
             max_batch=max_batch,
             max_wait_ms=max_wait_ms,
+            weight=len,
             name="text",
             max_gather=gather * max_batch,
             streams=streams,
         )
 
-    def _encode_batch(self, texts: list[str]) -> list[np.ndarray]:
-        # encode() sorts by token length and cuts forward passes of batch_size itself.
-        out = np.asarray(self._encoder.encode(texts), dtype=np.float32)
-        return [out[i] for i in range(out.shape[0])]
+    def _encode_calls(self, calls: list[list[str]]) -> list[np.ndarray]:
+        # encode() sorts the whole flush by token length and cuts forward passes of
+        # batch_size itself; each call gets its own rows back, in its order.
+        out = np.asarray(self._encoder.encode([t for c in calls for t in c]), dtype=np.float32)
+        bounds = np.cumsum([0, *(len(c) for c in calls)])
+        return [out[a:b] for a, b in itertools.pairwise(bounds)]
 
     def encode(self, texts: Sequence[str], *, allow_truncation: bool = False) -> np.ndarray:
         if allow_truncation:  # the rare truncating call goes straight through
@@ -288,7 +299,7 @@ class BatchedTextEncoder:
             raise InvalidInputError("encode expects a sequence of texts, not one string")
         if len(texts) == 0:
             return np.asarray(self._encoder.encode([]), dtype=np.float32)
-        return np.stack(self.batcher.map(list(texts)))
+        return self.batcher.submit(list(texts)).result()
 
     @property
     def inner(self) -> Any:
