@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from storycue.errors import InvalidInputError
 from storycue.log import get_logger
 from storycue.models.heads import MLPHead
 
@@ -73,7 +74,9 @@ def _side_tensor(data: RegressionData) -> torch.Tensor | None:
         return None
     side = np.asarray(data.side, bool)
     if side.shape not in ((len(data.y),), tuple(np.shape(data.y))):
-        raise ValueError(f"side mask of shape {side.shape} for targets {np.shape(data.y)}")
+        raise InvalidInputError(
+            f"side mask of shape {side.shape} for targets of shape {np.shape(data.y)}"
+        )
     return torch.from_numpy(side)
 
 
