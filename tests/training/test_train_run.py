@@ -18,6 +18,10 @@ from storycue.training.run import TrainOptions, train_model
         (TrainOptions(family="va-regression", text_sources=["reddit"]), "text sources"),
         (TrainOptions(family="word-regression", text_sources=[]), "text sources"),
         (TrainOptions(family="classification", max_epochs=0), "at least 1"),
+        (TrainOptions(family="va", va_scoring="cosine"), "--va-scoring must be one of"),
+        (TrainOptions(family="metric-2branch", va_scoring="quadrants"), "va-regression family"),
+        (TrainOptions(family="va", label_target="corner"), "--label-target must be one of"),
+        (TrainOptions(family="word-regression", label_target="side"), "va-regression family"),
     ],
 )
 def test_bad_options_are_refused(options: TrainOptions, message: str, tmp_path: object) -> None:

@@ -85,6 +85,16 @@ def training_backbone(settings: Settings, options: TrainOptions) -> Any:
     )
 
 
+def _va_choice(family: str, flag: str, value: str, allowed: Sequence[str]) -> str:
+    """``value`` of the VA-family option ``--flag``, or a clear error for another family or
+    a value outside ``allowed``."""
+    if family != "va-regression":
+        raise InvalidInputError(f"--{flag} applies to the va-regression family only")
+    if value not in allowed:
+        raise InvalidInputError(f"--{flag} must be one of {', '.join(allowed)}, got {value!r}")
+    return value
+
+
 def train_model(
     settings: Settings,
     options: TrainOptions,
@@ -126,11 +136,9 @@ def train_model(
             va_music_target=cast(Literal["quadrant", "tags", "blend"], options.music_target),
         )
     if options.va_scoring is not None:
-        if fam.name != "va-regression":
-            raise InvalidInputError("--va-scoring applies to the va-regression family only")
-        if options.va_scoring not in VA_SCORINGS:
-            raise InvalidInputError(f"VA scoring must be one of {', '.join(VA_SCORINGS)}")
-        scoring: VAScoring = options.va_scoring
+        scoring = cast(
+            VAScoring, _va_choice(fam.name, "va-scoring", options.va_scoring, VA_SCORINGS)
+        )
         cfg = replace(cfg, va_scoring=scoring)
     for opt, value in (
         ("va_proximity", options.va_proximity),
@@ -156,12 +164,8 @@ def train_model(
     if options.label_arousal_weight is not None:
         cfg = replace(cfg, label_arousal_weight=float(options.label_arousal_weight))
     if options.label_target is not None:
-        if fam.name != "va-regression":
-            raise InvalidInputError("--label-target applies to the va-regression family only")
-        if options.label_target not in LABEL_TARGETS:
-            raise InvalidInputError(f"label target must be one of {', '.join(LABEL_TARGETS)}")
-        target: LabelTarget = options.label_target
-        cfg = replace(cfg, label_target=target)
+        target = _va_choice(fam.name, "label-target", options.label_target, LABEL_TARGETS)
+        cfg = replace(cfg, label_target=cast(LabelTarget, target))
     if options.va_proximity is not None and cfg.va_scoring != "proximity":
         raise InvalidInputError("--va-proximity needs --va-scoring proximity")
     if text_encoder is None:
