@@ -155,13 +155,13 @@ def process_cpu_s(pid: int) -> float | None:
 
 
 def start_py_spy(
-    pid: int, results_dir: Path, name: str | None = None, *, gil: bool = False
+    pid: int, results_dir: Path, stem: str | None = None, *, gil: bool = False
 ) -> subprocess.Popen[bytes]:
     """Sample a worker process with py-spy (all threads, 100 Hz, waiting ones included; with
     ``gil``, only the thread holding the GIL) while the job runs; collapsed stacks
-    (flame-graph input) go to ``<results_dir>/<name>`` (default
-    ``bulk-celery[-gil]-profile.txt``)."""
-    name = name or ("bulk-celery-gil-profile.txt" if gil else "bulk-celery-profile.txt")
+    (flame-graph input) go to ``<results_dir>/<stem>[-gil]-profile.txt`` (default stem
+    ``bulk-celery``, the run's ``--name`` when given)."""
+    name = f"{stem or 'bulk-celery'}-{'gil-' if gil else ''}profile.txt"
     exe = Path(sys.executable).with_name("py-spy")
     if not exe.is_file():
         raise SystemExit("--profile needs py-spy (pip install py-spy)")
@@ -281,8 +281,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "STORYCUE_QUEUE__BROKER_URL": args.broker_url,
             "STORYCUE_LOG_LEVEL": args.log_level,
         }
-        if args.backend:
-            env_over["STORYCUE_TEXT_BACKEND"] = args.backend
         if args.database_url:
             env_over["STORYCUE_DATABASE_URL"] = args.database_url
         if args.chunk_size:
@@ -293,7 +291,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             home=Path(env_over["STORYCUE_HOME"]),
             database_url=args.database_url,
             emotion_model=checkpoint,
-            text_backend=args.backend or base.text_backend,
+            text_backend=base.text_backend,  # --backend is in the environment (above)
             queue=QueueSettings(
                 execution=args.execution,
                 broker_url=args.broker_url,
@@ -354,12 +352,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 rt = get_context(settings)
                 if args.profile or args.profile_gil:
                     spy = start_py_spy(
-                        worker.pid,
-                        results_dir(args),
-                        f"{args.name}-{'gil-' if args.profile_gil else ''}profile.txt"
-                        if args.name
-                        else None,
-                        gil=args.profile_gil,
+                        worker.pid, results_dir(args), args.name, gil=args.profile_gil
                     )
             else:
                 dispatcher = InProcessDispatcher(settings)

@@ -15,10 +15,8 @@ validation -> the 108 4Q validation clips; EmoBank dev): the rows go to
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from dataclasses import replace
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +26,7 @@ from storycue.log import configure_logging
 from storycue.models.features import feature_cache_dir
 from storycue.training.families import build_feature_bank, get_family
 from storycue.training.run import TrainOptions, training_backbone, training_encoder
-from va_validation import OUT, rule_score, score_checkpoint
+from va_validation import load_rows, rule_score, score_checkpoint, store_row
 
 FIGURE = REPO_ROOT / "docs" / "figures" / "va-tradeoff.png"
 SHIPPED_ENCODER = "sentence-transformers/all-MiniLM-L6-v2+ft-f5bcab0d07"
@@ -52,7 +50,7 @@ def train_points(encoder: str, weights: list[str], seed: int) -> list[dict[str, 
     )
     fam = get_family("va-regression")
     rows: list[dict[str, Any]] = []
-    doc = json.loads(OUT.read_text())
+    doc = load_rows()
     with scratch_dir() as tmp:
         for w in weights:
             cfg = replace(fam.default_config(), version="0.0.0", seed=seed, emobank_stretch=3.0)
@@ -63,11 +61,8 @@ def train_points(encoder: str, weights: list[str], seed: int) -> list[dict[str, 
             path = Path(tmp) / f"tradeoff-{w}.safetensors"
             fam.train(bank, cfg).save(path)
             row = score_checkpoint(str(path))
-            row["label"] = point_label(w, encoder, seed)
-            row["created"] = datetime.now(UTC).isoformat(timespec="seconds")
             row["emobank_weight"] = w
-            doc["rows"].append(row)
-            OUT.write_text(json.dumps(doc, indent=2) + "\n")
+            store_row(doc, row, point_label(w, encoder, seed))
             rows.append(row)
             print(f"weight {w}: rule score {rule_score(row):.3f}", file=sys.stderr)
     return rows
@@ -130,7 +125,7 @@ def stored_rows(encoder: str) -> list[dict[str, Any]]:
     tag = encoder.split("+")[-1]
     rows = [
         r
-        for r in json.loads(OUT.read_text())["rows"]
+        for r in load_rows()["rows"]
         if r.get("label", "").startswith(LABEL) and r["text_encoder"].endswith(tag)
     ]
     latest: dict[str, dict[str, Any]] = {}

@@ -148,17 +148,29 @@ def summary(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def load_rows() -> dict[str, Any]:
+    """The stored document of ``va_validation.json`` (an empty one before the first row)."""
+    if OUT.is_file():
+        doc: dict[str, Any] = json.loads(OUT.read_text())
+        return doc
+    return {"what": __doc__.split("\n\n")[0] if __doc__ else "", "rows": []}
+
+
+def store_row(doc: dict[str, Any], row: dict[str, Any], label: str) -> None:
+    """Label and date ``row``, append it to ``doc`` and write the file."""
+    row["label"] = label
+    row["created"] = datetime.now(UTC).isoformat(timespec="seconds")
+    doc["rows"].append(row)
+    OUT.write_text(json.dumps(doc, indent=2) + "\n")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("checkpoints", nargs="*")
     ap.add_argument("--label", default="")
     ap.add_argument("--summary", action="store_true", help="print the stored rows by the rule")
     args = ap.parse_args()
-    doc: dict[str, Any] = (
-        json.loads(OUT.read_text())
-        if OUT.is_file()
-        else {"what": __doc__.split("\n\n")[0] if __doc__ else "", "rows": []}
-    )
+    doc = load_rows()
     if args.summary:
         print(summary(doc["rows"]))
         return
@@ -166,10 +178,7 @@ def main() -> None:
         ap.error("name at least one checkpoint, or --summary")
     for target in args.checkpoints:
         row = score_checkpoint(target)
-        row["label"] = args.label
-        row["created"] = datetime.now(UTC).isoformat(timespec="seconds")
-        doc["rows"].append(row)
-        OUT.write_text(json.dumps(doc, indent=2) + "\n")
+        store_row(doc, row, args.label)
         print(json.dumps(row, indent=1))
 
 

@@ -104,7 +104,6 @@ def fit_regression(
     xt, yt, wt = (torch.from_numpy(np.asarray(a, np.float32)) for a in (train.x, train.y, train.w))
     xv, yv, wv = (torch.from_numpy(np.asarray(a, np.float32)) for a in (val.x, val.y, val.w))
     st, sv = _side_tensor(train), _side_tensor(val)
-    k = side_sharpness
     head.fit_normalisation(xt)
     opt = torch.optim.AdamW(head.parameters(), lr=lr, weight_decay=weight_decay)
     best = (float("inf"), -1)
@@ -117,13 +116,13 @@ def fit_regression(
             idx = order[start : start + batch_size]
             opt.zero_grad()
             side = None if st is None else st[idx]
-            loss = weighted_loss(head(xt[idx]), yt[idx], wt[idx], side, k)
+            loss = weighted_loss(head(xt[idx]), yt[idx], wt[idx], side, side_sharpness)
             loss.backward()  # type: ignore[no-untyped-call]
             nn.utils.clip_grad_norm_(head.parameters(), 5.0)
             opt.step()
         head.eval()
         with torch.inference_mode():
-            vloss = float(weighted_loss(head(xv), yv, wv, sv, k))
+            vloss = float(weighted_loss(head(xv), yv, wv, sv, side_sharpness))
         losses.append(vloss)
         if vloss < best[0] - 1e-6:
             best = (vloss, epoch)
