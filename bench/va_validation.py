@@ -15,10 +15,12 @@ storycue's 4Q *validation* clips as the catalogue:
 Appends one row per checkpoint to ``bench/results/va_validation.json`` (``--label`` names
 the run) and prints them. ``--summary`` prints every stored row scored by the story-grade
 selection rule (``bench/results/va_selection_rule-2026-12-02.txt``): its guards and its
-seven-number score.
+seven-number score; ``--rule 2026-12-05b`` by the rule that adds the story set's validation
+part (``va_selection_rule-2026-12-05b.txt``; only rows scored since carry ``stories-dev``:
+how each checkpoint reads those 29 passages and what its top-5 clips are).
 
     python bench/va_validation.py CHECKPOINT [CHECKPOINT ...] [--label TEXT]
-    python bench/va_validation.py --summary
+    python bench/va_validation.py --summary [--rule 2026-12-05b]
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ from storycue.evaluation.continuous import (
     tag_va,
 )
 from storycue.evaluation.harness import evaluate, fourq_gallery, gallery_input, load_queries
+from storycue.evaluation.stories import dev_story_set, load_story_set, story_report
 from storycue.models.checkpoints import find_checkpoint
 from storycue.models.emotion import load_emotion_model
 
@@ -105,7 +108,34 @@ def score_checkpoint(target: str) -> dict[str, Any]:
             "arousal_bias": round(float(np.mean(readings[:, 1] - s.va[:, 1])), 4),
             "arousal_side_agreement": round(float(side), 4),
         }
+    row["stories-dev"] = story_row(model, settings, gallery)
     return row
+
+
+def story_row(model: Any, settings: Any, gallery: Any) -> dict[str, Any]:
+    """How ``model`` reads the story set's validation part, and what its top-5 clips are."""
+    tags = tag_va(gallery.records, load_nrc_vad(settings=settings))
+    rep = story_report(
+        model, settings, load_story_set(dev_story_set()),
+        gallery_vectors=model.project_audio_features(gallery_input(model, gallery)),
+        gallery_quadrants=gallery.quadrants, gallery_tag_va=tags,
+    )  # fmt: skip
+    mine = rep["model"]
+    match = rep["matching"]
+    return {
+        k: round(float(v), 4)
+        for k, v in {
+            "quadrant_agreement": mine["quadrant_agreement"],
+            "valence_side_agreement": mine["valence_side_agreement"],
+            "arousal_side_agreement": mine["arousal_side_agreement"],
+            "valence_pearson": mine["valence_pearson"],
+            "arousal_pearson": mine["arousal_pearson"],
+            "top5_intended_quadrant": rep["top5_intended_quadrant"],
+            "high_arousal_top5_q12": match["high_arousal_top5_q12"],
+            "low_arousal_top5_q34": match["low_arousal_top5_q34"],
+        }.items()
+    } | {"readings": {p["id"]: [p["model"]["valence"], p["model"]["arousal"]]
+                      for p in rep["passages"]}}  # fmt: skip
 
 
 def rule_guards(row: dict[str, Any]) -> dict[str, bool]:
@@ -134,16 +164,41 @@ def rule_score(row: dict[str, Any]) -> float:
     return float(np.mean(parts))
 
 
-def summary(rows: list[dict[str, Any]]) -> str:
+def story_guards(row: dict[str, Any]) -> dict[str, bool]:
+    """The 2026-12-05b rule's guards: the 2026-12-02 ones and the story validation part's
+    high-arousal passages."""
+    stories = row["stories-dev"]
+    return rule_guards(row) | {
+        "stories high-A top-5 Q1/Q2 >= .90": stories["high_arousal_top5_q12"] >= 0.90
+    }
+
+
+def story_score(row: dict[str, Any]) -> float:
+    """The 2026-12-05b rule's score: the 2026-12-02 seven numbers and the story validation
+    part's arousal side agreement and calm passages' top-5 share in Q3/Q4, nine in all."""
+    stories = row["stories-dev"]
+    seven = 7 * rule_score(row)  # the sum of the 2026-12-02 rule's seven numbers
+    return float(seven + stories["arousal_side_agreement"] + stories["low_arousal_top5_q34"]) / 9
+
+
+RULES = {"2026-12-02": (rule_guards, rule_score), "2026-12-05b": (story_guards, story_score)}
+
+
+def summary(rows: list[dict[str, Any]], rule: str = "2026-12-02") -> str:
+    """Every stored row the rule can score (the 2026-12-05b rule needs the story numbers),
+    with its guards and score."""
+    guards, score = RULES[rule]
     lines = ["| created | label | checkpoint | text encoder | ISEAR P@5 / MRR | guards | score |",
              "|---|---|---|---|---|---|---:|"]  # fmt: skip
     for row in rows:
-        failed = [k for k, ok in rule_guards(row).items() if not ok]
+        if rule == "2026-12-05b" and "stories-dev" not in row:
+            continue
+        failed = [k for k, ok in guards(row).items() if not ok]
         isear = row["isear-validation"]
         lines.append(
             f"| {row['created'][:16]} | {row['label']} | {row['checkpoint']} | "
             f"{row['text_encoder'].split('+')[-1]} | {isear['p@5']:.3f} / {isear['mrr']:.3f} | "
-            f"{'ok' if not failed else 'fails ' + ', '.join(failed)} | {rule_score(row):.3f} |"
+            f"{'ok' if not failed else 'fails ' + ', '.join(failed)} | {score(row):.3f} |"
         )
     return "\n".join(lines)
 
@@ -169,10 +224,12 @@ def main() -> None:
     ap.add_argument("checkpoints", nargs="*")
     ap.add_argument("--label", default="")
     ap.add_argument("--summary", action="store_true", help="print the stored rows by the rule")
+    ap.add_argument("--rule", choices=sorted(RULES), default="2026-12-02",
+                    help="the selection rule --summary scores by")  # fmt: skip
     args = ap.parse_args()
     doc = load_rows()
     if args.summary:
-        print(summary(doc["rows"]))
+        print(summary(doc["rows"], args.rule))
         return
     if not args.checkpoints:
         ap.error("name at least one checkpoint, or --summary")

@@ -346,6 +346,13 @@ def train(
             "emobank-passages; default: --emobank-weight)."
         ),
     ] = None,
+    word_weight: Annotated[
+        float | None,
+        typer.Option(
+            help="VA family: weight of the NRC lexicon's single words (text source "
+            "nrc-words), each at its own valence and arousal."
+        ),
+    ] = None,
     emobank_stretch: Annotated[
         float | None,
         typer.Option(
@@ -371,7 +378,9 @@ def train(
     text_sources: Annotated[
         str | None,
         typer.Option(
-            help="Comma-separated text sources (isear,goemotions,emobank); default: the family's."
+            help="Comma-separated text sources (isear, goemotions, goemotions-labels, emobank, "
+            "emobank-passages, nrc-words: the lexicon's words at their own position); "
+            "default: the family's."
         ),
     ] = None,
     audio_backbone: Annotated[
@@ -423,6 +432,7 @@ def train(
         va_proximity=va_proximity,
         emobank_weight=emobank_weight,
         passage_weight=passage_weight,
+        word_weight=word_weight,
         emobank_stretch=emobank_stretch,
         label_arousal_weight=label_arousal_weight,
         label_target=label_target,
@@ -596,7 +606,8 @@ def evaluate(
         str | None,
         typer.Option(
             help="A story set (JSON lines: id, text, quadrant, valence, arousal) to report "
-            "agreement with its intended moods; 'builtin' for storycue's own set.",
+            "agreement with its intended moods; 'builtin' for storycue's own set (a test "
+            "part), 'dev' for its validation part.",
         ),
     ] = None,
     reading_only: Annotated[
@@ -758,7 +769,8 @@ def finetune_text_cmd(
         str,
         typer.Option(
             help="Comma-separated sources: isear,goemotions,emobank (and emobank-passages: "
-            "EmoBank's sentences joined into passages, rated by the rating output too)."
+            "EmoBank's sentences joined into passages, rated by the rating output too; "
+            "nrc-words: the lexicon's words at their own valence and arousal)."
         ),
     ] = "isear,goemotions,emobank",
     max_examples: Annotated[

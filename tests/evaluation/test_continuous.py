@@ -232,3 +232,37 @@ def test_shipped_model_reads_prose_better_than_the_frozen_probe(real_data_dir: P
     # story-grade issue's bars, .72 / .50, are not met yet.
     assert mine["sentences"]["valence_pearson"] >= 0.70
     assert mine["sentences"]["arousal_pearson"] >= 0.49
+
+
+def test_nrc_words_place_each_word_at_its_own_position_in_a_fixed_part(tmp_path: Path) -> None:
+    """``nrc-words``: every lexicon word is a text at its own valence and arousal, in exactly
+    one part of the split, and the part depends on the word alone (not on the lexicon)."""
+    from storycue.config import Settings
+    from storycue.data.nrc_vad import VadLexicon
+    from storycue.data.textsets import check_text_sources, text_training_set, word_part
+
+    words = {f"w{i}": (i / 40, 1 - i / 40) for i in range(40)} | {"calm": (0.875, 0.1)}
+    lex_path = tmp_path / "nrc.txt"
+    lex_path.write_text(
+        "Word\tValence\tArousal\tDominance\n"
+        + "".join(f"{w}\t{v}\t{a}\t0.5\n" for w, (v, a) in words.items()),
+        "utf-8",
+    )
+    lex = VadLexicon.from_file(lex_path)
+    settings = Settings(data_dir=tmp_path)
+    parts = {p: text_training_set(p, lex, ["nrc-words"], settings)
+             for p in ("train", "validation", "test")}  # fmt: skip
+    seen = [t for ts in parts.values() for t in ts.texts]
+    assert sorted(seen) == sorted(words) and len(set(seen)) == len(seen)
+    assert len(parts["train"].texts) > len(parts["validation"].texts) + len(parts["test"].texts)
+    for part, ts in parts.items():
+        assert ts.source == ["nrc-words"] * len(ts.texts) and set(ts.labels) <= {""}
+        for text, target in zip(ts.texts, ts.targets, strict=True):
+            assert word_part(text) == part
+            np.testing.assert_allclose(target, words[text], atol=1e-6)
+    # the part is a function of the word alone: a lexicon of that one word puts it there too
+    alone = tmp_path / "one.txt"
+    alone.write_text("calm\t0.875\t0.1\t0.3\n", "utf-8")
+    one = VadLexicon.from_file(alone)
+    assert text_training_set(word_part("calm"), one, ["nrc-words"], settings).texts == ["calm"]
+    assert check_text_sources(["isear", "nrc-words"]) == ["isear", "nrc-words"]

@@ -12,10 +12,13 @@ from storycue.cli import DEMO_STORIES
 from storycue.data.mappings import quadrant_of
 from storycue.errors import DatasetFormatError, InvalidInputError
 from storycue.evaluation.stories import (
+    LOW_AROUSAL,
     QUADRANTS,
     default_story_set,
+    dev_story_set,
     load_story_set,
     stories_of,
+    story_set,
     story_text,
 )
 
@@ -33,6 +36,21 @@ def test_the_builtin_set_has_thirty_cited_passages_over_every_quadrant() -> None
         assert p.work and p.source and p.rationale and 1800 <= p.year <= 1910, p.id
         assert quadrant_of(p.valence, p.arousal) == p.quadrant
         assert len(p.text.split()) >= 15, p.id  # a few sentences, not a phrase
+
+
+def test_the_validation_part_is_apart_from_the_test_part_and_mostly_calm() -> None:
+    """``stories-dev.jsonl`` is where settings for calm prose are chosen: other passages
+    (no id, text or work shared with the test part), every quadrant, at least 12 calm."""
+    dev, test = story_set("dev"), load_story_set(default_story_set())
+    assert dev is not None and dev == load_story_set(dev_story_set()) and len(dev) >= 25
+    assert not {p.id for p in dev} & {p.id for p in test}
+    assert not {p.text for p in dev} & {p.text for p in test}
+    assert not {p.work for p in dev} & {p.work for p in test} - {"The Adventures of Tom Sawyer"}
+    assert set(Counter(p.quadrant for p in dev)) == set(QUADRANTS)
+    assert sum(p.arousal <= LOW_AROUSAL for p in dev) >= 12
+    for p in dev:
+        assert p.work and p.source and p.rationale and 1800 <= p.year <= 1910, p.id
+        assert len(p.text.split()) >= 15, p.id
 
 
 def test_demo_stories_turn_from_scene_to_scene() -> None:

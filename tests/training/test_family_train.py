@@ -493,3 +493,31 @@ def test_soft_quadrant_model_reads_the_nearest_mood_words(trained: dict[str, Pat
     assert model.read(point).mood_words == ["tense", "furious", "calm"]
     by_dot = [words[i] for i in np.argsort(-(model.mood_space_positions @ point))]
     assert by_dot[0] == "furious"
+
+
+def test_va_words_get_their_own_weight_and_keep_their_positions(bank: FeatureBank) -> None:
+    """The lexicon's words (source ``nrc-words``) weigh ``word_weight``, are not stretched
+    like EmoBank's ratings and, with label_arousal_weight, keep both targets' weight."""
+    from storycue.training.families.base import TextPart
+    from storycue.training.families.va import text_regression_data
+
+    part = bank.text["train"]
+    sources = ["nrc-words" if i % 3 == 0 and s != "emobank" else s
+               for i, s in enumerate(part.sources)]  # fmt: skip
+    with_words = TextPart(features=part.features, labels=part.labels, sources=sources,
+                          texts=part.texts, va=part.va)  # fmt: skip
+    cfg = replace(fast_config("va-regression"), emobank_stretch=2.0, word_weight=4.0,
+                  label_arousal_weight=0.5,
+                  text_sources=["isear", "goemotions", "emobank", "nrc-words"])  # fmt: skip
+    data = text_regression_data(with_words, cfg)
+    src = np.asarray(sources)[np.isfinite(part.va).all(axis=1)]
+    words = src == "nrc-words"
+    assert words.any()
+    np.testing.assert_allclose(data.y[words], np.asarray(part.va, np.float32)[np.isfinite(
+        part.va).all(axis=1)][words])  # fmt: skip
+    np.testing.assert_allclose(data.w[words], 4.0)
+    labelled = (src != "emobank") & ~words
+    np.testing.assert_allclose(data.w[labelled], [[1.0, 0.5]] * int(labelled.sum()))
+    # without the source in text_sources the words are left out
+    left_out = text_regression_data(with_words, replace(cfg, text_sources=["isear", "emobank"]))
+    assert len(left_out.y) == int((src == "isear").sum() + (src == "emobank").sum())

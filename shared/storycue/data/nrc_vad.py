@@ -73,6 +73,10 @@ class VadLexicon:
     def __contains__(self, word: object) -> bool:
         return isinstance(word, str) and self.lookup(word) is not None
 
+    def items(self) -> list[tuple[str, VAD]]:
+        """Every entry, (lower-cased word, scores), in the lexicon's own order."""
+        return list(self._entries.items())
+
     @classmethod
     def from_file(cls, path: str | Path) -> VadLexicon:
         """Read a lexicon file (tab-separated word, valence, arousal, dominance)."""

@@ -8,6 +8,7 @@ evaluation builds its reference probes from the same sets.
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -35,16 +36,32 @@ DEFAULT_TEXT_SOURCES: tuple[str, ...] = ("isear", "goemotions", "emobank")
 #: position of their *own* labels (relief, gratitude, caring, love... rather than all at
 #: "joy"), so labelled positive texts also teach calm positive readings; use it *instead of*
 #: ``goemotions``.
+#: ``nrc-words`` are the NRC VAD lexicon's words, each at its own valence and arousal: the
+#: only source that places *calm* words ("quiet", "sleep", "serene") low on arousal, which
+#: no label word does (every ISEAR and Ekman label but sadness sits at arousal >= .5). A
+#: word's part of the split is fixed by a hash of the word (:func:`word_part`).
 TEXT_SOURCES: tuple[str, ...] = (
     "isear",
     "goemotions",
     "goemotions-labels",
     "emobank",
     "emobank-passages",
+    "nrc-words",
 )
 #: Sources whose targets are human ratings of the text itself (not a label's NRC position).
 RATED_SOURCES: tuple[str, ...] = ("emobank", "emobank-passages")
 PASSAGE_SIZES: tuple[int, ...] = (2, 3, 4, 6)
+#: Sources whose texts are single words of the lexicon.
+WORD_SOURCES: tuple[str, ...] = ("nrc-words",)
+
+Part = Literal["train", "validation", "test"]
+
+
+def word_part(word: str) -> Part:
+    """The split part of a lexicon word: 80 % train, 10 % validation, 10 % test, by a CRC-32
+    of the word, so the split never depends on the lexicon's order or size."""
+    bucket = zlib.crc32(word.encode("utf-8")) % 10
+    return "test" if bucket == 0 else "validation" if bucket == 1 else "train"
 
 
 def check_text_sources(sources: Sequence[str]) -> list[str]:
@@ -83,7 +100,7 @@ def fine_label_va(lexicon: VadLexicon, labels: Sequence[str]) -> tuple[float, fl
 
 
 def text_training_set(
-    part: Literal["train", "validation", "test"],
+    part: Part,
     lexicon: VadLexicon,
     sources: Sequence[str],
     settings: Settings,
@@ -133,6 +150,15 @@ def text_training_set(
             weights.append(emobank_weight)
             labels.append("")
             source.append("emobank-passages")
+    if "nrc-words" in sources:
+        for word, vad in lexicon.items():
+            if word_part(word) != part:
+                continue
+            texts.append(word)
+            targets.append((float(vad.valence), float(vad.arousal)))
+            weights.append(1.0)
+            labels.append("")
+            source.append("nrc-words")
     return TextSet(
         texts=texts,
         targets=np.asarray(targets, np.float32).reshape(-1, 2),

@@ -78,8 +78,15 @@ _FIELDS = {
 
 
 def default_story_set() -> Path:
-    """The story set shipped with storycue (``resources/stories.jsonl``)."""
+    """The story set shipped with storycue (``resources/stories.jsonl``): a *test* part,
+    read once per candidate release."""
     return Path(str(resources.files("storycue").joinpath("resources/stories.jsonl")))
+
+
+def dev_story_set() -> Path:
+    """The story set's *validation* part (``resources/stories-dev.jsonl``): 29 other
+    passages, 16 of them calm, written down the same way, on which settings are chosen."""
+    return Path(str(resources.files("storycue").joinpath("resources/stories-dev.jsonl")))
 
 
 def load_story_set(path: Path | None = None) -> list[StoryPassage]:
@@ -132,10 +139,12 @@ def load_story_set(path: Path | None = None) -> list[StoryPassage]:
 
 
 def story_set(spec: str | None) -> list[StoryPassage] | None:
-    """A ``--stories`` argument: ``None``, ``builtin`` (storycue's own set) or the path of a
-    JSON-lines file."""
+    """A ``--stories`` argument: ``None``, ``builtin`` (storycue's own set, a test part),
+    ``dev`` (its validation part) or the path of a JSON-lines file."""
     if spec is None:
         return None
+    if spec == "dev":
+        return load_story_set(dev_story_set())
     return load_story_set(None if spec == "builtin" else Path(spec))
 
 

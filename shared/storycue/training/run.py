@@ -49,6 +49,8 @@ class TrainOptions:
     #: VA family: weight and stretch of EmoBank's ratings in the text head's regression.
     emobank_weight: float | None = None
     passage_weight: float | None = None
+    #: VA family: weight of the lexicon's words (text source ``nrc-words``).
+    word_weight: float | None = None
     emobank_stretch: float | None = None
     #: VA family: weight of the labelled texts' arousal targets against their valence.
     label_arousal_weight: float | None = None
@@ -144,6 +146,7 @@ def train_model(
         ("va_proximity", options.va_proximity),
         ("emobank_weight", options.emobank_weight),
         ("passage_weight", options.passage_weight),
+        ("word_weight", options.word_weight),
         ("emobank_stretch", options.emobank_stretch),
         ("label_arousal_weight", options.label_arousal_weight),
     ):
@@ -159,6 +162,8 @@ def train_model(
         cfg = replace(cfg, emobank_weight=float(options.emobank_weight))
     if options.passage_weight is not None:
         cfg = replace(cfg, passage_weight=float(options.passage_weight))
+    if options.word_weight is not None:
+        cfg = replace(cfg, word_weight=float(options.word_weight))
     if options.emobank_stretch is not None:
         cfg = replace(cfg, emobank_stretch=float(options.emobank_stretch))
     if options.label_arousal_weight is not None:

@@ -535,6 +535,9 @@ class FamilyConfig:
     #: Weight of EmoBank's joined passages (source ``emobank-passages``); ``None``: the
     #: sentences' ``emobank_weight``.
     passage_weight: float | None = None
+    #: Weight of the lexicon's single words (source ``nrc-words``), each at its own NRC
+    #: valence and arousal (not stretched: they already spread over the plane).
+    word_weight: float = 1.0
     # word-regression
     word_music_target: Literal["auto", "tags", "quadrant"] = "auto"
     # metric learning

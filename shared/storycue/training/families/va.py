@@ -17,7 +17,7 @@ import functools
 import numpy as np
 
 from storycue.data.mappings import QUADRANT_VA_CENTRES, VA_CENTRE
-from storycue.data.textsets import RATED_SOURCES
+from storycue.data.textsets import RATED_SOURCES, WORD_SOURCES
 from storycue.errors import InvalidInputError
 from storycue.models.checkpoints import EmotionHeads
 from storycue.training.families.base import FamilyConfig, FeatureBank, MusicPart, TextPart
@@ -47,6 +47,10 @@ def text_regression_data(part: TextPart, config: FamilyConfig) -> RegressionData
     "anger" .83) is a crude stand-in for how aroused a situation report reads, while
     EmoBank's arousal is rated on the text itself.
 
+    The lexicon's words (source ``nrc-words``) weigh ``config.word_weight`` and keep their
+    NRC positions: a word is rated on itself, like prose, but already spreads over the
+    plane, so it is not stretched.
+
     ``config.label_target == "side"`` keeps only the *side* of the neutral point of each
     labelled text's NRC position (a logistic loss, :class:`RegressionData.side`): the label
     still decides the quadrant, but no longer pulls every joy text to arousal .82 and every
@@ -59,14 +63,16 @@ def text_regression_data(part: TextPart, config: FamilyConfig) -> RegressionData
     if config.passage_weight is not None:
         passages = np.asarray([part.sources[i] == "emobank-passages" for i in idx], bool)
         w[passages] = config.passage_weight
+    words = np.asarray([part.sources[i] in WORD_SOURCES for i in idx], bool)
+    w[words] = config.word_weight
     if config.label_arousal_weight != 1.0:
         # Per target: a labelled text's arousal target (its label word's NRC arousal) is
         # weighed apart from its valence; rated prose keeps both.
-        w = np.stack([w, np.where(emobank, w, w * config.label_arousal_weight)], axis=1)
+        w = np.stack([w, np.where(emobank | words, w, w * config.label_arousal_weight)], axis=1)
     y = np.asarray(part.va[idx], np.float32).copy()
     if config.emobank_stretch != 1.0:
         y[emobank] = np.clip(VA_CENTRE + config.emobank_stretch * (y[emobank] - VA_CENTRE), 0, 1)
-    side = ~emobank if config.label_target == "side" else None
+    side = ~(emobank | words) if config.label_target == "side" else None
     return RegressionData(part.features[idx], y, w, side=side)
 
 
