@@ -227,11 +227,12 @@ def test_shipped_model_reads_prose_better_than_the_frozen_probe(real_data_dir: P
     for name in ("sentences", "fiction", "fiction-scenes-6"):
         assert mine[name]["valence_pearson"] > probe[name]["valence_pearson"], name
     assert mine["sentences"]["arousal_pearson"] > probe["sentences"]["arousal_pearson"]
-    # Regression guards a little under 4.1.0's .708 / .499 (deterministic: the same
-    # checkpoint, features and data give the same numbers; 4.0.0 read .703 / .488); the
-    # story-grade issue's bars, .72 / .50, are not met yet.
-    assert mine["sentences"]["valence_pearson"] >= 0.70
-    assert mine["sentences"]["arousal_pearson"] >= 0.49
+    # Regression guards a little under 4.2.0's .699 / .480 (deterministic: the same
+    # checkpoint, features and data give the same numbers). 4.1.0 read .708 / .499: 4.2.0
+    # was chosen on validation for calm prose (rule 2026-12-05b) and gave up .01 / .02 of
+    # these; the story-grade issue's bars, .72 / .50, are not met.
+    assert mine["sentences"]["valence_pearson"] >= 0.69
+    assert mine["sentences"]["arousal_pearson"] >= 0.47
 
 
 def test_nrc_words_place_each_word_at_its_own_position_in_a_fixed_part(tmp_path: Path) -> None:
