@@ -154,6 +154,8 @@ def test_bad_calibrations_are_refused(
     with pytest.raises(InvalidInputError, match="already calibrated"):
         fit_text_shift(twice, rated_settings)
     info = shipped.info.model_dump()
-    info.update(va_axes=False, va_centre=None, va_quadrant_sharpness=None, va_text_shift=(0, 0.1))
+    # a shift without valence-arousal axes (and so without their scoring parameters)
+    info.update(va_axes=False, va_centre=None, va_quadrant_sharpness=None, va_proximity=None,
+                va_text_shift=(0, 0.1))  # fmt: skip
     with pytest.raises(ValueError, match="va_text_shift"):
         CheckpointInfo.model_validate(info)
