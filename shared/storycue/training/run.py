@@ -163,6 +163,8 @@ def train_model(
     if options.passage_weight is not None:
         cfg = replace(cfg, passage_weight=float(options.passage_weight))
     if options.word_weight is not None:
+        if "nrc-words" not in cfg.text_sources:
+            raise InvalidInputError("--word-weight needs the nrc-words text source")
         cfg = replace(cfg, word_weight=float(options.word_weight))
     if options.emobank_stretch is not None:
         cfg = replace(cfg, emobank_stretch=float(options.emobank_stretch))
