@@ -14,7 +14,12 @@ class CueTrack(BaseModel):
     title: str | None = None
     artist: str | None = None
     duration_s: float | None = None
-    score: float = Field(description="Similarity, higher is better (negated distance for VA).")
+    score: float = Field(
+        description="The model's match score, higher is better; compare it within one scene "
+        "and one model. Inner product or cosine for most spaces (the valence-arousal "
+        "closeness score of va-regression 4.3.0, quadrant agreement minus squared distance, "
+        "can fall below 0), the negated distance for Euclidean ones."
+    )
     distance: float | None = Field(default=None, description="Distance in the emotion space.")
     valence: float | None = None
     arousal: float | None = None

@@ -159,7 +159,8 @@ function renderSheet(sheet, text, links) {
         "aria-label": "Play " + name });
       tracks.append(el("li", { class: "track" },
         el("span", { class: "title", text: name + (t.artist ? " — " + t.artist : "") }),
-        el("span", { class: "score", text: "score " + t.score.toFixed(3) +
+        el("span", { class: "score", title: "The model's match score: higher is better; " +
+          "compare it within a scene (it can fall below 0)", text: "score " + t.score.toFixed(3) +
           (t.valence !== null && t.valence !== undefined ? " · V " + fmt(t.valence) + " A " + fmt(t.arousal) : "") }),
         audio));
     }
