@@ -405,8 +405,20 @@ def train(
         ),
     ] = "none",
     evaluate_after: Annotated[
-        bool, typer.Option("--evaluate/--no-evaluate", help="Score on the test split and store it.")
+        bool,
+        typer.Option(
+            "--evaluate/--no-evaluate",
+            help="Score on the validation parts and store the numbers with the checkpoint.",
+        ),
     ] = True,
+    test: Annotated[
+        bool,
+        typer.Option(
+            "--test",
+            help="Score the test parts too: a release's one look at them (leave it off "
+            "while choosing between candidates).",
+        ),
+    ] = False,
 ) -> None:
     """Train an emotion-space model on cached encoder features.
 
@@ -437,6 +449,8 @@ def train(
         label_arousal_weight=label_arousal_weight,
         label_target=label_target,
     )
+    if test and not evaluate_after:
+        raise _fail(InvalidInputError("--test scores the test parts and needs --evaluate"))
     try:
         with _progress() as progress:
             release = train_release(
@@ -444,6 +458,7 @@ def train(
                 options,
                 finetune=finetune,
                 evaluate=evaluate_after,
+                test=test,
                 output=output,
                 progress=_stage_reporter(progress),
             )
@@ -496,8 +511,16 @@ def calibrate(
         Path | None, typer.Option("--output", "-o", help="Checkpoint path (.safetensors).")
     ] = None,
     evaluate_after: Annotated[
-        bool, typer.Option("--evaluate/--no-evaluate", help="Score on the test split and store it.")
+        bool,
+        typer.Option(
+            "--evaluate/--no-evaluate",
+            help="Score on the validation parts and store the numbers with the checkpoint.",
+        ),
     ] = True,
+    test: Annotated[
+        bool,
+        typer.Option("--test", help="Score the test parts too: a release's one look at them."),
+    ] = False,
 ) -> None:
     """Calibrate the text side of a valence-arousal model on EmoBank dev: the mean offset of
     its readings of rated sentences and passages from their ratings becomes a shift stored
@@ -524,6 +547,7 @@ def calibrate(
             encoder=base.text_encoder,
             backbone=base.audio_backbone(),
             evaluate=evaluate_after,
+            test=test,
             output=output,
         )
     except StorycueError as exc:

@@ -94,4 +94,6 @@ def test_finetune_and_train_refuse_bad_options(home: Path, tmp_path: Path) -> No
         app, ["train", "va", "--finetune", "both", "--text-encoder", "all-MiniLM-L6-v2"]
     )
     assert both.exit_code == 2 and "not both" in flat(both.output)
+    blind_test = runner.invoke(app, ["train", "va", "--no-evaluate", "--test"])
+    assert blind_test.exit_code == 2 and "needs --evaluate" in flat(blind_test.output)
     assert Settings().home == home

@@ -111,20 +111,24 @@ def save_release(
     encoder: Any,
     backbone: Any,
     evaluate: bool,
+    test: bool = False,
     output: Path | None = None,
     tuned: list[TunedEncoder] | None = None,
 ) -> Release:
-    """Score a new release when asked (its one look at the test parts: the metrics go into
-    the checkpoint), save its checkpoint and write its model card."""
+    """Score a new release when asked (``evaluate``: the validation parts; with ``test`` the
+    test parts too, its one look at them; the metrics go into the checkpoint), save its
+    checkpoint and write its model card."""
+    if test and not evaluate:
+        raise InvalidInputError("scoring the test parts (--test) needs --evaluate")
     if evaluate:
         model = EmotionModel(heads, device=settings.torch_device())
         model.use_text_encoder(encoder)
-        heads.info.metrics = release_metrics(model, backbone, settings)
+        heads.info.metrics = release_metrics(model, backbone, settings, test=test)
     ident = heads.info.identity
     path = output or trained_checkpoint_path(settings, ident.name, ident.version)
     sha = str(heads.save(path))
     card = write_model_card(heads.info, path, sha)
-    log.info("release_saved", model=ident.key, path=str(path), evaluated=evaluate)
+    log.info("release_saved", model=ident.key, path=str(path), evaluated=evaluate, test=test)
     return Release(heads=heads, path=path, sha256=sha, card=card, tuned=list(tuned or []))
 
 
@@ -134,11 +138,13 @@ def train_release(
     *,
     finetune: str = "none",
     evaluate: bool = True,
+    test: bool = False,
     output: Path | None = None,
     progress: Progress | None = None,
     keep: Callable[[EmotionHeads], bool] | None = None,
 ) -> Release | None:
-    """Fine-tune (``finetune``), train ``options.family``, score (``evaluate``), save and
+    """Fine-tune (``finetune``), train ``options.family``, score (``evaluate``: validation
+    parts; ``test``: the test parts too), save and
     write the model card. ``keep`` is asked with the trained heads before anything is
     saved; when it says no (a cancelled job) nothing is saved and the answer is ``None``."""
     options, tuned = finetune_encoders(
@@ -157,6 +163,7 @@ def train_release(
         encoder=encoder,
         backbone=backbone,
         evaluate=evaluate,
+        test=test,
         output=output,
         tuned=tuned,
     )
