@@ -85,7 +85,8 @@ def score_checkpoint(target: str) -> dict[str, Any]:
     }
     tags = tag_va(gallery.records, load_nrc_vad(settings=settings))
     keep = np.isfinite(tags).all(axis=1)
-    vectors = model.project_audio_features(gallery_input(model, gallery))[keep]
+    clips = model.project_audio_features(gallery_input(model, gallery))
+    vectors = clips[keep]
     quads = [q for q, ok in zip(gallery.quadrants, keep, strict=True) if ok]
     reader = ModelReader(model, settings)
     enc = model.text_encoder
@@ -108,17 +109,18 @@ def score_checkpoint(target: str) -> dict[str, Any]:
             "arousal_bias": round(float(np.mean(readings[:, 1] - s.va[:, 1])), 4),
             "arousal_side_agreement": round(float(side), 4),
         }
-    row["stories-dev"] = story_row(model, settings, gallery)
+    row["stories-dev"] = story_row(model, settings, clips, gallery.quadrants, tags)
     return row
 
 
-def story_row(model: Any, settings: Any, gallery: Any) -> dict[str, Any]:
-    """How ``model`` reads the story set's validation part, and what its top-5 clips are."""
-    tags = tag_va(gallery.records, load_nrc_vad(settings=settings))
+def story_row(
+    model: Any, settings: Any, clips: np.ndarray, quadrants: list[str], tags: np.ndarray
+) -> dict[str, Any]:
+    """How ``model`` reads the story set's validation part, and what its top-5 clips are
+    among the gallery's projected ``clips`` (their ``quadrants`` and tag positions)."""
     rep = story_report(
         model, settings, load_story_set(dev_story_set()),
-        gallery_vectors=model.project_audio_features(gallery_input(model, gallery)),
-        gallery_quadrants=gallery.quadrants, gallery_tag_va=tags,
+        gallery_vectors=clips, gallery_quadrants=quadrants, gallery_tag_va=tags,
     )  # fmt: skip
     mine = rep["model"]
     match = rep["matching"]
@@ -148,11 +150,11 @@ def rule_guards(row: dict[str, Any]) -> dict[str, bool]:
     }
 
 
-def rule_score(row: dict[str, Any]) -> float:
-    """The 2026-12-02 rule's score: the mean of seven validation numbers (four correlations
-    with EmoBank dev ratings, three that ask whether calm prose gets calm music)."""
+def rule_parts(row: dict[str, Any]) -> list[float]:
+    """The 2026-12-02 rule's seven validation numbers (four correlations with EmoBank dev
+    ratings, three that ask whether calm prose gets calm music)."""
     read, match = row["reading"]["model"], row["matching"]
-    parts = [
+    return [
         read["sentences"]["valence_pearson"],
         read["sentences"]["arousal_pearson"],
         read["fiction"]["valence_pearson"],
@@ -161,7 +163,11 @@ def rule_score(row: dict[str, Any]) -> float:
         match["fiction-scenes-3"]["arousal_side_agreement"],
         match["fiction-scenes-6"]["arousal_side_agreement"],
     ]
-    return float(np.mean(parts))
+
+
+def rule_score(row: dict[str, Any]) -> float:
+    """The 2026-12-02 rule's score: the mean of its seven numbers."""
+    return float(np.mean(rule_parts(row)))
 
 
 def story_guards(row: dict[str, Any]) -> dict[str, bool]:
@@ -177,8 +183,8 @@ def story_score(row: dict[str, Any]) -> float:
     """The 2026-12-05b rule's score: the 2026-12-02 seven numbers and the story validation
     part's arousal side agreement and calm passages' top-5 share in Q3/Q4, nine in all."""
     stories = row["stories-dev"]
-    seven = 7 * rule_score(row)  # the sum of the 2026-12-02 rule's seven numbers
-    return float(seven + stories["arousal_side_agreement"] + stories["low_arousal_top5_q34"]) / 9
+    parts = [*rule_parts(row), stories["arousal_side_agreement"], stories["low_arousal_top5_q34"]]
+    return float(np.mean(parts))
 
 
 RULES = {"2026-12-02": (rule_guards, rule_score), "2026-12-05b": (story_guards, story_score)}

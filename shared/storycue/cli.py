@@ -449,8 +449,6 @@ def train(
         label_arousal_weight=label_arousal_weight,
         label_target=label_target,
     )
-    if test and not evaluate_after:
-        raise _fail(InvalidInputError("--test scores the test parts and needs --evaluate"))
     try:
         with _progress() as progress:
             release = train_release(

@@ -104,6 +104,13 @@ def check_finetune(finetune: str, options: TrainOptions) -> Finetune:
     return finetune
 
 
+def check_scoring(evaluate: bool, test: bool) -> None:
+    """The test parts are scored only beside the validation parts (``--test`` needs
+    ``--evaluate``)."""
+    if test and not evaluate:
+        raise InvalidInputError("scoring the test parts (--test) needs --evaluate")
+
+
 def save_release(
     settings: Settings,
     heads: EmotionHeads,
@@ -118,8 +125,7 @@ def save_release(
     """Score a new release when asked (``evaluate``: the validation parts; with ``test`` the
     test parts too, its one look at them; the metrics go into the checkpoint), save its
     checkpoint and write its model card."""
-    if test and not evaluate:
-        raise InvalidInputError("scoring the test parts (--test) needs --evaluate")
+    check_scoring(evaluate, test)
     if evaluate:
         model = EmotionModel(heads, device=settings.torch_device())
         model.use_text_encoder(encoder)
@@ -147,6 +153,7 @@ def train_release(
     parts; ``test``: the test parts too), save and
     write the model card. ``keep`` is asked with the trained heads before anything is
     saved; when it says no (a cancelled job) nothing is saved and the answer is ``None``."""
+    check_scoring(evaluate, test)  # before any training, not after it
     options, tuned = finetune_encoders(
         settings, options, check_finetune(finetune, options), progress
     )
