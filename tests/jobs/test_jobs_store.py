@@ -17,6 +17,7 @@ from storycue.storage.jobs import (
     JOB_STATES,
     TRANSITIONS,
     InvalidTransitionError,
+    ItemResult,
     JobLimits,
     JobNotRunningError,
     JobState,
@@ -163,6 +164,66 @@ def test_concurrent_writes_of_one_item_count_once(jobs: JobStore) -> None:
     assert sorted(firsts) == [False, False, False, True]
     assert jobs.require("t", job_id).progress_done == 1
     assert len(jobs.results("t", job_id)[0]) == 1
+
+
+def test_a_batch_of_results_is_one_write_with_the_same_contract(jobs: JobStore) -> None:
+    job_id = _in_state(jobs, "running")
+    assert jobs.record_result("t", job_id, 1, {"v": "before"})
+    batch = [ItemResult(0, {"v": 0}), ItemResult(1, {"v": 1}, ok=False), ItemResult(2, {"v": 2})]
+    assert jobs.record_results("t", job_id, batch) == 2  # item 1 was already there
+    job = jobs.require("t", job_id)
+    assert job.progress_done == 3
+    page, _ = jobs.results("t", job_id)
+    assert [(r.index, r.ok, r.result) for r in page] == [
+        (0, True, {"v": 0}),
+        (1, False, {"v": 1}),  # rewritten, not counted again
+        (2, True, {"v": 2}),
+    ]
+    assert jobs.record_results("t", job_id, []) == 0
+    assert jobs.record_results("t", job_id, batch[:1]) == 0  # a redelivered chunk
+    assert jobs.require("t", job_id).progress_done == 3
+    assert jobs.finish_if_complete("t", job_id).state == "succeeded"
+    with pytest.raises(JobNotRunningError):
+        jobs.record_results("t", job_id, batch)
+
+
+def test_a_batch_of_results_refuses_bad_items_and_other_tenants(jobs: JobStore) -> None:
+    job_id = _in_state(jobs, "running")
+    with pytest.raises(InvalidInputError, match="once"):
+        jobs.record_results("t", job_id, [ItemResult(0, {}), ItemResult(0, {})])
+    with pytest.raises(InvalidInputError, match=">= 0"):
+        jobs.record_results("t", job_id, [ItemResult(-1, {})])
+    with pytest.raises(NotFoundError):
+        jobs.record_results("other", job_id, [ItemResult(0, {})])
+    assert jobs.require("t", job_id).progress_done == 0
+    assert jobs.done_indexes("t", job_id) == set()
+
+
+def test_overlapping_batches_from_concurrent_writers_count_each_item_once(jobs: JobStore) -> None:
+    job = jobs.create("t", "match", {}, items=[(f"s{i}", "x") for i in range(40)])
+    jobs.transition("t", job.id, "running")
+    barrier = threading.Barrier(4)
+    firsts: list[int] = []
+    errors: list[BaseException] = []
+
+    def worker(n: int) -> None:
+        # Four writers, each a window of 20 items overlapping its neighbours'.
+        batch = [ItemResult(i, {"writer": n}) for i in range(n * 6, n * 6 + 20)]
+        barrier.wait()
+        try:
+            firsts.append(jobs.record_results("t", job.id, batch))
+        except BaseException as exc:  # surfaced below, not swallowed
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(4)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert not errors
+    written = jobs.done_indexes("t", job.id)
+    assert written == set(range(38))
+    assert sum(firsts) == len(written) == jobs.require("t", job.id).progress_done
 
 
 def test_cancel_queued_at_once_running_by_flag(jobs: JobStore) -> None:

@@ -34,7 +34,13 @@ from storycue.log import get_logger
 from storycue.models.checkpoints import trained_checkpoint_path
 from storycue.models.emotion import EmotionModel
 from storycue.pipeline.match import match_texts
-from storycue.storage.jobs import InvalidTransitionError, Job, JobItem, JobNotRunningError
+from storycue.storage.jobs import (
+    InvalidTransitionError,
+    ItemResult,
+    Job,
+    JobItem,
+    JobNotRunningError,
+)
 from storycue.storage.records import Catalogue, ModelRecord
 from storycue.storage.tenancy import TrackSource
 
@@ -162,17 +168,19 @@ def run_match_items(
             catalogue=scope.catalogue,
             max_chars=s.limits.max_story_chars,
         )
+        results: list[ItemResult] = []
+        for item, sheet in zip(items, sheets, strict=True):
+            if isinstance(sheet, StorycueError):
+                error = {"code": sheet.code, "message": sheet.message}
+                results.append(
+                    ItemResult(item.index, {"id": item.item_id, "error": error}, ok=False)
+                )
+            else:
+                cue = {"id": item.item_id, "cue_sheet": sheet.model_dump(mode="json")}
+                results.append(ItemResult(item.index, cue))
         try:
-            for item, sheet in zip(items, sheets, strict=True):
-                if isinstance(sheet, StorycueError):
-                    result: dict[str, Any] = {
-                        "id": item.item_id,
-                        "error": {"code": sheet.code, "message": sheet.message},
-                    }
-                    rt.jobs.record_result(job.tenant, job.id, item.index, result, ok=False)
-                else:
-                    result = {"id": item.item_id, "cue_sheet": sheet.model_dump(mode="json")}
-                    rt.jobs.record_result(job.tenant, job.id, item.index, result)
+            # One transaction for the group's results, not one per story.
+            rt.jobs.record_results(job.tenant, job.id, results)
         except JobNotRunningError:
             log.info("job stopped while matching; chunk abandoned", job_id=job.id)
             return

@@ -17,6 +17,8 @@ workers can never both start one job: :meth:`JobStore.start` returns ``True`` to
 Results are one row per ``(job, item_index)``: :meth:`JobStore.record_result` upserts, and
 ``progress_done`` grows by one only when an item's first result is written, so re-running
 an item (after a crash, a redelivered task) never duplicates a result nor counts twice.
+:meth:`JobStore.record_results` does the same for a chunk of items in one transaction (a
+bulk worker's chunk of stories: one commit, not one per story).
 """
 
 from __future__ import annotations
@@ -146,6 +148,19 @@ class JobResult:
     result: dict[str, Any]
     created_at: datetime
     updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ItemResult:
+    """The result of one item, to record (:meth:`JobStore.record_results`)."""
+
+    index: int
+    result: Mapping[str, Any]
+    ok: bool = True
+
+
+#: Item indexes per ``IN (...)`` list (well under SQLite's and PostgreSQL's parameter limits).
+_IN_CHUNK = 500
 
 
 def _job(row: JobRow) -> Job:
@@ -788,15 +803,7 @@ class JobStore:
         payload = dict(result)
 
         def running(s: Session) -> JobRow:
-            row = self._owned(s, tenant, job_id)
-            if row is None:
-                raise NotFoundError(f"job {job_id} does not exist", detail={"job_id": job_id})
-            if row.state != "running":
-                raise JobNotRunningError(
-                    f"job {job_id} is {row.state}, not running: result {item_index} dropped",
-                    detail={"job_id": job_id, "state": row.state},
-                )
-            return row
+            return self._running(s, tenant, job_id, f"result {item_index}")
 
         try:
             with self._session() as s:
@@ -821,6 +828,92 @@ class JobStore:
                 .execution_options(synchronize_session=False)
             )
         return False
+
+    def _running(self, s: Session, tenant: str, job_id: str, what: str) -> JobRow:
+        """The job's row; :class:`NotFoundError` when the tenant has no such job,
+        :class:`JobNotRunningError` unless it is running."""
+        row = self._owned(s, tenant, job_id)
+        if row is None:
+            raise NotFoundError(f"job {job_id} does not exist", detail={"job_id": job_id})
+        if row.state != "running":
+            raise JobNotRunningError(
+                f"job {job_id} is {row.state}, not running: {what} dropped",
+                detail={"job_id": job_id, "state": row.state},
+            )
+        return row
+
+    def record_results(self, tenant: str, job_id: str, results: Sequence[ItemResult]) -> int:
+        """Write (or rewrite) the results of several items in one transaction; how many
+        were first results.
+
+        The same contract as :meth:`record_result` item by item — each first result counts
+        one item of progress, a rewrite changes only the row, only a running job takes
+        results — at one commit per call instead of one per item (a bulk chunk of 1,024
+        stories wrote 1,024 transactions). When another writer inserts some of the same
+        items meanwhile (a redelivered chunk), the unique ``(job, item)`` key refuses the
+        batch and it is written item by item, so nothing is counted twice.
+        """
+        items = list(results)
+        if not items:
+            return 0
+        indexes = [it.index for it in items]
+        if min(indexes) < 0:
+            raise InvalidInputError(f"item indexes must be >= 0, got {min(indexes)}")
+        if len(set(indexes)) != len(indexes):
+            raise InvalidInputError("each item may appear once in a batch of results")
+        what = f"{len(items)} results"
+        try:
+            with self._session() as s:
+                self._running(s, tenant, job_id, what)
+                existing: set[int] = set()
+                for i in range(0, len(indexes), _IN_CHUNK):
+                    chunk = indexes[i : i + _IN_CHUNK]
+                    existing.update(
+                        int(x)
+                        for x in s.scalars(
+                            select(JobResultRow.item_index).where(
+                                JobResultRow.job_id == job_id, JobResultRow.item_index.in_(chunk)
+                            )
+                        )
+                    )
+                fresh = [it for it in items if it.index not in existing]
+                if fresh:
+                    s.execute(
+                        insert(JobResultRow),
+                        [
+                            {
+                                "job_id": job_id,
+                                "item_index": it.index,
+                                "ok": it.ok,
+                                "result": dict(it.result),
+                            }
+                            for it in fresh
+                        ],
+                    )
+                    s.execute(
+                        update(JobRow)
+                        .where(JobRow.id == job_id, JobRow.tenant == tenant)
+                        .values(
+                            progress_done=JobRow.progress_done + len(fresh), updated_at=utcnow()
+                        )
+                        .execution_options(synchronize_session=False)
+                    )
+                for it in items:
+                    if it.index in existing:
+                        s.execute(
+                            update(JobResultRow)
+                            .where(
+                                JobResultRow.job_id == job_id, JobResultRow.item_index == it.index
+                            )
+                            .values(ok=it.ok, result=dict(it.result), updated_at=utcnow())
+                            .execution_options(synchronize_session=False)
+                        )
+            return len(fresh)
+        except IntegrityError:
+            log.info("results raced another writer; writing item by item", job_id=job_id)
+        return sum(
+            self.record_result(tenant, job_id, it.index, it.result, ok=it.ok) for it in items
+        )
 
     def results(
         self, tenant: str, job_id: str, *, limit: int = 100, cursor: str | None = None
