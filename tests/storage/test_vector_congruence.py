@@ -278,6 +278,46 @@ def test_same_neighbours_as_an_exact_scan(store: Any) -> None:
             assert [h.score for h in hits] == pytest.approx(masked[expected], abs=1e-5)
 
 
+def test_a_batch_of_searches_answers_each_query_as_one_search_would(store: Any) -> None:
+    """``search_batch``: the hits of every query in order, equal to one ``search`` each,
+    across more queries than one backend batch holds, with and without a filter."""
+    ident = ModelIdentity(name="congruence", version="1", dim=16)
+    rng = np.random.default_rng(11)
+    n = 300
+    vectors = rng.standard_normal((n, ident.dim)).astype(np.float32)
+    catalogues = rng.integers(1, 4, size=n)
+    store.ensure_collection(ident, "dot")
+    store.upsert(
+        ident,
+        [
+            VectorPoint(
+                id=point_id_for(i),
+                vector=vectors[i],
+                payload={"track_id": i, "catalogue_id": int(catalogues[i])},
+            )
+            for i in range(n)
+        ],
+    )
+    queries = rng.standard_normal((150, ident.dim)).astype(np.float32)  # > one batch of 64
+    for flt in (None, SearchFilter(catalogue_ids=[2])):
+        batch = store.search_batch(ident, queries, top_k=5, flt=flt)
+        assert len(batch) == len(queries)
+        for q, hits in zip(queries, batch, strict=True):
+            one = store.search(ident, q, top_k=5, flt=flt)
+            assert [h.id for h in hits] == [h.id for h in one]
+            assert [h.score for h in hits] == pytest.approx([h.score for h in one], abs=1e-5)
+            assert [h.payload for h in hits] == [h.payload for h in one]
+            if flt is not None:
+                assert {h.payload["catalogue_id"] for h in hits} == {2}
+    assert store.search_batch(ident, np.zeros((0, ident.dim)), top_k=5) == []
+    with pytest.raises(ModelMismatchError):  # every query is checked before any is searched
+        store.search_batch(ident, [queries[0], queries[1][:8]], top_k=5)
+    with pytest.raises(InvalidInputError):
+        store.search_batch(ident, [[float("nan")] * ident.dim], top_k=5)
+    with pytest.raises(InvalidInputError):
+        store.search_batch(ident, queries[:2], top_k=0)
+
+
 # ---- aliases ---------------------------------------------------------------------------------
 NEW = ModelIdentity(name="va-regression", version="2.0.0", dim=2)
 ALIAS = "storycue-cat-7"

@@ -15,7 +15,8 @@ search, no payload indexes, no snapshots, clusters or API keys. Never deploy it.
 Routes: ``GET /`` (version), ``/healthz``, ``/readyz``, ``/livez``; collections list, get,
 exists, create, update (metadata), delete; aliases (change, list, per collection); payload
 indexes (create, accepted and ignored as local mode does); points upsert, delete, retrieve,
-count, scroll and query (``/points/query``, which also serves qdrant-client's ``search``).
+count, scroll, query (``/points/query``, which also serves qdrant-client's ``search``) and
+batch query (``/points/query/batch``, qdrant-client's ``query_batch_points``).
 
 Run: ``python tests/support/qdrant_rest.py --path DIR --port PORT``, or
 :class:`QdrantRestServer` from a test (a subprocess; a context manager).
@@ -173,6 +174,7 @@ class LocalQdrantApi:
             route("/collections/{name}/points/count", self.count, "POST"),
             route("/collections/{name}/points/scroll", self.scroll, "POST"),
             route("/collections/{name}/points/query", self.query, "POST"),
+            route("/collections/{name}/points/query/batch", self.query_batch, "POST"),
         ]
 
     # ---- service -----------------------------------------------------------------------
@@ -303,6 +305,11 @@ class LocalQdrantApi:
             score_threshold=body.score_threshold,
             lookup_from=body.lookup_from,
         )
+
+    async def query_batch(self, request: Request) -> Any:
+        name = self._collection(request)
+        body = _parse(rm.QueryRequestBatch, await _body(request))
+        return self.client.query_batch_points(name, requests=body.searches)
 
 
 def create_app(path: Path) -> Starlette:

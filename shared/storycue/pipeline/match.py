@@ -99,6 +99,10 @@ def match_texts(
             embedded = model.embed_text(flat)
     else:
         embedded = np.zeros((0, model.identity.dim), np.float32)
+    # Every segment's search in one call: a backend with a batch API plans them together
+    # (Qdrant Edge: a third of the CPU of one search per segment).
+    with time_stage("search"):
+        found = vectors.search_batch(model.identity, embedded, top_k, flt) if flat else []
     described = model_description(model)
     out: list[CueSheet | StorycueError] = []
     pos = 0
@@ -109,9 +113,8 @@ def match_texts(
         cue_segments: list[CueSegment] = []
         for seg in story:
             vec = embedded[pos]
+            hits = found[pos]
             pos += 1
-            with time_stage("search"):
-                hits = vectors.search(model.identity, vec, top_k, flt)
             reading = model.read(vec)
             cue_segments.append(
                 CueSegment(

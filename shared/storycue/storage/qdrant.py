@@ -56,6 +56,8 @@ METADATA_KEY = "storycue"
 METADATA_SCHEMA = 1
 _UPSERT_BATCH = 256
 
+#: Queries per ``query_batch_points`` call of :meth:`QdrantVectorStore.search_batch`.
+_QUERY_BATCH = 64
 _TO_QDRANT: dict[Distance, qm.Distance] = {
     "cosine": qm.Distance.COSINE,
     "euclid": qm.Distance.EUCLID,
@@ -337,6 +339,40 @@ class QdrantVectorStore(CheckedVectorStore):
             )
             for p in response.points
         ]
+
+    def _search_batch(
+        self,
+        identity: ModelIdentity,
+        queries: list[list[float]],
+        top_k: int,
+        flt: SearchFilter | None,
+    ) -> list[list[VectorHit]]:
+        # One query_batch_points call (one round trip to a server) per _QUERY_BATCH queries.
+        query_filter = build_filter(flt)
+        out: list[list[VectorHit]] = []
+        for start in range(0, len(queries), _QUERY_BATCH):
+            requests = [
+                qm.QueryRequest(
+                    query=q, filter=query_filter, limit=top_k, with_payload=True, with_vector=False
+                )
+                for q in queries[start : start + _QUERY_BATCH]
+            ]
+            with self._use() as client:
+                distance = self._verify(client, identity)
+                responses = client.query_batch_points(identity.collection_name, requests=requests)
+            out.extend(
+                [
+                    VectorHit(
+                        id=str(p.id),
+                        score=float(p.score),
+                        payload=dict(p.payload or {}),
+                        distance=distance,
+                    )
+                    for p in response.points
+                ]
+                for response in responses
+            )
+        return out
 
     def delete(self, identity: ModelIdentity, ids: Sequence[str]) -> None:
         """Delete points by id; unknown ids are ignored."""

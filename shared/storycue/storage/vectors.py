@@ -284,6 +284,18 @@ class VectorStore(Protocol):
         """The ``top_k`` nearest points, best first."""
         ...
 
+    def search_batch(
+        self,
+        identity: ModelIdentity,
+        vectors: Sequence[VectorLike] | npt.NDArray[np.floating[Any]],
+        top_k: int,
+        flt: SearchFilter | None = None,
+    ) -> list[list[VectorHit]]:
+        """:meth:`search` for each of ``vectors`` with one filter, in one call: the hits of
+        each, in order (what a bulk chunk of stories needs; one request per query costs
+        the backend about three times as much)."""
+        ...
+
     def delete(self, identity: ModelIdentity, ids: Sequence[str]) -> None:
         """Delete points by id (unknown ids are ignored)."""
         ...
@@ -344,9 +356,35 @@ class CheckedVectorStore:
         check_top_k(top_k)
         return self._search(identity, as_vector(vector, identity.dim), top_k, flt)
 
+    def search_batch(
+        self,
+        identity: ModelIdentity,
+        vectors: Sequence[VectorLike] | npt.NDArray[np.floating[Any]],
+        top_k: int,
+        flt: SearchFilter | None = None,
+    ) -> list[list[VectorHit]]:
+        """The ``top_k`` nearest points matching ``flt`` of each vector, best first, in the
+        order of ``vectors`` (every vector is checked before any is searched)."""
+        check_top_k(top_k)
+        queries = [as_vector(v, identity.dim) for v in vectors]
+        if not queries:
+            return []
+        return self._search_batch(identity, queries, top_k, flt)
+
     def _create_or_verify(self, identity: ModelIdentity, distance: Distance) -> Distance:
         """Create the collection when it is missing; the distance it uses."""
         raise NotImplementedError
+
+    def _search_batch(
+        self,
+        identity: ModelIdentity,
+        queries: list[list[float]],
+        top_k: int,
+        flt: SearchFilter | None,
+    ) -> list[list[VectorHit]]:
+        """The nearest points to each checked query (a backend with a batch API overrides
+        this; the default searches one query at a time)."""
+        return [self._search(identity, q, top_k, flt) for q in queries]
 
     def _search(
         self, identity: ModelIdentity, query: list[float], top_k: int, flt: SearchFilter | None
