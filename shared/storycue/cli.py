@@ -375,6 +375,14 @@ def train(
             "neutral point on each axis, a logistic loss), leaving distances to rated prose."
         ),
     ] = None,
+    rated_fit: Annotated[
+        str | None,
+        typer.Option(
+            help="VA family: what EmoBank's ratings teach the text head: position (the "
+            "stretched rating; the default) or affine (the rating up to a scale and offset "
+            "per axis learned with the head: how prose ranks, not where it sits)."
+        ),
+    ] = None,
     text_sources: Annotated[
         str | None,
         typer.Option(
@@ -448,6 +456,7 @@ def train(
         emobank_stretch=emobank_stretch,
         label_arousal_weight=label_arousal_weight,
         label_target=label_target,
+        rated_fit=rated_fit,
     )
     try:
         with _progress() as progress:

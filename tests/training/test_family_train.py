@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -354,6 +355,69 @@ def test_side_loss_is_logistic_on_the_side_and_squared_error_elsewhere() -> None
     # on the wrong side the loss grows with the distance past the neutral point
     wrong = weighted_loss(torch.tensor([[0.3, 0.6]]), y[:1], w[:1], side[:1], k)
     assert wrong > got
+
+
+def _affine_problem(seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Features whose true position is a linear read-out; rows of group 1 are rated on a
+    scale of their own (0.2 + 0.3 × position), the rest at their positions."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((600, 8)).astype(np.float32)
+    pos = 1 / (1 + np.exp(-(x[:, :2] @ np.array([[1.5, 0.0], [0.0, 1.5]]))))
+    group = (np.arange(len(x)) % 2).astype(np.int64)
+    y = np.where(group[:, None] == 1, 0.2 + 0.3 * pos, pos).astype(np.float32)
+    return x, y, group, pos.astype(np.float32)
+
+
+def _fit_affine(group: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    from storycue.models.heads import HeadConfig, MLPHead
+    from storycue.training.loop import RegressionData, fit_regression
+
+    x, y, g, pos = _affine_problem()
+    w = np.ones(len(x), np.float32)
+    half = len(x) // 2
+    train = RegressionData(x[:half], y[:half], w[:half], group=None if group is None else g[:half])
+    val = RegressionData(x[half:], y[half:], w[half:], group=None if group is None else g[half:])
+    torch.manual_seed(0)
+    head = MLPHead(HeadConfig(in_dim=8, out_dim=2, hidden=[32], dropout=0.0, output="sigmoid"))
+    report = fit_regression(head, train, val, lr=1e-2, weight_decay=0.0, max_epochs=300,
+                            patience=30, batch_size=64, seed=0)  # fmt: skip
+    with torch.inference_mode():
+        read = head(torch.from_numpy(x[half:])).numpy()
+    rated = g[half:] == 1
+    return read[rated], pos[half:][rated], report
+
+
+def test_rated_rows_met_up_to_a_learned_affine_map_are_read_at_the_labels_scale() -> None:
+    """``RegressionData.group``: rows rated on their own scale teach ordering only; the head
+    places them where the position-targeted rows say, and the map it fitted is reported."""
+    read, pos, report = _fit_affine(group=np.ones(1, np.int64))
+    assert np.abs(read - pos).mean() < 0.05, np.abs(read - pos).mean()
+    (fitted,) = report["affine"]
+    assert fitted["scale"] == pytest.approx([0.3, 0.3], abs=0.06)
+    assert fitted["shift"] == pytest.approx([0.2, 0.2], abs=0.04)
+    # Without the map the same rows pull the head towards their own scale.
+    plain, _, plain_report = _fit_affine(group=None)
+    assert "affine" not in plain_report
+    assert np.abs(plain - pos).mean() > 2 * np.abs(read - pos).mean()
+
+
+def test_va_rated_fit_affine_puts_emobank_rows_in_their_own_group(bank: FeatureBank) -> None:
+    from storycue.training.families.va import text_regression_data
+    from storycue.training.loop import RegressionData, fit_regression
+
+    part = bank.text["train"]
+    assert text_regression_data(part, fast_config("va-regression")).group is None
+    cfg = replace(fast_config("va-regression"), rated_fit="affine")
+    data = text_regression_data(part, cfg)
+    emobank = np.asarray(part.sources)[np.isfinite(part.va).all(axis=1)] == "emobank"
+    assert data.group is not None and emobank.any() and (~emobank).any()
+    np.testing.assert_array_equal(data.group, emobank.astype(np.int64))
+    heads = FAMILIES["va-regression"].train(bank, cfg)  # trains end to end with the map
+    assert heads.text_head.space_dim == 2
+    bad = RegressionData(data.x[:4], data.y[:4], data.w[:4], group=np.array([0, 1, -1, 0]))
+    with pytest.raises(InvalidInputError, match=">= 0"):
+        fit_regression(heads.text_head, bad, bad, lr=1e-3, weight_decay=0.0, max_epochs=1,
+                       patience=1, batch_size=4, seed=0)  # fmt: skip
 
 
 def _proximity_model(bank: FeatureBank, weight: float) -> EmotionModel:

@@ -22,6 +22,8 @@ from storycue.training.run import TrainOptions, train_model
         (TrainOptions(family="metric-2branch", va_scoring="quadrants"), "va-regression family"),
         (TrainOptions(family="va", label_target="corner"), "--label-target must be one of"),
         (TrainOptions(family="word-regression", label_target="side"), "va-regression family"),
+        (TrainOptions(family="va", rated_fit="ordering"), "--rated-fit must be one of"),
+        (TrainOptions(family="metric-2branch", rated_fit="affine"), "va-regression family"),
         (TrainOptions(family="va", word_weight=2.0), "needs the nrc-words text source"),
         (TrainOptions(family="va", word_weight=0.0, text_sources=["nrc-words"]), "must be > 0"),
         (TrainOptions(family="metric-2branch", word_weight=1.0), "va-regression only"),

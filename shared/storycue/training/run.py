@@ -26,6 +26,8 @@ VAScoring = Literal["quadrants", "circumplex", "euclid", "proximity"]
 VA_SCORINGS: tuple[VAScoring, ...] = ("quadrants", "circumplex", "euclid", "proximity")
 LabelTarget = Literal["position", "side"]
 LABEL_TARGETS: tuple[LabelTarget, ...] = ("position", "side")
+RatedFit = Literal["position", "affine"]
+RATED_FITS: tuple[RatedFit, ...] = ("position", "affine")
 
 
 @dataclass(frozen=True)
@@ -56,6 +58,8 @@ class TrainOptions:
     label_arousal_weight: float | None = None
     #: VA family: ``position`` or ``side`` (what a labelled text's NRC position teaches).
     label_target: str | None = None
+    #: VA family: ``position`` or ``affine`` (what EmoBank's ratings teach the text head).
+    rated_fit: str | None = None
 
     @property
     def family_name(self) -> str:
@@ -173,6 +177,9 @@ def train_model(
     if options.label_target is not None:
         target = _va_choice(fam.name, "label-target", options.label_target, LABEL_TARGETS)
         cfg = replace(cfg, label_target=cast(LabelTarget, target))
+    if options.rated_fit is not None:
+        fit = _va_choice(fam.name, "rated-fit", options.rated_fit, RATED_FITS)
+        cfg = replace(cfg, rated_fit=cast(RatedFit, fit))
     if options.va_proximity is not None and cfg.va_scoring != "proximity":
         raise InvalidInputError("--va-proximity needs --va-scoring proximity")
     if text_encoder is None:

@@ -532,6 +532,13 @@ class FamilyConfig:
     #: axis, a logistic loss at ``va_quadrant_sharpness``), so the labels fix the quadrant
     #: a situation report falls in while rated prose alone sets how far out a text reads.
     label_target: Literal["position", "side"] = "position"
+    #: What EmoBank's ratings (sentences and joined passages) teach the VA text head:
+    #: ``position`` (the stretched rating itself) or ``affine`` (the rating up to a scale
+    #: and an offset per axis learned with the head, :class:`~storycue.training.loop.
+    #: GroupAffine`): how prose ranks and spreads along each axis, not where the rated
+    #: scale's neutral point falls on the plane, which the labels and the lexicon's words
+    #: then decide.
+    rated_fit: Literal["position", "affine"] = "position"
     #: Weight of EmoBank's joined passages (source ``emobank-passages``); ``None``: the
     #: sentences' ``emobank_weight``.
     passage_weight: float | None = None

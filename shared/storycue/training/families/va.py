@@ -51,6 +51,12 @@ def text_regression_data(part: TextPart, config: FamilyConfig) -> RegressionData
     NRC positions: a word is rated on itself, like prose, but already spreads over the
     plane, so it is not stretched.
 
+    ``config.rated_fit == "affine"`` scores EmoBank's rows through a scale and an offset
+    per axis learned with the head (:class:`~storycue.training.loop.GroupAffine`): the
+    ratings then teach how prose ranks along each axis while the labels' and the words'
+    NRC positions alone place it on the plane (EmoBank's raters put most fiction above
+    their scale's neutral point, which pulled calm literary prose to aroused music).
+
     ``config.label_target == "side"`` keeps only the *side* of the neutral point of each
     labelled text's NRC position (a logistic loss, :class:`RegressionData.side`): the label
     still decides the quadrant, but no longer pulls every joy text to arousal .82 and every
@@ -73,7 +79,9 @@ def text_regression_data(part: TextPart, config: FamilyConfig) -> RegressionData
     if config.emobank_stretch != 1.0:
         y[emobank] = np.clip(VA_CENTRE + config.emobank_stretch * (y[emobank] - VA_CENTRE), 0, 1)
     side = ~(emobank | words) if config.label_target == "side" else None
-    return RegressionData(part.features[idx], y, w, side=side)
+    # rated_fit "affine": EmoBank's rows are one group met up to a learned affine map.
+    group = emobank.astype(np.int64) if config.rated_fit == "affine" else None
+    return RegressionData(part.features[idx], y, w, side=side, group=group)
 
 
 def music_va_targets(part: MusicPart, how: str) -> np.ndarray:
