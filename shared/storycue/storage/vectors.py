@@ -367,8 +367,8 @@ class CheckedVectorStore:
         order of ``vectors`` (every vector is checked before any is searched)."""
         check_top_k(top_k)
         queries = [as_vector(v, identity.dim) for v in vectors]
-        if not queries:
-            return []
+        if len(queries) <= 1:  # a one-scene search (the gateway's usual) stays one query
+            return [self._search(identity, q, top_k, flt) for q in queries]
         return self._search_batch(identity, queries, top_k, flt)
 
     def _create_or_verify(self, identity: ModelIdentity, distance: Distance) -> Distance:
