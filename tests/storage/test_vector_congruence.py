@@ -245,14 +245,14 @@ def test_reopen_after_close_keeps_data_and_identity(opener: Opener, tmp_path: Pa
         store.close()
 
 
-def test_same_neighbours_as_an_exact_scan(store: Any) -> None:
-    """Random vectors: both backends return the exact top-k, filtered or not."""
-    ident = ModelIdentity(name="congruence", version="1", dim=16)
-    rng = np.random.default_rng(7)
-    n = 500
+def _random_catalogues(
+    store: Any, ident: ModelIdentity, distance: str, rng: np.random.Generator, n: int, k: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` random points spread over catalogues 1..k-1, stored; their vectors and
+    catalogues."""
     vectors = rng.standard_normal((n, ident.dim)).astype(np.float32)
-    catalogues = rng.integers(1, 6, size=n)
-    store.ensure_collection(ident, "cosine")
+    catalogues = rng.integers(1, k, size=n)
+    store.ensure_collection(ident, distance)
     store.upsert(
         ident,
         [
@@ -264,6 +264,15 @@ def test_same_neighbours_as_an_exact_scan(store: Any) -> None:
             for i in range(n)
         ],
     )
+    return vectors, catalogues
+
+
+def test_same_neighbours_as_an_exact_scan(store: Any) -> None:
+    """Random vectors: both backends return the exact top-k, filtered or not."""
+    ident = ModelIdentity(name="congruence", version="1", dim=16)
+    rng = np.random.default_rng(7)
+    n = 500
+    vectors, catalogues = _random_catalogues(store, ident, "cosine", rng, n, 6)
     unit = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
     for q in rng.standard_normal((5, ident.dim)):
         scores = unit @ (q / np.linalg.norm(q))
@@ -283,21 +292,7 @@ def test_a_batch_of_searches_answers_each_query_as_one_search_would(store: Any) 
     across more queries than one backend batch holds, with and without a filter."""
     ident = ModelIdentity(name="congruence", version="1", dim=16)
     rng = np.random.default_rng(11)
-    n = 300
-    vectors = rng.standard_normal((n, ident.dim)).astype(np.float32)
-    catalogues = rng.integers(1, 4, size=n)
-    store.ensure_collection(ident, "dot")
-    store.upsert(
-        ident,
-        [
-            VectorPoint(
-                id=point_id_for(i),
-                vector=vectors[i],
-                payload={"track_id": i, "catalogue_id": int(catalogues[i])},
-            )
-            for i in range(n)
-        ],
-    )
+    _random_catalogues(store, ident, "dot", rng, 300, 4)
     queries = rng.standard_normal((150, ident.dim)).astype(np.float32)  # > one batch of 64
     for flt in (None, SearchFilter(catalogue_ids=[2])):
         batch = store.search_batch(ident, queries, top_k=5, flt=flt)
