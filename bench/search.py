@@ -16,6 +16,11 @@ one catalogue:
     store; its latency includes segmenting and encoding the story (the text encoder's
     forward dominates on CPU), the tenant's catalogue check and one search per segment.
 
+With ``--http`` the same requests also go to a real gateway process (``storycue serve``,
+one uvicorn worker, over loopback HTTP with keep-alive clients) on the same home once the
+largest size is stored: the in-process ``TestClient`` runs the client's request building and
+response parsing under the server's interpreter lock, which a deployed gateway does not.
+
 Reported: p50/p90/p99 latency per path, the speed-up of (a) over (b) at the median, and
 recall@k of (a) against (b) (HNSW is approximate). Insert time and, for Qdrant Edge, the
 HNSW build time are reported separately.
@@ -351,6 +356,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="also write a pyinstrument profile of the filtered API requests "
         "(<results-dir>/<name>-profile-<size>.txt; needs pyinstrument)",
     )
+    p.add_argument(
+        "--http",
+        action="store_true",
+        help="also time POST /v1/search against `storycue serve` in a process of its own "
+        "(one uvicorn worker, loopback HTTP) at the largest size",
+    )
     p.add_argument("--max-case-s", type=float, default=30.0, help="time cap per case, s (30)")
     p.add_argument(
         "--api",
@@ -367,6 +378,64 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if args.quick:
         args.sizes, args.queries, args.max_case_s, args.max_wait = "1000,3000", 30, 5.0, 0.0
     return args
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def measure_http(
+    settings_env: dict[str, str],
+    encoder_ms: Callable[[str], float],
+    filter_name: str,
+    n: int,
+    max_s: float,
+    clients: int,
+    log_path: Path,
+) -> dict[str, Any]:
+    """:func:`measure_api` against ``storycue serve`` (one uvicorn worker) started on
+    ``settings_env`` in a process of its own, through an ``httpx`` client over loopback
+    (connections kept alive, shared by the client threads). The server's start-up (model
+    load, warm-up) is waited for and not timed."""
+    import os
+    import subprocess
+
+    import httpx
+
+    port = free_port()
+    env = {**os.environ, **settings_env, "STORYCUE_SERVICE__AUTH_REQUIRED": "false"}
+    cmd = [sys.executable, "-c", "from storycue.cli import app; app()", "serve",
+           "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]  # fmt: skip
+    with log_path.open("w") as log_file:
+        proc = subprocess.Popen(cmd, env=env, stdout=log_file, stderr=subprocess.STDOUT)
+        try:
+            url = f"http://127.0.0.1:{port}"
+            deadline = time.monotonic() + 180
+            while True:
+                if proc.poll() is not None:
+                    raise RuntimeError(f"storycue serve exited with {proc.returncode}: {log_path}")
+                try:
+                    if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"storycue serve did not answer in 180 s: {log_path}")
+                time.sleep(0.5)
+            limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+            with httpx.Client(base_url=url, timeout=60, limits=limits) as client:
+                return measure_api(client, encoder_ms, filter_name, n, max_s, clients=clients)
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
 
 
 def api_available() -> bool:
@@ -403,6 +472,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             res: dict[str, Any] = {"sizes": {}}
             client: Any = None
             context: Any = None
+            api_model: Any = None
             if use_api:
                 from fastapi.testclient import TestClient
 
@@ -427,6 +497,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 store = open_store(backend, home)
                 store.ensure_collection(identity, distance)
                 cat_ids = list(range(1, args.catalogues + 1))
+
+            def encode_ms(text: str, m: Any = api_model) -> float:
+                """The bare text path of the API's model on one story, ms."""
+                t0 = time.perf_counter()
+                m.embed_text([text])
+                return 1000.0 * (time.perf_counter() - t0)
+
             meta = payloads(max(sizes), cat_ids, args.seed)
             cats_all = np.asarray([m["catalogue_id"] for m in meta])
             filter_cat = cat_ids[len(cat_ids) // 2]
@@ -452,12 +529,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                         ),
                     }
                     if client is not None:
-
-                        def encode_ms(text: str, m: Any = api_model) -> float:
-                            t0 = time.perf_counter()
-                            m.embed_text([text])
-                            return 1000.0 * (time.perf_counter() - t0)
-
                         case["api"] = measure_api(
                             client,
                             encode_ms,
@@ -483,6 +554,23 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                     close_vector_stores()
                 else:
                     store.close()
+            if client is not None and args.http:
+                # The stores are closed: the gateway process opens them itself.
+                largest = str(max(sizes))
+                print(f"  {largest}: POST /v1/search through storycue serve", file=sys.stderr)
+                res["sizes"][largest]["http"] = measure_http(
+                    {
+                        "STORYCUE_HOME": str(home),
+                        "STORYCUE_VECTOR_BACKEND": backend,
+                        "STORYCUE_EMOTION_MODEL": str(checkpoint),
+                    },
+                    encode_ms,
+                    f"bench-{cat_ids.index(filter_cat)}",
+                    args.queries,
+                    args.max_case_s,
+                    args.clients,
+                    Path(tmp) / f"serve-{backend}.log",
+                )
             results_backends[backend] = res
 
     results: dict[str, Any] = {
@@ -497,6 +585,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "top_k": args.top_k,
             "max_case_s": args.max_case_s,
             "api": use_api,
+            "http": bool(use_api and args.http),
             "quick": args.quick,
             "vectors": "synthetic: clustered in [0,1]^d for d <= 8, else near a 16-d subspace",
             "metadata": "catalogues created and the model registered through the tenancy and "
@@ -523,11 +612,12 @@ def print_report(r: dict[str, Any]) -> None:
                     f"{s['exact_numpy_scan']['p50_ms']:8.3f} ms | ×{s['speedup_p50']} | "
                     f"recall {rec}"
                 )
-            for label, s in (case.get("api") or {}).items():
-                print(
-                    f"{backend} {size:>7} api {label:<19} p50 {s['p50_ms']:8.2f} ms "
-                    f"p99 {s['p99_ms']:8.2f} ms"
-                )
+            for where in ("api", "http"):
+                for label, s in (case.get(where) or {}).items():
+                    print(
+                        f"{backend} {size:>7} {where} {label:<19} p50 {s['p50_ms']:8.2f} ms "
+                        f"p99 {s['p99_ms']:8.2f} ms"
+                    )
 
 
 def summary_section(r: dict[str, Any]) -> list[str]:
@@ -563,20 +653,24 @@ def summary_section(r: dict[str, Any]) -> list[str]:
             ins = case["insert"]
             build = f", index build {ins['index_build_s']:.1f} s" if "index_build_s" in ins else ""
             inserts.append(f"{backend} {int(size):,}: upsert {ins['upsert_s']:.1f} s{build}")
-            for label, a in (case.get("api") or {}).items():
-                api_rows.append(
-                    f"| {backend} | {int(size):,} | {label.replace('_', ' ')} | "
-                    f"{fmt(a['p50_ms'])} | {fmt(a['p90_ms'])} | {fmt(a['p99_ms'])} |"
-                )
+            for where, how in (("api", "in process"), ("http", "`storycue serve`, HTTP")):
+                for label, a in (case.get(where) or {}).items():
+                    rps = a.get("requests_per_s")
+                    api_rows.append(
+                        f"| {backend} | {int(size):,} | {how} | {label.replace('_', ' ')} | "
+                        f"{fmt(a['p50_ms'])} | {fmt(a['p90_ms'])} | {fmt(a['p99_ms'])} | "
+                        f"{fmt(rps, 0)} |"
+                    )
     if api_rows:
         lines += [
             "",
-            "`POST /v1/search` in process (one-sentence stories, top 10; the latency includes "
-            "segmenting and encoding the story, whose encoder forward alone is the last row "
-            "of each size):",
+            "`POST /v1/search` (one-sentence stories, top 10; the latency includes segmenting "
+            "and encoding the story, whose encoder forward alone is the last row of each "
+            "group), in process through the `TestClient` and, with `--http`, against a "
+            "gateway process of its own (one uvicorn worker) over loopback HTTP:",
             "",
-            "| backend | tracks | request | p50 | p90 | p99 |",
-            "|---|---:|---|---:|---:|---:|",
+            "| backend | tracks | gateway | request | p50 | p90 | p99 | requests/s |",
+            "|---|---:|---|---|---:|---:|---:|---:|",
             *api_rows,
         ]
     lines += [

@@ -73,7 +73,7 @@ def test_text_quick(bench: Any, tmp_path: Path) -> None:
 
 
 def test_search_quick(bench: Any, tmp_path: Path) -> None:
-    r = bench("search").main(["--quick", "--results-dir", str(tmp_path)])
+    r = bench("search").main(["--quick", "--http", "--results-dir", str(tmp_path)])
     assert json.loads((tmp_path / "search.json").read_text())["config"] == r["config"]
     shipped = checkpoint_info(resolve_checkpoint("va-regression"))
     assert r["config"]["sizes"] == [1000, 3000]
@@ -92,6 +92,13 @@ def test_search_quick(bench: Any, tmp_path: Path) -> None:
         assert case["matching_points"] == int(size) // 10
         if r["config"]["api"]:
             assert _positive(sizes[size]["api"]["catalogue_filter"]["p99_ms"])
+    if r["config"]["api"]:  # --http: the same requests to a gateway process of its own
+        http = sizes["3000"]["http"]
+        assert _positive(http["catalogue_filter"]["p99_ms"])
+        assert _positive(http["catalogue_filter_8_clients"]["requests_per_s"])
+        assert "| qdrant-edge | 3,000 | `storycue serve`, HTTP | catalogue filter |" in _summary(
+            tmp_path
+        )
     assert "| qdrant-edge | 3,000 | catalogue filter |" in _summary(tmp_path)
 
 
