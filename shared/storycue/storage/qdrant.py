@@ -58,6 +58,17 @@ _UPSERT_BATCH = 256
 
 #: Queries per ``query_batch_points`` call of :meth:`QdrantVectorStore.search_batch`.
 _QUERY_BATCH = 64
+
+
+def _hits(points: Sequence[qm.ScoredPoint], distance: Distance) -> list[VectorHit]:
+    return [
+        VectorHit(
+            id=str(p.id), score=float(p.score), payload=dict(p.payload or {}), distance=distance
+        )
+        for p in points
+    ]
+
+
 _TO_QDRANT: dict[Distance, qm.Distance] = {
     "cosine": qm.Distance.COSINE,
     "euclid": qm.Distance.EUCLID,
@@ -333,12 +344,7 @@ class QdrantVectorStore(CheckedVectorStore):
                 with_payload=True,
                 with_vectors=False,
             )
-        return [
-            VectorHit(
-                id=str(p.id), score=float(p.score), payload=dict(p.payload or {}), distance=distance
-            )
-            for p in response.points
-        ]
+        return _hits(response.points, distance)
 
     def _search_batch(
         self,
@@ -360,18 +366,7 @@ class QdrantVectorStore(CheckedVectorStore):
             with self._use() as client:
                 distance = self._verify(client, identity)
                 responses = client.query_batch_points(identity.collection_name, requests=requests)
-            out.extend(
-                [
-                    VectorHit(
-                        id=str(p.id),
-                        score=float(p.score),
-                        payload=dict(p.payload or {}),
-                        distance=distance,
-                    )
-                    for p in response.points
-                ]
-                for response in responses
-            )
+            out.extend(_hits(response.points, distance) for response in responses)
         return out
 
     def delete(self, identity: ModelIdentity, ids: Sequence[str]) -> None:
