@@ -84,10 +84,6 @@ METADATA_SCHEMA = 1
 #: Default HNSW beam width at query time (Qdrant's own default is the graph's ef_construct).
 DEFAULT_HNSW_EF = 128
 _UPSERT_BATCH = 1024
-#: Queries per planned batch of :meth:`EdgeVectorStore.search_batch`: the store's lock is
-#: held for one batch (about 15 ms at 10k points), so a search of another thread waits
-#: at most that long behind a bulk chunk's searches.
-_QUERY_BATCH = 64
 _TMP_PREFIX = ".creating-"
 
 _TO_EDGE: dict[Distance, qe.Distance] = {
@@ -447,22 +443,14 @@ class EdgeVectorStore(CheckedVectorStore):
         top_k: int,
         flt: SearchFilter | None,
     ) -> list[list[VectorHit]]:
-        # One planned batch per _QUERY_BATCH queries (the shard's query_batch: about a
-        # third of the CPU of one query() call each at 10k points), the filter built once.
+        # One planned batch (the shard's query_batch: about a third of the CPU of one
+        # query() call each at 10k points), the filter built once.
         edge_filter = build_edge_filter(flt)
-        out: list[list[VectorHit]] = []
-        for start in range(0, len(queries), _QUERY_BATCH):
-            batch = qe.QueryBatchRequest(
-                [
-                    self._request(q, top_k, edge_filter)
-                    for q in queries[start : start + _QUERY_BATCH]
-                ]
-            )
-            with self._use():
-                shard, distance = self._verify(identity)
-                results = shard.query_batch(batch)
-            out.extend(self._hits(points, distance) for points in results)
-        return out
+        batch = qe.QueryBatchRequest([self._request(q, top_k, edge_filter) for q in queries])
+        with self._use():
+            shard, distance = self._verify(identity)
+            results = shard.query_batch(batch)
+        return [self._hits(points, distance) for points in results]
 
     def delete(self, identity: ModelIdentity, ids: Sequence[str]) -> None:
         """Delete points by id; unknown ids are ignored."""

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, cast, get_args
 
-from sqlalchemy import Engine, and_, func, insert, or_, select, update
+from sqlalchemy import Engine, Select, and_, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -770,18 +770,21 @@ class JobStore:
             .join(JobRow, JobRow.id == JobResultRow.job_id)
             .where(JobResultRow.job_id == job_id, JobRow.tenant == tenant)
         )
-        done: set[int] = set()
         with self._session() as s:
             if indexes is None:
-                done.update(int(i) for i in s.scalars(stmt))
-            else:
-                wanted = sorted(set(indexes))
-                for i in range(0, len(wanted), 500):
-                    chunk = wanted[i : i + 500]
-                    done.update(
-                        int(x) for x in s.scalars(stmt.where(JobResultRow.item_index.in_(chunk)))
-                    )
-        return done
+                return {int(i) for i in s.scalars(stmt)}
+            return self._indexes_in(s, stmt, indexes)
+
+    @staticmethod
+    def _indexes_in(s: Session, stmt: Select[Any], indexes: Iterable[int]) -> set[int]:
+        """The item indexes ``stmt`` selects among ``indexes``, asked :data:`_IN_CHUNK` at a
+        time."""
+        wanted = sorted(set(indexes))
+        found: set[int] = set()
+        for i in range(0, len(wanted), _IN_CHUNK):
+            chunk = wanted[i : i + _IN_CHUNK]
+            found.update(int(x) for x in s.scalars(stmt.where(JobResultRow.item_index.in_(chunk))))
+        return found
 
     def record_result(
         self,
@@ -865,17 +868,8 @@ class JobStore:
         try:
             with self._session() as s:
                 self._running(s, tenant, job_id, what)
-                existing: set[int] = set()
-                for i in range(0, len(indexes), _IN_CHUNK):
-                    chunk = indexes[i : i + _IN_CHUNK]
-                    existing.update(
-                        int(x)
-                        for x in s.scalars(
-                            select(JobResultRow.item_index).where(
-                                JobResultRow.job_id == job_id, JobResultRow.item_index.in_(chunk)
-                            )
-                        )
-                    )
+                stmt = select(JobResultRow.item_index).where(JobResultRow.job_id == job_id)
+                existing = self._indexes_in(s, stmt, indexes)
                 fresh = [it for it in items if it.index not in existing]
                 if fresh:
                     s.execute(

@@ -56,9 +56,6 @@ METADATA_KEY = "storycue"
 METADATA_SCHEMA = 1
 _UPSERT_BATCH = 256
 
-#: Queries per ``query_batch_points`` call of :meth:`QdrantVectorStore.search_batch`.
-_QUERY_BATCH = 64
-
 
 def _hits(points: Sequence[qm.ScoredPoint], distance: Distance) -> list[VectorHit]:
     return [
@@ -353,21 +350,18 @@ class QdrantVectorStore(CheckedVectorStore):
         top_k: int,
         flt: SearchFilter | None,
     ) -> list[list[VectorHit]]:
-        # One query_batch_points call (one round trip to a server) per _QUERY_BATCH queries.
+        # One query_batch_points call: one round trip to a server.
         query_filter = build_filter(flt)
-        out: list[list[VectorHit]] = []
-        for start in range(0, len(queries), _QUERY_BATCH):
-            requests = [
-                qm.QueryRequest(
-                    query=q, filter=query_filter, limit=top_k, with_payload=True, with_vector=False
-                )
-                for q in queries[start : start + _QUERY_BATCH]
-            ]
-            with self._use() as client:
-                distance = self._verify(client, identity)
-                responses = client.query_batch_points(identity.collection_name, requests=requests)
-            out.extend(_hits(response.points, distance) for response in responses)
-        return out
+        requests = [
+            qm.QueryRequest(
+                query=q, filter=query_filter, limit=top_k, with_payload=True, with_vector=False
+            )
+            for q in queries
+        ]
+        with self._use() as client:
+            distance = self._verify(client, identity)
+            responses = client.query_batch_points(identity.collection_name, requests=requests)
+        return [_hits(response.points, distance) for response in responses]
 
     def delete(self, identity: ModelIdentity, ids: Sequence[str]) -> None:
         """Delete points by id; unknown ids are ignored."""

@@ -334,7 +334,13 @@ class VectorStore(Protocol):
 class CheckedVectorStore:
     """The checks every backend makes before it touches its store: a collection's distance
     (and that an existing collection uses the one asked for), ``top_k`` and the query
-    vector's length. A backend implements :meth:`_create_or_verify` and :meth:`_search`."""
+    vector's length. A backend implements :meth:`_create_or_verify` and :meth:`_search`
+    (and :meth:`_search_batch` where it has a batch API)."""
+
+    #: Queries per :meth:`_search_batch` call of :meth:`search_batch`: a backend holds its
+    #: lock (Qdrant Edge: about 15 ms at 10k points) or a server round trip for one batch,
+    #: so a search of another thread waits at most that long behind a bulk chunk's searches.
+    query_batch: int = 64
 
     def ensure_collection(self, identity: ModelIdentity, distance: Distance) -> None:
         """Create ``identity``'s collection, or check the existing one.
@@ -369,7 +375,12 @@ class CheckedVectorStore:
         queries = [as_vector(v, identity.dim) for v in vectors]
         if len(queries) <= 1:  # a one-scene search (the gateway's usual) stays one query
             return [self._search(identity, q, top_k, flt) for q in queries]
-        return self._search_batch(identity, queries, top_k, flt)
+        out: list[list[VectorHit]] = []
+        for start in range(0, len(queries), self.query_batch):
+            out.extend(
+                self._search_batch(identity, queries[start : start + self.query_batch], top_k, flt)
+            )
+        return out
 
     def _create_or_verify(self, identity: ModelIdentity, distance: Distance) -> Distance:
         """Create the collection when it is missing; the distance it uses."""
@@ -382,8 +393,9 @@ class CheckedVectorStore:
         top_k: int,
         flt: SearchFilter | None,
     ) -> list[list[VectorHit]]:
-        """The nearest points to each checked query (a backend with a batch API overrides
-        this; the default searches one query at a time)."""
+        """The nearest points to each of at most :attr:`query_batch` checked queries (a
+        backend with a batch API overrides this with one call; the default searches one
+        query at a time)."""
         return [self._search(identity, q, top_k, flt) for q in queries]
 
     def _search(
