@@ -162,6 +162,14 @@ def match(
     ] = None,
     top_k: Annotated[int, typer.Option("--top-k", "-k", min=1, help="Tracks per segment.")] = 5,
     catalogue: Annotated[str | None, typer.Option(help="Only tracks of this catalogue.")] = None,
+    distinct: Annotated[
+        bool,
+        typer.Option(
+            "--distinct/--repeats",
+            help="Cue each track at most once in the sheet (a later scene gets its best "
+            "tracks not cued before it), or let scenes that read alike share tracks.",
+        ),
+    ] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print the cue sheet as JSON.")] = False,
 ) -> None:
     """Match a story (any length) to music: a cue sheet with top-k tracks per scene."""
@@ -172,7 +180,7 @@ def match(
         if (text is None) == (file is None):
             raise InvalidInputError("give the story either as TEXT or with --file, not both")
         story = read_story_file(file, settings.limits.max_story_chars * 4) if file else str(text)
-        sheet = Engine(settings).match(story, top_k=top_k, catalogue=catalogue)
+        sheet = Engine(settings).match(story, top_k=top_k, catalogue=catalogue, distinct=distinct)
     except StorycueError as exc:
         raise _fail(exc) from exc
     if json_out:
@@ -281,6 +289,7 @@ def demo(
             file=None,
             top_k=top_k,
             catalogue="demo-synthetic" if synthetic else "demo",
+            distinct=True,
             json_out=False,
         )
     url = f"http://{settings.service.host}:{settings.service.port}/studio"

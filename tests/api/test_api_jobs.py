@@ -110,13 +110,14 @@ def test_jsonl_upload(gateway: Gateway) -> None:
     r = gateway.client.post(
         "/v1/jobs/match/upload",
         files={"file": ("stories.jsonl", io.BytesIO(lines.encode()), "application/x-ndjson")},
-        data={"top_k": "1", "tags": "happy,dark"},
+        data={"top_k": "1", "tags": "happy,dark", "distinct": "true"},
         headers=gateway.h("a"),
     )
     assert r.status_code == 202, r.text
     job = gateway.wait("a", r.json()["id"])
     assert job["state"] == "succeeded" and job["progress"]["total"] == 4
     assert job["params"]["tags"] == ["happy", "dark"]
+    assert job["params"]["distinct"] is True
     res = gateway.client.get(f"/v1/jobs/{job['id']}/results", headers=gateway.h("a")).json()
     assert res["results"][3]["result"]["id"] == "7"
     titles = {

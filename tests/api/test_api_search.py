@@ -39,14 +39,38 @@ def test_search_returns_a_cue_sheet_per_segment(gateway: Gateway) -> None:
 
 def test_search_matches_the_embedded_engine(gateway: Gateway) -> None:
     rt = gateway.context
-    body = {"text": STORY, "top_k": 3, "catalogue": "mix"}
-    r = gateway.client.post("/v1/search", json=body, headers=gateway.h("default"))
-    assert r.status_code == 200, r.text
     engine = Engine(
         gateway.settings, model=rt.load_model(), metadata=rt.metadata, vectors=rt.vectors
     )
-    expected = engine.match(STORY, top_k=3, catalogue="mix")
-    assert r.json() == expected.model_dump(mode="json")
+    for distinct in (False, True):
+        body = {"text": STORY, "top_k": 3, "catalogue": "mix", "distinct": distinct}
+        r = gateway.client.post("/v1/search", json=body, headers=gateway.h("default"))
+        assert r.status_code == 200, r.text
+        expected = engine.match(STORY, top_k=3, catalogue="mix", distinct=distinct)
+        assert r.json() == expected.model_dump(mode="json")
+
+
+def test_a_distinct_search_cues_each_track_once(gateway: Gateway) -> None:
+    h = gateway.h("a")
+    plain = gateway.client.post(
+        "/v1/search", json={"text": STORY, "top_k": 3, "catalogue": "a-only"}, headers=h
+    )
+    assert plain.status_code == 200, plain.text
+    ranked = [[t["track_id"] for t in s["tracks"]] for s in plain.json()["segments"]]
+    assert plain.json()["distinct"] is False
+    assert all(len(r) == 3 for r in ranked), "the catalogue's three tracks in every scene"
+    body = {"text": STORY, "top_k": 2, "catalogue": "a-only", "distinct": True}
+    r = gateway.client.post("/v1/search", json=body, headers=h)
+    assert r.status_code == 200, r.text
+    sheet = r.json()
+    assert sheet["distinct"] is True
+    ids = [[t["track_id"] for t in s["tracks"]] for s in sheet["segments"]]
+    # The first scene its best two; the second the one track left, at rank 1.
+    assert ids[0] == ranked[0][:2]
+    assert ids[1] == [t for t in ranked[1] if t not in ids[0]]
+    assert [t["rank"] for t in sheet["segments"][1]["tracks"]] == [1]
+    bad = gateway.client.post("/v1/search", json={**body, "distinct": "yes"}, headers=h)
+    assert bad.status_code == 422
 
 
 def test_search_filters(gateway: Gateway) -> None:

@@ -186,6 +186,38 @@ def test_chunk_embedded_in_one_call_gives_the_same_results(
                 assert abs(ns["emotion"][k] - rs["emotion"][k]) <= 1e-5
 
 
+def test_a_distinct_match_job_cues_each_track_once_per_story(
+    env: tuple[Settings, ProcessContext, list[Path]],
+) -> None:
+    """``distinct`` holds per cue sheet: a story never repeats a track, stories of one chunk
+    may share tracks, and each sheet equals the story matched alone."""
+    settings, rt, clips = env
+    _ingest(settings, rt, "t1", clips)
+    two_scenes = "\n\n".join(text for _, text in STORIES[:4]) + "\n\n" + STORIES[5][1] * 3
+    stories = [("a", two_scenes), ("b", two_scenes), ("c", STORIES[0][1])]
+    params = MatchParams(top_k=2, catalogue="music", distinct=True)
+    job = submit_match(rt, "t1", stories, params, settings)
+    run_match_items(job.id, [0, 1, 2], settings)
+    assert rt.jobs.require("t1", job.id).state == "succeeded"
+    results, _ = rt.jobs.results("t1", job.id, limit=10)
+    scope = search_scope(rt, "t1", MatchOptions(top_k=2, catalogue="music", distinct=True))
+    sheets = [r.result["cue_sheet"] for r in results]
+    for (_, text), sheet in zip(stories, sheets, strict=True):
+        assert sheet["distinct"] is True
+        ids = [t["track_id"] for seg in sheet["segments"] for t in seg["tracks"]]
+        assert len(ids) == len(set(ids))
+        (alone,) = match_texts(
+            scope.model, rt.vectors, [text], top_k=2, flt=scope.flt, catalogue="music",
+            max_chars=settings.limits.max_story_chars, distinct=True,
+        )  # fmt: skip
+        assert isinstance(alone, CueSheet)
+        assert [[t["track_id"] for t in seg["tracks"]] for seg in sheet["segments"]] == [
+            [t.track_id for t in seg.tracks] for seg in alone.segments
+        ]
+    assert len(sheets[0]["segments"]) >= 2
+    assert sheets[0]["segments"] == sheets[1]["segments"], "the same story, the same sheet"
+
+
 def test_cancel_between_batches(env: tuple[Settings, ProcessContext, list[Path]]) -> None:
     settings, rt, clips = env
     _ingest(settings, rt, "t1", clips[:2])

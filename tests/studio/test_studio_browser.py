@@ -153,6 +153,23 @@ def test_a_story_becomes_a_cue_sheet_that_plays(browser: Any, studio: Studio) ->
     browser.find_element("id", "scene-1").click()
     assert "active" in (browser.find_element("id", "scene-text-1").get_attribute("class") or "")
     browser.save_screenshot(str(ARTIFACTS / "studio-cue-sheet.png"))
+    # "No track twice": the same story again, with every track of the 5-track catalogue cued
+    # at most once (3 + 2 tracks, the third scene left without).
+    plain = browser.execute_script(
+        "return [...document.querySelectorAll('#scenes .scene')].map("
+        "s => s.querySelectorAll('.track').length)"
+    )
+    browser.find_element("id", "distinct").click()
+    browser.find_element("id", "cue").click()
+    counts = _wait(
+        browser,
+        "(() => { const n = [...document.querySelectorAll('#scenes .scene')].map("
+        "s => s.querySelectorAll('.track').length); return n.join() === '3,2,0' && n; })()",
+    )
+    assert plain == [3, 3, 3] and counts == [3, 2, 0]
+    left = browser.find_element("css selector", "#scene-2 .tracks li.none").text
+    assert "every matching track is cued in an earlier scene" in left
+    browser.save_screenshot(str(ARTIFACTS / "studio-cue-sheet-distinct.png"))
 
 
 def test_the_mood_map_plays_a_clicked_track(browser: Any, studio: Studio) -> None:

@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from storycue.jobs.params import MatchParams, SearchFilters, Tag, TopK
+from storycue.jobs.params import Distinct, MatchParams, SearchFilters, Tag, TopK
 from storycue.storage.jobs import Job, JobKind, JobResult, JobState
 from storycue.storage.records import Catalogue, Track
 from storycue.storage.tenancy import TrackSource
@@ -46,6 +46,7 @@ class SearchRequest(SearchFilters):
         description="The story (any length up to limits.max_story_chars; not only blanks).",
     )
     top_k: TopK = Field(default=5, description="Tracks per segment (<= limits.max_top_k).")
+    distinct: Distinct = False
 
 
 # ---- jobs -----------------------------------------------------------------------------------

@@ -30,6 +30,8 @@ class MatchOptions:
     min_duration_s: float | None = None
     max_duration_s: float | None = None
     tags: tuple[str, ...] | None = None
+    #: Cue each track at most once per cue sheet (:func:`~storycue.pipeline.match.distinct_hits`).
+    distinct: bool = False
 
 
 @dataclass(frozen=True)
@@ -103,6 +105,7 @@ def search(context: ProcessContext, tenant: str, text: str, options: MatchOption
         flt=scope.flt,
         catalogue=scope.catalogue,
         max_chars=limits.max_story_chars,
+        distinct=options.distinct,
     )
     if isinstance(sheet, StorycueError):
         raise sheet

@@ -41,6 +41,15 @@ Seconds = Annotated[float, Field(ge=0, le=86_400), BeforeValidator(_number)]
 #: Integer fields of request bodies, their bounds inside the type (so that the OpenAPI
 #: schema states them as minimum/maximum) and only JSON integers accepted.
 TopK = Annotated[int, Field(ge=1, strict=True), _WHOLE]
+#: Cue each track at most once in a story's cue sheet.
+Distinct = Annotated[
+    bool,
+    Field(
+        strict=True,
+        description="Cue each track at most once per cue sheet: scenes take their tracks in "
+        "story order, a later scene its best tracks not cued by an earlier one.",
+    ),
+]
 Seed = Annotated[int, Field(ge=0, le=2**31 - 1, strict=True), _WHOLE]
 Epochs = Annotated[int, Field(ge=1, le=10_000, strict=True), _WHOLE]
 #: A row id in a request body: up to 2^53 - 1, the largest integer every JSON client
@@ -97,6 +106,7 @@ class MatchParams(SearchFilters):
     """A bulk match job: the stories are stored as the job's items."""
 
     top_k: TopK = Field(default=5, description="Tracks per segment (<= limits.max_top_k).")
+    distinct: Distinct = False
 
 
 class IngestParams(_Strict):

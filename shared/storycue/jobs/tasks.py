@@ -143,6 +143,7 @@ def run_match_items(
                 min_duration_s=params.min_duration_s,
                 max_duration_s=params.max_duration_s,
                 tags=tuple(params.tags) if params.tags else None,
+                distinct=params.distinct,
             ),
         )
     except StorycueError as exc:
@@ -167,6 +168,7 @@ def run_match_items(
             flt=scope.flt,
             catalogue=scope.catalogue,
             max_chars=s.limits.max_story_chars,
+            distinct=params.distinct,
         )
         results: list[ItemResult] = []
         for item, sheet in zip(items, sheets, strict=True):

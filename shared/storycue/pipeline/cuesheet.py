@@ -48,6 +48,11 @@ class CueSheet(BaseModel):
     model: dict[str, Any] = Field(description="name, version, dim, family, distance")
     catalogue: str | None = None
     story_chars: int
+    distinct: bool = Field(
+        default=False,
+        description="Whether each track was cued at most once in this sheet (later scenes "
+        "get their best tracks not cued by an earlier one).",
+    )
     segments: list[CueSegment]
 
     def preview(self, width: int = 70) -> str:

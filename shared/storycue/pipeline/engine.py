@@ -266,8 +266,10 @@ class Engine:
         min_duration_s: float | None = None,
         max_duration_s: float | None = None,
         tags_any: Iterable[str] | None = None,
+        distinct: bool = False,
     ) -> CueSheet:
-        """Segment ``text`` into scenes and return the top-k tracks for each."""
+        """Segment ``text`` into scenes and return the top-k tracks for each (with
+        ``distinct``, no track twice in the sheet)."""
         limits = self.settings.limits
         check_story(text, limits.max_story_chars)
         check_top_k(top_k, limits.max_top_k)
@@ -298,6 +300,7 @@ class Engine:
             flt=None if flt.is_empty else flt,
             catalogue=catalogue,
             max_chars=limits.max_story_chars,
+            distinct=distinct,
         )
         if isinstance(sheet, StorycueError):
             raise sheet

@@ -4,7 +4,8 @@ The CLI engine's :meth:`~storycue.pipeline.engine.Engine.match`, the gateway's s
 the bulk match jobs (:mod:`storycue.jobs.matching`) all build their cue sheets with
 :func:`match_texts`: each story is checked and segmented into scenes, every scene of every
 story is embedded in one pass of the text encoder (which batches them), then each scene
-is searched and read.
+is searched and read. With ``distinct``, a cue sheet cues each track at most once: scenes
+take their tracks in story order, a later scene its best tracks not cued before it.
 """
 
 from __future__ import annotations
@@ -66,6 +67,40 @@ def cue_track(rank: int, hit: VectorHit) -> CueTrack:
     )
 
 
+def _track_key(hit: VectorHit) -> int:
+    return int(hit.payload["track_id"])
+
+
+def distinct_hits(
+    model: EmotionModel,
+    vectors: VectorStore,
+    embedded: np.ndarray,
+    found: Sequence[Sequence[VectorHit]],
+    *,
+    top_k: int,
+    fetched: int,
+    flt: SearchFilter | None,
+) -> list[list[VectorHit]]:
+    """Each scene's top-k tracks, none cued by an earlier scene of the same story.
+
+    ``found`` holds each scene's first ``fetched`` hits. A scene that runs short of unused
+    tracks among them (and may have more) is searched again for ``top_k`` plus the number
+    of tracks already cued, which is enough for ``top_k`` unused ones whenever the
+    catalogue has them; a scene gets fewer only when the filtered catalogue runs out.
+    """
+    used: set[int] = set()
+    out: list[list[VectorHit]] = []
+    for vec, hits in zip(embedded, found, strict=True):
+        fresh = [h for h in hits if _track_key(h) not in used]
+        if len(fresh) < top_k and len(hits) >= fetched:
+            (hits,) = vectors.search_batch(model.identity, vec[None, :], top_k + len(used), flt)
+            fresh = [h for h in hits if _track_key(h) not in used]
+        chosen = fresh[:top_k]
+        used.update(_track_key(h) for h in chosen)
+        out.append(chosen)
+    return out
+
+
 def model_description(model: EmotionModel) -> dict[str, Any]:
     """What a cue sheet records of the model that made it."""
     info = model.info
@@ -81,8 +116,10 @@ def match_texts(
     flt: SearchFilter | None,
     catalogue: str | None,
     max_chars: int,
+    distinct: bool = False,
 ) -> list[CueSheet | StorycueError]:
-    """Cue sheets of ``texts`` (or, per story, the error that story caused)."""
+    """Cue sheets of ``texts`` (or, per story, the error that story caused); with
+    ``distinct``, no track twice in one cue sheet (:func:`distinct_hits`)."""
     encoder = model.text_encoder
     segmented: list[list[Segment] | StorycueError] = []
     for text in texts:
@@ -100,9 +137,11 @@ def match_texts(
     else:
         embedded = np.zeros((0, model.identity.dim), np.float32)
     # Every segment's search in one call: a backend with a batch API plans them together
-    # (Qdrant Edge: a third of the CPU of one search per segment).
+    # (Qdrant Edge: a third of the CPU of one search per segment). A distinct cue sheet
+    # fetches twice as many, so that most scenes find their unused tracks in one search.
+    fetched = 2 * top_k if distinct else top_k
     with time_stage("search"):
-        found = vectors.search_batch(model.identity, embedded, top_k, flt) if flat else []
+        found = vectors.search_batch(model.identity, embedded, fetched, flt) if flat else []
     described = model_description(model)
     out: list[CueSheet | StorycueError] = []
     pos = 0
@@ -110,11 +149,14 @@ def match_texts(
         if not isinstance(story, list):
             out.append(story)
             continue
+        n = len(story)
+        scene_hits: Sequence[Sequence[VectorHit]] = found[pos : pos + n]
+        if distinct:
+            with time_stage("search"):
+                scene_hits = distinct_hits(model, vectors, embedded[pos : pos + n], scene_hits,
+                                           top_k=top_k, fetched=fetched, flt=flt)  # fmt: skip
         cue_segments: list[CueSegment] = []
-        for seg in story:
-            vec = embedded[pos]
-            hits = found[pos]
-            pos += 1
+        for seg, vec, hits in zip(story, embedded[pos : pos + n], scene_hits, strict=True):
             reading = model.read(vec)
             cue_segments.append(
                 CueSegment(
@@ -127,11 +169,13 @@ def match_texts(
                     tracks=[cue_track(r + 1, h) for r, h in enumerate(hits)],
                 )
             )
+        pos += n
         out.append(
             CueSheet(
                 model=dict(described),
                 catalogue=catalogue,
                 story_chars=len(text),
+                distinct=distinct,
                 segments=cue_segments,
             )
         )

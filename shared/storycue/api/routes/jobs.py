@@ -127,6 +127,9 @@ def post_match_upload(
     min_duration_s: Annotated[float | None, Form(ge=0, le=86_400)] = None,
     max_duration_s: Annotated[float | None, Form(ge=0, le=86_400)] = None,
     tags: Annotated[str | None, Form(description="Comma-separated tags.")] = None,
+    distinct: Annotated[
+        bool, Form(description="Cue each track at most once per cue sheet.")
+    ] = False,
 ) -> JobOut:
     """Like ``POST /v1/jobs/match`` with the stories in an uploaded JSON-lines file
     (up to ``service.max_upload_bytes``)."""
@@ -138,6 +141,7 @@ def post_match_upload(
             min_duration_s=min_duration_s,
             max_duration_s=max_duration_s,
             tags=tag_list or None,
+            distinct=distinct,
         )
     except ValidationError as exc:
         raise InvalidInputError(

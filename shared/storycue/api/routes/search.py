@@ -20,7 +20,7 @@ def post_search(
 ) -> CueSheet:
     """Segment the story into scenes and return the top-k tracks of each scene, searched
     in one of your catalogues (``catalogue``) or all of them, with optional duration and
-    tag filters."""
+    tag filters; with ``distinct``, no track is cued twice in the sheet."""
     if body.top_k > settings.limits.max_top_k:
         raise InvalidInputError(
             f"top_k must be between 1 and {settings.limits.max_top_k}",
@@ -32,5 +32,6 @@ def post_search(
         min_duration_s=body.min_duration_s,
         max_duration_s=body.max_duration_s,
         tags=tuple(body.tags) if body.tags else None,
+        distinct=body.distinct,
     )
     return search(rt, tenant, body.text, options)

@@ -111,7 +111,7 @@ async function cueStory(event) {
   say("Reading the story and searching the catalogue…");
   const started = performance.now();
   try {
-    const body = { text, top_k: Number($("#top-k").value) || 3 };
+    const body = { text, top_k: Number($("#top-k").value) || 3, distinct: $("#distinct").checked };
     if ($("#catalogue").value) body.catalogue = $("#catalogue").value;
     const sheet = await apiJSON("/v1/search", body);
     const ids = [...new Set(sheet.segments.flatMap((s) => s.tracks.map((t) => t.track_id)))];
@@ -163,6 +163,11 @@ function renderSheet(sheet, text, links) {
           "compare it within a scene (it can fall below 0)", text: "score " + t.score.toFixed(3) +
           (t.valence !== null && t.valence !== undefined ? " · V " + fmt(t.valence) + " A " + fmt(t.arousal) : "") }),
         audio));
+    }
+    if (!seg.tracks.length) {
+      tracks.append(el("li", { class: "none", text: sheet.distinct
+        ? "No track left: every matching track is cued in an earlier scene (untick “No track twice” to share them)."
+        : "No matching track in this catalogue." }));
     }
     const card = el("li", { class: "scene", id: "scene-" + seg.index, tabindex: "0",
       "data-scene": seg.index },
@@ -298,6 +303,7 @@ async function submitBulk(event) {
   const form = new FormData();
   form.append("file", file);
   form.append("top_k", String(Number($("#top-k").value) || 3));
+  form.append("distinct", String($("#distinct").checked));
   if ($("#catalogue").value) form.append("catalogue", $("#catalogue").value);
   const progress = $("#bulk-progress");
   const status = $("#bulk-status");
