@@ -143,6 +143,24 @@ def test_distinct_sheet_cues_each_track_once_and_each_scene_its_best_unused(
     assert ids[0] == plain[0][:top_k]
 
 
+def test_a_top_up_search_asks_for_no_more_than_a_search_answers(
+    model: EmotionModel, store: EdgeVectorStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("storycue.pipeline.match.MAX_TOP_K", 30)
+    asked: list[int] = []
+    search_batch = store.search_batch
+
+    def counted(identity: ModelIdentity, queries: Any, k: int, flt: Any) -> Any:
+        asked.append(k)
+        return search_batch(identity, queries, k, flt)
+
+    monkeypatch.setattr(store, "search_batch", counted)
+    ids = _ids(_sheet(model, store, 13, distinct=True))
+    assert asked[0] == 26 and asked[1:] and max(asked[1:]) == 30  # not 13 + 26
+    flat = [t for scene in ids for t in scene]
+    assert len(flat) == len(set(flat))
+
+
 def test_distinct_sheet_respects_filters_and_runs_short_only_when_the_catalogue_does(
     model: EmotionModel, store: EdgeVectorStore
 ) -> None:

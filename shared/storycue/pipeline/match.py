@@ -20,7 +20,7 @@ from storycue.metrics import time_stage
 from storycue.models.emotion import EmotionModel
 from storycue.pipeline.cuesheet import CueEmotion, CueSegment, CueSheet, CueTrack
 from storycue.pipeline.segment import Segment, segment_story
-from storycue.storage.vectors import SearchFilter, VectorHit, VectorStore
+from storycue.storage.vectors import MAX_TOP_K, SearchFilter, VectorHit, VectorStore
 
 
 def check_story(text: str, max_chars: int) -> None:
@@ -86,14 +86,17 @@ def distinct_hits(
     ``found`` holds each scene's first ``fetched`` hits. A scene that runs short of unused
     tracks among them (and may have more) is searched again for ``top_k`` plus the number
     of tracks already cued, which is enough for ``top_k`` unused ones whenever the
-    catalogue has them; a scene gets fewer only when the filtered catalogue runs out.
+    catalogue has them; a scene gets fewer only when the filtered catalogue runs out, or
+    when more than a search's ``MAX_TOP_K`` hits would be needed (a story of over 100
+    scenes at top-k 100).
     """
     used: set[int] = set()
     out: list[list[VectorHit]] = []
     for vec, hits in zip(embedded, found, strict=True):
         fresh = [h for h in hits if _track_key(h) not in used]
         if len(fresh) < top_k and len(hits) >= fetched:
-            (hits,) = vectors.search_batch(model.identity, vec[None, :], top_k + len(used), flt)
+            k = min(top_k + len(used), MAX_TOP_K)
+            (hits,) = vectors.search_batch(model.identity, vec[None, :], k, flt)
             fresh = [h for h in hits if _track_key(h) not in used]
         chosen = fresh[:top_k]
         used.update(_track_key(h) for h in chosen)
