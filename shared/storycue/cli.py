@@ -294,7 +294,11 @@ def demo(
         out.print(
             f"\n[bold]{i}. {title}[/] ({first.author}, {first.year}; {len(scenes)} scenes, "
             "one paragraph each; "
-            + ("no track cued twice)" if distinct else f"tracks repeat: {tracks} in the catalogue)")
+            + (
+                "no track cued twice)"
+                if distinct
+                else f"tracks may repeat: {tracks} in the catalogue)"
+            )
         )
         match(
             text=story_text(scenes),

@@ -197,6 +197,12 @@ def test_a_distinct_match_job_cues_each_track_once_per_story(
     stories = [("a", two_scenes), ("b", two_scenes), ("c", STORIES[0][1])]
     params = MatchParams(top_k=2, catalogue="music", distinct=True)
     job = submit_match(rt, "t1", stories, params, settings)
+    assert job.params["distinct"] is True
+    # An ordinary job does not store it, so the previous release's workers, which refuse
+    # parameters they do not know, still run it during a rolling upgrade.
+    plain = submit_match(rt, "t1", stories[:1], MatchParams(top_k=2, catalogue="music"), settings)
+    assert "distinct" not in plain.params
+    assert MatchParams.model_validate(plain.params).distinct is False
     run_match_items(job.id, [0, 1, 2], settings)
     assert rt.jobs.require("t1", job.id).state == "succeeded"
     results, _ = rt.jobs.results("t1", job.id, limit=10)

@@ -89,10 +89,13 @@ def submit_match(
     catalogue_id = None
     if params.catalogue is not None:
         catalogue_id = rt.tenancy.catalogue(tenant, params.catalogue).id
+    # A job stores ``distinct`` only when it asks for it: workers of the previous release,
+    # which refuse unknown parameters, still run every ordinary job during a rolling upgrade.
+    stored = params.model_dump(mode="json", exclude=None if params.distinct else {"distinct"})
     return rt.jobs.create(
         tenant,
         "match",
-        params.model_dump(mode="json"),
+        stored,
         items=_checked_stories(stories, settings),
         catalogue_id=catalogue_id,
         limits=job_limits(settings),

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from storycue.errors import InvalidInputError, StorycueError
+from storycue.identity import ModelIdentity
 from storycue.metrics import time_stage
 from storycue.models.emotion import EmotionModel
 from storycue.pipeline.cuesheet import CueEmotion, CueSegment, CueSheet, CueTrack
@@ -72,7 +73,7 @@ def _track_key(hit: VectorHit) -> int:
 
 
 def distinct_hits(
-    model: EmotionModel,
+    identity: ModelIdentity,
     vectors: VectorStore,
     embedded: np.ndarray,
     found: Sequence[Sequence[VectorHit]],
@@ -96,7 +97,7 @@ def distinct_hits(
         fresh = [h for h in hits if _track_key(h) not in used]
         if len(fresh) < top_k and len(hits) >= fetched:
             k = min(top_k + len(used), MAX_TOP_K)
-            (hits,) = vectors.search_batch(model.identity, vec[None, :], k, flt)
+            (hits,) = vectors.search_batch(identity, vec[None, :], k, flt)
             fresh = [h for h in hits if _track_key(h) not in used]
         chosen = fresh[:top_k]
         used.update(_track_key(h) for h in chosen)
@@ -156,8 +157,15 @@ def match_texts(
         scene_hits: Sequence[Sequence[VectorHit]] = found[pos : pos + n]
         if distinct:
             with time_stage("search"):
-                scene_hits = distinct_hits(model, vectors, embedded[pos : pos + n], scene_hits,
-                                           top_k=top_k, fetched=fetched, flt=flt)  # fmt: skip
+                scene_hits = distinct_hits(
+                    model.identity,
+                    vectors,
+                    embedded[pos : pos + n],
+                    scene_hits,
+                    top_k=top_k,
+                    fetched=fetched,
+                    flt=flt,
+                )
         cue_segments: list[CueSegment] = []
         for seg, vec, hits in zip(story, embedded[pos : pos + n], scene_hits, strict=True):
             reading = model.read(vec)
