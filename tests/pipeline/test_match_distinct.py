@@ -48,8 +48,9 @@ def _scene_vectors(model: EmotionModel) -> np.ndarray:
 
 @pytest.fixture()
 def store(model: EmotionModel, tmp_path: Path) -> Iterator[EdgeVectorStore]:
-    """40 tracks: 10 near each scene's own vector and 10 far from every scene; the
-    serene scenes' neighbourhoods overlap, so a plain sheet repeats tracks."""
+    """40 tracks in 4 clusters of 10: around the first scene's vector, the second's, the
+    midpoint of the first and the third (the serene scenes share it, so a plain sheet
+    repeats tracks), and opposite the second; odd and even ids in two catalogues."""
     rng = np.random.default_rng(0)
     scenes = _scene_vectors(model)
     anchors = [scenes[0], scenes[1], scenes[0] * 0.5 + scenes[2] * 0.5, -scenes[1]]
