@@ -275,15 +275,15 @@ def demo(
         json_out=False,
     )
     from storycue.evaluation.stories import load_story_set, stories_of, story_text
-    from storycue.pipeline.engine import Engine
+    from storycue.storage.factory import open_metadata_store
 
     name = "demo-synthetic" if synthetic else "demo"
-    engine = Engine(settings)
+    metadata = open_metadata_store(settings)  # the catalogue's size only: no vector store
     try:
-        cat = engine.metadata.get_catalogue(name)
-        tracks = engine.metadata.count_tracks(cat.id) if cat is not None else 0
+        cat = metadata.get_catalogue(name)
+        tracks = metadata.count_tracks(cat.id) if cat is not None else 0
     finally:
-        engine.close()
+        metadata.close()
     stories = stories_of(load_story_set())
     for i, title in enumerate(DEMO_STORIES, start=2):
         scenes = stories[title]
